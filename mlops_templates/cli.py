@@ -1,0 +1,141 @@
+"""``mlops-templates``: build, lint and inspect the project's templates.
+
+Errors in the config or the templates are printed as one clear message, without a
+traceback, and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlops_templates import config as config_mod
+from mlops_templates import lint, naming, render, stacks
+from mlops_templates.errors import MlopsError
+
+DEFAULT_CONFIG = "mlops.yaml"
+DEFAULT_OUT = "templates"
+
+
+def _load(args: argparse.Namespace) -> config_mod.Config:
+    return config_mod.load(args.config, args.project_name)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    _load(args)
+    print(f"{args.config}: valid")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    files = render.render(cfg, args.stack or None)
+    for path in render.write(files, args.out):
+        print(path)
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 1 if ``--out`` differs from what the config renders now."""
+    cfg = _load(args)
+    files = render.render(cfg, args.stack or None)
+    changed = 0
+    for name, text in files.items():
+        path = Path(args.out) / name
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        if old != text:
+            changed += 1
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    old.splitlines(keepends=True), text.splitlines(keepends=True),
+                    fromfile=str(path), tofile=f"{path} (rendered)",
+                )
+            )
+    return 1 if changed else 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    regions = sorted({"us-east-1", cfg.project.region})
+    findings = lint.lint_directory(args.out, regions=regions, checkov=not args.no_checkov)
+    for finding in findings:
+        print(finding)
+    checked = len(lint.template_files(args.out))
+    tools = "cfn-lint" if args.no_checkov else "cfn-lint and checkov"
+    print(f"{checked} templates checked with {tools}: {len(findings)} findings")
+    return 1 if findings else 0
+
+
+def cmd_stack_name(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    stacks.module(args.stack)  # rejects unknown stack names
+    print(naming.stack_name(cfg, args.stack))
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    """Print ``Key=Value`` overrides for ``aws cloudformation deploy``."""
+    cfg = _load(args)
+    template = stacks.module(args.stack).build(cfg)
+    values = cfg.parameters.get(args.stack, {})
+    unknown = sorted(set(values) - set(template.parameters))
+    if unknown:
+        raise config_mod.ConfigError(
+            f"{args.config}: parameters.{args.stack}: unknown parameter(s) {', '.join(unknown)} "
+            f"(the stack has: {', '.join(sorted(template.parameters))})"
+        )
+    print(" ".join(f"{key}={value}" for key, value in sorted(values.items())))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="mlops-templates",
+        description="Generate, lint and inspect the CloudFormation templates of a SageMaker MLOps project.",
+    )
+    top.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="project config (default: %(default)s)")
+    top.add_argument(
+        "--project-name",
+        help="override project.name (the pipeline's build passes the Studio project name)",
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("validate", cmd_validate, "validate the config and exit")
+    for name, func, help_text in (
+        ("build", cmd_build, "render the stacks into the output directory"),
+        ("diff", cmd_diff, "show how the output directory differs from a fresh render"),
+    ):
+        p = add(name, func, help_text)
+        p.add_argument("--out", default=DEFAULT_OUT, help="output directory (default: %(default)s)")
+        p.add_argument("--stack", action="append", choices=list(stacks.STACKS), help="only this stack (repeatable)")
+    p = add("lint", cmd_lint, "run cfn-lint and checkov over the rendered templates")
+    p.add_argument("--out", default=DEFAULT_OUT, help="template directory (default: %(default)s)")
+    p.add_argument("--no-checkov", action="store_true", help="run cfn-lint only")
+    for name, func, help_text in (
+        ("stack-name", cmd_stack_name, "print the CloudFormation stack name of a stack"),
+        ("params", cmd_params, "print the parameter overrides for a stack from the config"),
+    ):
+        p = add(name, func, help_text)
+        p.add_argument("stack", choices=list(stacks.STACKS))
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MlopsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,437 @@
+"""Typed, validated project configuration (``mlops.yaml``).
+
+Every setting has a default, so an empty file is a valid config. Validation runs
+before any template is built; an invalid value raises :class:`ConfigError` whose
+message names the field, the value and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from mlops_templates.errors import ConfigError
+
+#: SageMaker instance families this library knows how to size and price-check.
+#: An unknown family is almost always a typo (``ml.m5d.large`` vs ``ml.m5.large``).
+INSTANCE_FAMILIES = frozenset(
+    {
+        "t2", "t3", "m4", "m5", "m5d", "m6i", "m6id", "m7i", "c4", "c5", "c5d", "c6i",
+        "c6id", "c7i", "r5", "r5d", "r6i", "r7i", "g4dn", "g5", "g6", "g6e", "p3", "p4d",
+        "p5", "inf1", "inf2", "trn1",
+    }
+)
+INSTANCE_SIZES = frozenset(
+    {
+        "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "9xlarge",
+        "12xlarge", "16xlarge", "18xlarge", "24xlarge", "32xlarge", "48xlarge",
+    }
+)
+GPU_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5"})
+
+#: Regions the generated image-URI table covers (see ``regions.py``).
+REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", min_length=2, max_length=20),
+]
+ArnList = list[Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:")]]
+
+
+def _instance_type(value: str) -> str:
+    match = re.fullmatch(r"ml\.([a-z0-9]+)\.([a-z0-9]+)", value)
+    if not match:
+        raise ValueError("must look like 'ml.<family>.<size>', e.g. 'ml.m5.large'")
+    family, size = match.groups()
+    if family not in INSTANCE_FAMILIES:
+        known = ", ".join(sorted(INSTANCE_FAMILIES))
+        raise ValueError(f"unknown instance family '{family}' (known: {known})")
+    if size not in INSTANCE_SIZES:
+        raise ValueError(f"unknown instance size '{size}'")
+    return value
+
+
+InstanceType = Annotated[str, AfterValidator(_instance_type)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProjectConfig(_Model):
+    """Identity of the project: every physical name starts ``<prefix>-<name>``."""
+
+    name: Name = "abalone"
+    prefix: Name = "mlops"
+    region: Annotated[str, StringConstraints(pattern=REGION_PATTERN)] = "us-east-1"
+    tags: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=128)],
+        Annotated[str, StringConstraints(max_length=256)],
+    ] = Field(default_factory=dict)
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        from mlops_templates.regions import table
+
+        if region not in table():
+            raise ValueError(
+                f"region '{region}' has no SageMaker image table entry "
+                f"(known: {', '.join(sorted(table()))})"
+            )
+        return region
+
+    @field_validator("tags")
+    @classmethod
+    def _no_aws_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key in tags:
+            if key.lower().startswith("aws:"):
+                raise ValueError(f"tag key '{key}' uses the reserved 'aws:' prefix")
+        return tags
+
+
+class NetworkConfig(_Model):
+    """Optional VPC placement for models, jobs and Lambdas.
+
+    Empty lists mean "no VPC". Subnets and security groups are used as given.
+    """
+
+    subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = (
+        Field(default_factory=list, max_length=16)
+    )
+    security_group_ids: list[
+        Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]
+    ] = Field(default_factory=list, max_length=5)
+    #: Create a private VPC with the interface endpoints SageMaker needs
+    #: (pipeline stack) instead of using existing subnets.
+    create_vpc: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.subnet_ids) or self.create_vpc
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> NetworkConfig:
+        if bool(self.subnet_ids) != bool(self.security_group_ids):
+            raise ValueError(
+                "subnet_ids and security_group_ids must be given together (or neither)"
+            )
+        if self.create_vpc and self.subnet_ids:
+            raise ValueError("create_vpc cannot be combined with existing subnet_ids")
+        return self
+
+
+class DevEndpointConfig(_Model):
+    instance_type: InstanceType = "ml.m5.large"
+    instance_count: int = Field(default=1, ge=1, le=10)
+
+
+class DeploymentPolicy(_Model):
+    """SageMaker deployment guardrails for the production endpoint (blue/green)."""
+
+    type: Literal["canary", "linear", "all_at_once"] = "canary"
+    #: Canary size, or the linear step, in percent of the fleet.
+    traffic_percent: int = Field(default=34, ge=1, le=50)
+    wait_interval_seconds: int = Field(default=300, ge=0, le=3600)
+    termination_wait_seconds: int = Field(default=120, ge=0, le=3600)
+    maximum_execution_timeout_seconds: int = Field(default=3600, ge=600, le=14400)
+
+
+class AutoScalingConfig(_Model):
+    min_capacity: int = Field(default=3, ge=1, le=100)
+    max_capacity: int = Field(default=6, ge=1, le=100)
+    target_invocations_per_instance: int = Field(default=1000, ge=1, le=100000)
+    scale_in_cooldown_seconds: int = Field(default=300, ge=0, le=3600)
+    scale_out_cooldown_seconds: int = Field(default=60, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoScalingConfig:
+        if self.min_capacity > self.max_capacity:
+            raise ValueError(
+                f"min_capacity ({self.min_capacity}) must not exceed "
+                f"max_capacity ({self.max_capacity})"
+            )
+        return self
+
+
+class PrdEndpointConfig(_Model):
+    instance_type: InstanceType = "ml.m5.large"
+    instance_count: int = Field(default=3, ge=1, le=100)
+    data_capture_sampling_percentage: int = Field(default=100, ge=1, le=100)
+    deployment: DeploymentPolicy = Field(default_factory=DeploymentPolicy)
+    autoscaling: AutoScalingConfig = Field(default_factory=AutoScalingConfig)
+    #: Rollback alarm thresholds.
+    max_5xx_errors: int = Field(default=1, ge=1, le=100000)
+    max_model_latency_ms: int = Field(default=500, ge=1, le=600000)
+
+    @model_validator(mode="after")
+    def _capacity(self) -> PrdEndpointConfig:
+        kind = self.deployment.type
+        if kind in ("canary", "linear") and self.instance_count < 3:
+            raise ValueError(
+                f"a {kind} deployment needs instance_count >= 3 so that the canary fleet "
+                f"is smaller than the rest (got {self.instance_count})"
+            )
+        scaling = self.autoscaling
+        if not scaling.min_capacity <= self.instance_count <= scaling.max_capacity:
+            raise ValueError(
+                f"instance_count ({self.instance_count}) must lie within autoscaling "
+                f"min_capacity..max_capacity ({scaling.min_capacity}..{scaling.max_capacity})"
+            )
+        return self
+
+
+class EndpointsConfig(_Model):
+    dev: DevEndpointConfig = Field(default_factory=DevEndpointConfig)
+    prd: PrdEndpointConfig = Field(default_factory=PrdEndpointConfig)
+
+
+class MonitoringConfig(_Model):
+    """Model Monitor data-quality schedule on the production endpoint."""
+
+    instance_type: InstanceType = "ml.m5.xlarge"
+    volume_size_gb: int = Field(default=20, ge=1, le=512)
+    max_runtime_seconds: int = Field(default=1800, ge=60, le=3600)
+    #: Drift alarm: fires when this many features violate the baseline in one run.
+    drift_violations_threshold: int = Field(default=1, ge=1, le=1000)
+    schedule_expression: Literal["cron(0 * ? * * *)", "cron(0 */6 ? * * *)", "cron(0 0 ? * * *)"] = (
+        "cron(0 * ? * * *)"
+    )
+
+
+CANARY_TYPES = (
+    "Canary10Percent5Minutes",
+    "Canary10Percent10Minutes",
+    "Canary10Percent15Minutes",
+    "Canary10Percent30Minutes",
+    "Linear10PercentEvery1Minute",
+    "Linear10PercentEvery2Minutes",
+    "Linear10PercentEvery3Minutes",
+    "Linear10PercentEvery10Minutes",
+    "AllAtOnce",
+)
+
+
+class ThrottleConfig(_Model):
+    rate_limit: float = Field(default=100.0, gt=0, le=10000)
+    burst_limit: int = Field(default=200, ge=1, le=5000)
+
+
+class ApiConfig(_Model):
+    """The public API: Lambda behind API Gateway, canary-deployed by CodeDeploy."""
+
+    auth: Literal["iam", "api_key"] = "iam"
+    #: CIDR blocks allowed to call the API (resource policy); empty = no IP filter.
+    ip_allow_list: list[
+        Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
+    ] = Field(default_factory=list, max_length=50)
+    deployment_preference: Literal[CANARY_TYPES] = "Canary10Percent5Minutes"  # type: ignore[valid-type]
+    throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
+    #: Daily request quota of the usage plan (api_key auth only).
+    quota_per_day: int = Field(default=100000, ge=1)
+    memory_mb: int = Field(default=256, ge=128, le=10240)
+    timeout_seconds: int = Field(default=30, ge=1, le=29)
+    log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
+    stage_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")] = "prod"
+
+
+class QualityGate(_Model):
+    """Training quality gate: the model is registered only if the metric passes."""
+
+    metric: Literal["rmse", "mae", "r2"] = "rmse"
+    operator: Literal["<", "<=", ">", ">="] = "<"
+    threshold: float = 3.0
+
+
+class TrainingConfig(_Model):
+    image: Literal["custom", "xgboost"] = "custom"
+    xgboost_version: str = "1.7-1"
+
+    @field_validator("xgboost_version")
+    @classmethod
+    def _known_xgboost(cls, version: str) -> str:
+        from mlops_templates.regions import xgboost_versions
+
+        if version not in xgboost_versions():
+            raise ValueError(
+                f"built-in XGBoost version '{version}' is not in the image table "
+                f"(known: {', '.join(xgboost_versions())})"
+            )
+        return version
+
+    instance_type: InstanceType = "ml.m5.xlarge"
+    instance_count: int = Field(default=1, ge=1, le=20)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    max_runtime_seconds: int = Field(default=3600, ge=60, le=432000)
+    use_spot: bool = False
+    #: Spot only: total wait including interruptions; must be >= max_runtime_seconds.
+    max_wait_seconds: int = Field(default=7200, ge=60, le=432000)
+    network_isolation: bool = True
+    processing_instance_type: InstanceType = "ml.m5.xlarge"
+    hyperparameters: dict[str, str | int | float] = Field(
+        default_factory=lambda: {
+            "max_depth": 5,
+            "eta": 0.1,
+            "subsample": 0.8,
+            "num_round": 300,
+            "early_stopping_rounds": 20,
+        }
+    )
+    gate: QualityGate = Field(default_factory=QualityGate)
+    model_approval_status: Literal["PendingManualApproval", "Approved"] = (
+        "PendingManualApproval"
+    )
+
+    @model_validator(mode="after")
+    def _spot(self) -> TrainingConfig:
+        if self.use_spot and self.max_wait_seconds < self.max_runtime_seconds:
+            raise ValueError(
+                f"max_wait_seconds ({self.max_wait_seconds}) must be >= "
+                f"max_runtime_seconds ({self.max_runtime_seconds}) for spot training"
+            )
+        return self
+
+
+class SourceConfig(_Model):
+    provider: Literal["codeconnections", "codecommit"] = "codeconnections"
+    #: CodeConnections only: ARN of an existing, authorized connection.
+    connection_arn: Annotated[
+        str,
+        StringConstraints(pattern=r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):"),
+    ] | None = None
+    #: ``owner/repo`` for CodeConnections; a repository name for CodeCommit.
+    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")] = (
+        "my-org/abalone-mlops"
+    )
+    branch: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "main"
+
+    @model_validator(mode="after")
+    def _connection(self) -> SourceConfig:
+        if self.provider == "codeconnections" and "/" not in self.repository:
+            raise ValueError(
+                f"repository '{self.repository}' must be 'owner/repo' for codeconnections"
+            )
+        return self
+
+
+class PipelineConfig(_Model):
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    retrain_schedule: Annotated[str, StringConstraints(pattern=r"^(rate|cron)\(.+\)$")] = (
+        "rate(30 days)"
+    )
+    retrain_schedule_enabled: bool = False
+    retrain_on_drift: bool = True
+    codebuild_image: str = "aws/codebuild/standard:7.0"
+    codebuild_compute_type: Literal[
+        "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"
+    ] = "BUILD_GENERAL1_SMALL"
+    #: Object key prefix in the data bucket whose uploads start a run.
+    data_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]*/$")] = "training/"
+    log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
+
+
+class StudioConfig(_Model):
+    portfolio_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = (
+        "MLOps templates"
+    )
+    product_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = (
+        "mlops-templates: train, canary-deploy and monitor"
+    )
+    provider_name: Annotated[str, StringConstraints(min_length=1, max_length=50)] = (
+        "Platform team"
+    )
+    product_version: Annotated[str, StringConstraints(pattern=r"^v?\d+\.\d+(\.\d+)?$")] = "v1.0"
+    #: IAM role ARNs of the Studio execution roles allowed to launch the product.
+    principal_arns: ArnList = Field(
+        default_factory=lambda: ["arn:aws:iam::111122223333:role/SageMakerStudioExecutionRole"],
+        min_length=1,
+        max_length=20,
+    )
+
+
+class Config(_Model):
+    """The whole project configuration (``mlops.yaml``)."""
+
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    studio: StudioConfig = Field(default_factory=StudioConfig)
+    #: Deploy-time values of CloudFormation Parameters, per stack
+    #: (``make deploy`` passes them; ``PARAMS=Key=Value`` on the command line wins).
+    parameters: dict[
+        Literal["studio", "pipeline", "workflow", "deploy-dev", "deploy-prd"],
+        dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,255}$")], str],
+    ] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        from mlops_templates import naming  # naming imports config types
+
+        try:
+            naming.check_lengths(self)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in err.errors(include_url=False):
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling against the config reference)"
+        value = item.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"  {field}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse(data: dict[str, Any] | None, source: str = "config") -> Config:
+    """Validate a mapping into a :class:`Config`, raising :class:`ConfigError`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load(path: str | Path, project_name: str | None = None) -> Config:
+    """Read and validate ``mlops.yaml``.
+
+    ``project_name`` overrides ``project.name`` (CodeBuild passes the Studio project's
+    name, so per-run stacks carry the names the pipeline stack expects).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if project_name is not None and isinstance(data, dict):
+        data = {**data, "project": {**(data.get("project") or {}), "name": project_name}}
+    return parse(data, str(path))

@@ -1,0 +1,29 @@
+"""One module per stack, each exposing ``build(config) -> Template``.
+
+A stack module may also expose ``artifacts(config) -> dict[str, str]``: extra files
+(file name -> text) rendered beside the template, such as the workflow's ASL
+definition for validators.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+#: Stack name (the file name in ``templates/``) -> module.
+STACKS: dict[str, str] = {
+    "studio": "mlops_templates.stacks.studio",
+    "pipeline": "mlops_templates.stacks.pipeline",
+    "workflow": "mlops_templates.stacks.workflow",
+    "deploy-dev": "mlops_templates.stacks.deploy_dev",
+    "deploy-prd": "mlops_templates.stacks.deploy_prd",
+}
+
+
+def module(name: str) -> ModuleType:
+    """The module that builds stack ``name``."""
+    try:
+        return importlib.import_module(STACKS[name])
+    except KeyError:
+        known = ", ".join(STACKS)
+        raise KeyError(f"unknown stack '{name}' (known: {known})") from None

@@ -1,0 +1,183 @@
+"""Building blocks shared by the stack builders: template skeleton, tags, KMS keys,
+encrypted log groups, secure buckets and checkov suppressions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from awacs import kms as kms_actions
+from awacs import s3 as s3_actions
+from awacs.aws import Allow, Bool, Condition, Deny, Principal, Statement, StringEquals
+from troposphere import AWSObject, GetAtt, Join, Ref, Sub, Tags, Template
+from troposphere import kms, logs, s3
+
+from mlops_templates import iam
+from mlops_templates.config import Config
+
+TEMPLATE_VERSION = "2010-09-09"
+
+
+def new_template(config: Config, description: str) -> Template:
+    """An empty template with the project's description line."""
+    template = Template(Description=f"{description} (project {config.project.prefix}-{config.project.name})")
+    template.set_version(TEMPLATE_VERSION)
+    return template
+
+
+def tags(config: Config, component: str) -> Tags:
+    """The project's tags plus ``mlops:project`` and ``mlops:component``."""
+    values: dict[str, Any] = dict(sorted(config.project.tags.items()))
+    values["mlops:project"] = f"{config.project.prefix}-{config.project.name}"
+    values["mlops:component"] = component
+    return Tags(**values)
+
+
+def skip_checkov(resource: AWSObject, reasons: dict[str, str]) -> AWSObject:
+    """Suppress checkov checks on ``resource``, each with a written reason."""
+    metadata = dict(getattr(resource, "Metadata", None) or {})
+    skips = metadata.setdefault("checkov", {}).setdefault("skip", [])
+    for check_id, reason in sorted(reasons.items()):
+        if not reason.strip():
+            raise ValueError(f"checkov suppression {check_id} needs a reason")
+        skips.append({"id": check_id, "comment": reason})
+    resource.Metadata = metadata
+    return resource
+
+
+def kms_key(
+    logical_id: str,
+    config: Config,
+    component: str,
+    description: str,
+    service_principals: Iterable[str] = (),
+) -> kms.Key:
+    """Customer-managed, rotating KMS key.
+
+    The account root administers the key (so IAM policies decide who uses it); the
+    listed service principals may use it for this account's resources only.
+    """
+    statements: list[Statement] = [
+        Statement(
+            Sid="AccountAdministers",
+            Effect=Allow,
+            Principal=Principal("AWS", Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")),
+            Action=[kms_actions.Action("*")],
+            # A key policy's Resource "*" means "this key": it cannot name itself.
+            Resource=["*"],
+        )
+    ]
+    services = sorted(service_principals)
+    if services:
+        statements.append(
+            Statement(
+                Sid="ServicesUseKeyForThisAccount",
+                Effect=Allow,
+                Principal=Principal("Service", services),
+                Action=[
+                    kms_actions.Decrypt,
+                    kms_actions.Encrypt,
+                    kms_actions.GenerateDataKey,
+                    kms_actions.GenerateDataKeyWithoutPlaintext,
+                    kms_actions.ReEncryptFrom,
+                    kms_actions.ReEncryptTo,
+                    kms_actions.DescribeKey,
+                ],
+                Resource=["*"],
+                Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+            )
+        )
+    return kms.Key(
+        logical_id,
+        Description=description,
+        EnableKeyRotation=True,
+        KeyPolicy=iam.document(*statements),
+        Tags=tags(config, component),
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+    )
+
+
+def log_group(
+    logical_id: str,
+    config: Config,
+    component: str,
+    key: kms.Key,
+    retention_days: int,
+    name: Any | None = None,
+) -> logs.LogGroup:
+    """Log group encrypted with ``key``, with a retention period."""
+    group = logs.LogGroup(
+        logical_id,
+        KmsKeyId=GetAtt(key, "Arn"),
+        RetentionInDays=retention_days,
+        Tags=tags(config, component),
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+    )
+    if name is not None:
+        group.LogGroupName = name
+    return group
+
+
+def tls_only_bucket_policy(logical_id: str, bucket: s3.Bucket) -> s3.BucketPolicy:
+    """Deny every request to ``bucket`` that is not over TLS."""
+    arn = GetAtt(bucket, "Arn")
+    return s3.BucketPolicy(
+        logical_id,
+        Bucket=Ref(bucket),
+        PolicyDocument=iam.document(
+            Statement(
+                Sid="DenyInsecureTransport",
+                Effect=Deny,
+                Principal=Principal("*"),
+                Action=[s3_actions.Action("*")],
+                Resource=[arn, Join("", [arn, "/*"])],
+                Condition=Condition(Bool("aws:SecureTransport", False)),
+            )
+        ),
+    )
+
+
+def secure_bucket(
+    logical_id: str,
+    config: Config,
+    component: str,
+    key: kms.Key,
+    log_bucket: s3.Bucket | None = None,
+) -> s3.Bucket:
+    """Versioned bucket, KMS-encrypted with ``key``, public access blocked.
+
+    Access logs go to ``log_bucket`` when given (checkov CKV_AWS_18).
+    """
+    bucket = s3.Bucket(
+        logical_id,
+        BucketEncryption=s3.BucketEncryption(
+            ServerSideEncryptionConfiguration=[
+                s3.ServerSideEncryptionRule(
+                    BucketKeyEnabled=True,
+                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
+                        SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt(key, "Arn")
+                    ),
+                )
+            ]
+        ),
+        PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+            BlockPublicAcls=True,
+            BlockPublicPolicy=True,
+            IgnorePublicAcls=True,
+            RestrictPublicBuckets=True,
+        ),
+        OwnershipControls=s3.OwnershipControls(
+            Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+        ),
+        VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+        Tags=tags(config, component),
+        DeletionPolicy="Retain",
+        UpdateReplacePolicy="Retain",
+    )
+    if log_bucket is not None:
+        bucket.LoggingConfiguration = s3.LoggingConfiguration(
+            DestinationBucketName=Ref(log_bucket), LogFilePrefix=f"{logical_id}/"
+        )
+    return bucket
