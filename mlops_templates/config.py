@@ -67,6 +67,27 @@ def _instance_type(value: str) -> str:
 
 InstanceType = Annotated[str, AfterValidator(_instance_type)]
 
+#: Instance families with local NVMe instance storage. SageMaker encrypts that storage
+#: with a hardware key and rejects a customer-managed volume key for these families.
+LOCAL_STORAGE_FAMILIES = frozenset(
+    {"m5d", "m6id", "c5d", "c6id", "r5d", "g4dn", "g5", "g6", "g6e", "p4d", "p5", "trn1"}
+)
+
+
+def _kms_volume(value: str) -> str:
+    family = value.split(".")[1]
+    if family in LOCAL_STORAGE_FAMILIES:
+        raise ValueError(
+            f"instance family '{family}' has local NVMe storage, for which SageMaker rejects "
+            "the customer-managed KMS volume key that endpoint and monitoring volumes must "
+            "have; choose an EBS-backed family (e.g. ml.m5, ml.c5, ml.r5, ml.p3, ml.inf2)"
+        )
+    return value
+
+
+#: An instance type whose volume can be encrypted with a customer-managed KMS key.
+KmsVolumeInstanceType = Annotated[str, AfterValidator(_instance_type), AfterValidator(_kms_volume)]
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -119,6 +140,9 @@ class NetworkConfig(_Model):
     #: Create a private VPC with the interface endpoints SageMaker needs
     #: (pipeline stack) instead of using existing subnets.
     create_vpc: bool = False
+    #: The VPC of ``subnet_ids``. When given, the pipeline's CodeBuild build runs in
+    #: those subnets too (they then need a route to PyPI and the Docker base image).
+    vpc_id: Annotated[str, StringConstraints(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -132,11 +156,16 @@ class NetworkConfig(_Model):
             )
         if self.create_vpc and self.subnet_ids:
             raise ValueError("create_vpc cannot be combined with existing subnet_ids")
+        if self.vpc_id and not self.subnet_ids:
+            raise ValueError(
+                "vpc_id names the VPC of subnet_ids: give subnet_ids with it "
+                "(create_vpc creates its own VPC)"
+            )
         return self
 
 
 class DevEndpointConfig(_Model):
-    instance_type: InstanceType = "ml.m5.large"
+    instance_type: KmsVolumeInstanceType = "ml.m5.large"
     instance_count: int = Field(default=1, ge=1, le=10)
 
 
@@ -149,6 +178,15 @@ class DeploymentPolicy(_Model):
     wait_interval_seconds: int = Field(default=300, ge=0, le=3600)
     termination_wait_seconds: int = Field(default=120, ge=0, le=3600)
     maximum_execution_timeout_seconds: int = Field(default=3600, ge=600, le=14400)
+
+    @model_validator(mode="after")
+    def _linear_step(self) -> DeploymentPolicy:
+        if self.type == "linear" and self.traffic_percent < 10:
+            raise ValueError(
+                f"a linear deployment shifts 10-50% of the fleet per step (SageMaker's "
+                f"limit on LinearStepSize); got traffic_percent {self.traffic_percent}"
+            )
+        return self
 
 
 class AutoScalingConfig(_Model):
@@ -169,7 +207,7 @@ class AutoScalingConfig(_Model):
 
 
 class PrdEndpointConfig(_Model):
-    instance_type: InstanceType = "ml.m5.large"
+    instance_type: KmsVolumeInstanceType = "ml.m5.large"
     instance_count: int = Field(default=3, ge=1, le=100)
     data_capture_sampling_percentage: int = Field(default=100, ge=1, le=100)
     deployment: DeploymentPolicy = Field(default_factory=DeploymentPolicy)
@@ -203,14 +241,38 @@ class EndpointsConfig(_Model):
 class MonitoringConfig(_Model):
     """Model Monitor data-quality schedule on the production endpoint."""
 
-    instance_type: InstanceType = "ml.m5.xlarge"
+    instance_type: KmsVolumeInstanceType = "ml.m5.xlarge"
     volume_size_gb: int = Field(default=20, ge=1, le=512)
     max_runtime_seconds: int = Field(default=1800, ge=60, le=3600)
     #: Drift alarm: fires when this many features violate the baseline in one run.
     drift_violations_threshold: int = Field(default=1, ge=1, le=1000)
+    #: Features whose ``feature_baseline_drift_<name>`` metric the drift alarm watches.
+    #: Names are those of the baseline statistics (the header of the baseline dataset).
+    #: A CloudWatch metric-math alarm reads at most 10 metrics.
+    drift_features: list[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    ] = Field(
+        default_factory=lambda: [
+            "sex", "length", "diameter", "height",
+            "whole_weight", "shucked_weight", "viscera_weight", "shell_weight",
+        ],
+        min_length=1,
+        max_length=10,
+    )
+    #: Baseline distance above which a feature counts as drifted (Model Monitor's
+    #: default ``comparison_threshold`` in the suggested constraints is 0.1).
+    drift_distance_threshold: float = Field(default=0.1, gt=0, le=1)
     schedule_expression: Literal["cron(0 * ? * * *)", "cron(0 */6 ? * * *)", "cron(0 0 ? * * *)"] = (
         "cron(0 * ? * * *)"
     )
+
+    @field_validator("drift_features")
+    @classmethod
+    def _unique_features(cls, features: list[str]) -> list[str]:
+        duplicates = sorted({f for f in features if features.count(f) > 1})
+        if duplicates:
+            raise ValueError(f"drift_features must be unique (repeated: {', '.join(duplicates)})")
+        return features
 
 
 CANARY_TYPES = (
@@ -284,10 +346,11 @@ class TrainingConfig(_Model):
     processing_instance_type: InstanceType = "ml.m5.xlarge"
     hyperparameters: dict[str, str | int | float] = Field(
         default_factory=lambda: {
-            "max_depth": 5,
-            "eta": 0.1,
+            "max_depth": 3,
+            "eta": 0.05,
+            "min_child_weight": 10,
             "subsample": 0.8,
-            "num_round": 300,
+            "num_round": 500,
             "early_stopping_rounds": 20,
         }
     )

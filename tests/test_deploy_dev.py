@@ -1,0 +1,169 @@
+"""The development endpoint stack: what it creates, what must never regress, and clean
+cfn-lint output for the config variants (the lead's template tests cover ``mlops.yaml``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from mlops_templates import config, lint, render
+from mlops_templates.stacks import deploy_dev, endpoint
+
+#: Variants that change the dev template: VPC placement, another region and fleet.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "vpc": {
+        "project": {"name": "churn", "prefix": "acme", "region": "eu-west-1"},
+        "network": {
+            "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
+            "security_group_ids": ["sg-0123456789abcdef0"],
+        },
+        "endpoints": {"dev": {"instance_type": "ml.c5.xlarge", "instance_count": 2}},
+    },
+    "small": {"project": {"name": "ab"}, "endpoints": {"dev": {"instance_type": "ml.t2.medium"}}},
+}
+
+
+def _variant(name: str) -> config.Config:
+    return config.parse(VARIANTS[name], name)
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _referenced(node: Any, found: set[str] | None = None) -> set[str]:
+    """Names used by Ref, GetAtt and ${...} in Fn::Sub anywhere under ``node``."""
+    found = set() if found is None else found
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref":
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(
+                    value[0].split(".")[0] if isinstance(value, list) else value.split(".")[0]
+                )
+            elif key == "Fn::Sub":
+                text, local = (value, {}) if isinstance(value, str) else (value[0], value[1])
+                for name in re.findall(r"\$\{([^!][^}]*)\}", text):
+                    if name.split(".")[0] not in local:
+                        found.add(name.split(".")[0])
+                _referenced(local, found)
+            else:
+                _referenced(value, found)
+    elif isinstance(node, list):
+        for item in node:
+            _referenced(item, found)
+    return found
+
+
+@pytest.fixture(scope="module")
+def dev(example_config: config.Config) -> dict[str, Any]:
+    return deploy_dev.build(example_config).to_dict()
+
+
+def test_creates_model_config_and_named_endpoint(dev: dict[str, Any]) -> None:
+    assert {r["Type"] for r in dev["Resources"].values()} == {
+        "AWS::SageMaker::Model",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Endpoint",
+    }
+    (ep,) = _resources(dev, "AWS::SageMaker::Endpoint").values()
+    assert ep["Properties"]["EndpointName"] == "mlops-abalone-dev"
+    assert ep["Properties"]["EndpointConfigName"] == {
+        "Fn::GetAtt": [deploy_dev.ENDPOINT_CONFIG, "EndpointConfigName"]
+    }
+    assert dev["Outputs"]["EndpointName"]["Value"] == {
+        "Fn::GetAtt": [deploy_dev.ENDPOINT, "EndpointName"]
+    }
+
+
+def test_model_takes_its_inputs_from_parameters_and_is_network_isolated(
+    dev: dict[str, Any],
+) -> None:
+    (model,) = _resources(dev, "AWS::SageMaker::Model").values()
+    props = model["Properties"]
+    assert props["ExecutionRoleArn"] == {"Ref": "ExecutionRoleArn"}
+    assert props["PrimaryContainer"]["Image"] == {"Ref": "ImageUri"}
+    assert props["PrimaryContainer"]["ModelDataUrl"] == {"Ref": "ModelDataUrl"}
+    assert props["EnableNetworkIsolation"] is True
+    assert "VpcConfig" not in props
+    # Replacing a named Model or EndpointConfig would collide with the old one.
+    assert "ModelName" not in props
+
+
+def test_endpoint_config_uses_dev_settings_and_kms(
+    dev: dict[str, Any], example_config: config.Config
+) -> None:
+    (cfg,) = _resources(dev, "AWS::SageMaker::EndpointConfig").values()
+    props = cfg["Properties"]
+    (variant,) = props["ProductionVariants"]
+    assert variant["InstanceType"] == example_config.endpoints.dev.instance_type
+    assert variant["InitialInstanceCount"] == example_config.endpoints.dev.instance_count
+    assert variant["VariantName"] == endpoint.VARIANT_NAME
+    assert props["KmsKeyId"] == {"Ref": "KmsKeyArn"}
+    assert "EndpointConfigName" not in props
+
+
+def test_parameters_are_constrained_and_all_used(dev: dict[str, Any]) -> None:
+    params = dev["Parameters"]
+    assert set(params) == {"ImageUri", "ModelDataUrl", "ExecutionRoleArn", "KmsKeyArn"}
+    for name, spec in params.items():
+        assert ("AllowedPattern" in spec and "MaxLength" in spec) or "AllowedValues" in spec, name
+        assert spec.get("ConstraintDescription"), name
+    assert set(params) <= _referenced(dev["Resources"])
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "ok"),
+    [
+        ("ImageUri", "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-abalone:1a2b3c", True),
+        (
+            "ImageUri",
+            "453000072557.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-xgboost:1.7-1",
+            True,
+        ),
+        ("ImageUri", "docker.io/library/python:3.13", False),
+        ("ModelDataUrl", "s3://my-bucket/runs/r1/model/model.tar.gz", True),
+        ("ModelDataUrl", "https://example.com/model.tar.gz", False),
+        ("ExecutionRoleArn", "arn:aws:iam::111122223333:role/service/SageMaker", True),
+        ("ExecutionRoleArn", "arn:aws:iam::111122223333:user/alice", False),
+        (
+            "KmsKeyArn",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            True,
+        ),
+        ("KmsKeyArn", "alias/aws/s3", False),
+    ],
+)
+def test_parameter_patterns_accept_real_values_only(
+    dev: dict[str, Any], name: str, value: str, ok: bool
+) -> None:
+    assert bool(re.fullmatch(dev["Parameters"][name]["AllowedPattern"], value)) is ok
+
+
+def test_vpc_subnets_place_the_model_in_the_vpc() -> None:
+    cfg = _variant("vpc")
+    (model,) = _resources(deploy_dev.build(cfg).to_dict(), "AWS::SageMaker::Model").values()
+    assert model["Properties"]["VpcConfig"] == {
+        "Subnets": cfg.network.subnet_ids,
+        "SecurityGroupIds": cfg.network.security_group_ids,
+    }
+    assert model["Properties"]["EnableNetworkIsolation"] is True
+
+
+def test_instance_families_with_local_storage_are_rejected() -> None:
+    """SageMaker refuses a volume key for them: the endpoint volume would lose its CMK."""
+    with pytest.raises(config.ConfigError, match="endpoints.dev.instance_type.*local NVMe"):
+        config.parse({"endpoints": {"dev": {"instance_type": "ml.m5d.large"}}})
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_variant_has_no_cfn_lint_findings(name: str) -> None:
+    cfg = _variant(name)
+    text = render.to_yaml(deploy_dev.build(cfg))
+    findings = lint.cfn_lint_text(
+        text, f"{name}/deploy-dev.yaml", ["us-east-1", cfg.project.region]
+    )
+    assert findings == [], "\n".join(map(str, findings))
