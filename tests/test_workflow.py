@@ -1,0 +1,526 @@
+"""The workflow stack: template properties, the ASL definition's rules and its variants."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_templates import asl, config, lint, naming, regions, render
+from mlops_templates.stacks import workflow
+
+from .conftest import REPO
+
+ASL_VALIDATOR = REPO / ".venv" / "node" / "node_modules" / ".bin" / "asl-validator"
+
+#: Variants that change the definition: built-in XGBoost + spot + VPC (a committed test
+#: config), and a GPU instance without a volume key, no isolation and an r2 gate.
+VARIANTS: dict[str, dict[str, Any] | Path] = {
+    "example": REPO / "mlops.yaml",
+    "xgboost-spot-vpc": REPO / "tests" / "configs" / "api-key-xgboost.yaml",
+    "gpu-r2-open": {
+        "project": {"name": "fish", "prefix": "ml", "region": "eu-central-1"},
+        "training": {
+            "instance_type": "ml.g5.xlarge",
+            "instance_count": 2,
+            "network_isolation": False,
+            "hyperparameters": {"depth": 3, "objective": "reg:squarederror"},
+            "gate": {"metric": "r2", "operator": ">", "threshold": 0.55},
+            "model_approval_status": "Approved",
+        },
+    },
+}
+
+
+def _load(source: dict[str, Any] | Path) -> config.Config:
+    return config.load(source) if isinstance(source, Path) else config.parse(source)
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest) -> tuple[str, config.Config]:
+    return request.param, _load(VARIANTS[request.param])
+
+
+@pytest.fixture(scope="module")
+def cfgs() -> dict[str, config.Config]:
+    return {name: _load(source) for name, source in VARIANTS.items()}
+
+
+def _template(cfg: config.Config) -> dict[str, Any]:
+    return workflow.build(cfg).to_dict()
+
+
+def _machine(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"][workflow.STATE_MACHINE]["Properties"]
+
+
+def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: state for name, state in asl.all_states(definition) if state["Type"] == "Task"}
+
+
+def _refs(value: Any) -> set[str]:
+    """Every ``Ref`` target inside ``value``."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value:
+            found.add(value["Ref"])
+        for item in value.values():
+            found |= _refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _refs(item)
+    return found
+
+
+# ------------------------------------------------------------------- the template
+
+
+def test_every_variant_lints_clean(variant: tuple[str, config.Config]) -> None:
+    name, cfg = variant
+    text = render.to_yaml(workflow.build(cfg))
+    findings = lint.cfn_lint_text(
+        text, f"{name}/workflow.yaml", sorted({"us-east-1", cfg.project.region})
+    )
+    assert findings == [], "\n".join(map(str, findings))
+
+
+def test_every_variant_passes_the_asl_validator(
+    cfgs: dict[str, config.Config], tmp_path: Path
+) -> None:
+    if not ASL_VALIDATOR.exists():
+        pytest.fail("asl-validator is missing: `make install` installs it")
+    args = []
+    for name, cfg in cfgs.items():
+        path = tmp_path / f"{name}.asl.json"
+        path.write_text(workflow.artifacts(cfg)["workflow.asl.json"], encoding="utf-8")
+        args += ["--json-path", str(path)]
+    proc = subprocess.run([str(ASL_VALIDATOR), *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("is valid") == len(cfgs), proc.stdout
+
+
+def test_parameters_are_constrained_and_used(variant: tuple[str, config.Config]) -> None:
+    template = _template(variant[1])
+    parameters = template["Parameters"]
+    assert set(parameters) == {
+        "KmsKeyArn",
+        "ArtifactBucket",
+        "SageMakerRoleArn",
+        "StatesRoleArn",
+        "NotificationTopicArn",
+    }
+    used = _refs(template["Resources"])
+    for name, parameter in parameters.items():
+        assert name in used, f"parameter {name} is never used"
+        assert parameter.get("AllowedPattern") and parameter.get("MaxLength"), name
+        assert parameter.get("ConstraintDescription"), name
+
+
+@pytest.mark.parametrize(
+    ("parameter", "good", "bad"),
+    [
+        (
+            "KmsKeyArn",
+            "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:eu-west-1:111122223333:alias/project",
+        ),
+        ("ArtifactBucket", "mlops-abalone-111122223333-us-east-1-art", "s3://bucket"),
+        (
+            "SageMakerRoleArn",
+            "arn:aws:iam::111122223333:role/service-role/mlops-abalone-sagemaker",
+            "arn:aws:iam::111122223333:user/alice",
+        ),
+        (
+            "NotificationTopicArn",
+            "arn:aws-us-gov:sns:us-gov-west-1:111122223333:mlops-abalone",
+            "arn:aws:sqs:us-east-1:111122223333:queue",
+        ),
+    ],
+)
+def test_parameter_patterns(
+    example_config: config.Config, parameter: str, good: str, bad: str
+) -> None:
+    pattern = _template(example_config)["Parameters"][parameter]["AllowedPattern"]
+    assert re.fullmatch(pattern, good)
+    assert not re.fullmatch(pattern, bad)
+
+
+def test_state_machine_is_standard_encrypted_logged_and_traced(
+    example_config: config.Config,
+) -> None:
+    template = _template(example_config)
+    machine = _machine(template)
+    assert machine["StateMachineName"] == "mlops-abalone-training"
+    assert machine["StateMachineType"] == "STANDARD"
+    assert machine["RoleArn"] == {"Ref": "StatesRoleArn"}
+    assert machine["EncryptionConfiguration"] == {
+        "Type": "CUSTOMER_MANAGED_KMS_KEY",
+        "KmsKeyId": {"Ref": "KmsKeyArn"},
+        "KmsDataKeyReusePeriodSeconds": 300,
+    }
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    logging = machine["LoggingConfiguration"]
+    assert logging["Level"] == "ALL" and logging["IncludeExecutionData"] is False
+    assert logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"] == {
+        "Fn::GetAtt": [workflow.LOG_GROUP, "Arn"]
+    }
+    group = template["Resources"][workflow.LOG_GROUP]["Properties"]
+    assert group["KmsKeyId"] == {"Ref": "KmsKeyArn"}
+    assert group["RetentionInDays"] == example_config.pipeline.log_retention_days
+    assert group["LogGroupName"] == "/aws/vendedlogs/states/mlops-abalone-training"
+
+
+def test_model_package_group_is_created_and_kept(example_config: config.Config) -> None:
+    resource = _template(example_config)["Resources"][workflow.MODEL_PACKAGE_GROUP]
+    assert resource["Type"] == "AWS::SageMaker::ModelPackageGroup"
+    assert resource["Properties"]["ModelPackageGroupName"] == "mlops-abalone-models"
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+
+
+def test_substitutions_match_the_placeholders(variant: tuple[str, config.Config]) -> None:
+    cfg = variant[1]
+    machine = _machine(_template(cfg))
+    substitutions = machine["DefinitionSubstitutions"]
+    assert set(substitutions) == asl.placeholders(machine["Definition"])
+    assert machine["Definition"] == workflow.definition(cfg)
+    images = {
+        "ModelMonitor": {
+            "Fn::FindInMap": [regions.MAPPING_NAME, {"Ref": "AWS::Region"}, "ModelMonitor"]
+        }
+    }
+    assert substitutions["ModelMonitorImage"] == images["ModelMonitor"]
+    assert ("XGBoostImage" in substitutions) == (cfg.training.image == "xgboost")
+
+
+def test_image_mapping_comes_from_the_table(cfgs: dict[str, config.Config]) -> None:
+    cfg = cfgs["xgboost-spot-vpc"]
+    mapping = _template(cfg)["Mappings"][regions.MAPPING_NAME]
+    row = mapping[cfg.project.region]
+    assert row["ModelMonitor"] == regions.image_uri("model-monitor", cfg.project.region)
+    assert row["XGBoost"] == regions.image_uri(
+        f"xgboost-{cfg.training.xgboost_version}", cfg.project.region
+    )
+    assert set(mapping) == set(regions.table())
+
+
+def test_artifact_is_the_definition_with_placeholders(example_config: config.Config) -> None:
+    files = workflow.artifacts(example_config)
+    assert list(files) == ["workflow.asl.json"]
+    text = files["workflow.asl.json"]
+    assert text.endswith("}\n")
+    assert json.loads(text) == workflow.definition(example_config)
+    assert '"${ArtifactBucket}"' in text and "${NotificationTopicArn}" in text
+    assert render.render(example_config, ["workflow"])["workflow.asl.json"] == text
+
+
+# ---------------------------------------------------------------- the definition
+
+
+def test_definition_is_sound(variant: tuple[str, config.Config]) -> None:
+    definition = workflow.definition(variant[1])
+    assert asl.problems(definition) == []
+    assert definition["StartAt"] == workflow.VALIDATE_INPUT
+
+
+def test_every_task_catches_into_failure_and_is_retried(variant: tuple[str, config.Config]) -> None:
+    tasks = _tasks(workflow.definition(variant[1]))
+    assert len(tasks) == 8
+    for name, task in tasks.items():
+        assert task["Catch"], name
+        for catcher in task["Catch"]:
+            assert catcher["ErrorEquals"] == ["States.ALL"], name
+            assert catcher["ResultPath"] in (workflow.FAILURE_PATH, "$.NotificationFailure"), name
+        retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
+        assert "States.ALL" not in retried, f"{name}: only transient errors are retried"
+        if task["Resource"].startswith("arn:aws:states:::sagemaker:"):
+            assert {"ThrottlingException", "SageMaker.AmazonSageMakerException"} <= retried, name
+        for retry in task["Retry"]:
+            assert retry["BackoffRate"] > 1 and retry["MaxAttempts"] >= 2, name
+
+
+def test_failures_are_named_then_notified_then_failed(example_config: config.Config) -> None:
+    definition = workflow.definition(example_config)
+    states = dict(asl.all_states(definition))
+    for step, (state_name, error) in workflow.STEP_ERRORS.items():
+        target = states[state_name]
+        catchers = states[step]["Catch"]
+        assert catchers[-1]["Next"] == state_name
+        if step in (workflow.TRAIN, workflow.BASELINE):  # inside a branch: fail it, named
+            assert target == {
+                "Type": "Fail",
+                "Error": error,
+                "CausePath": "States.Format('{}: {}', $.Failure.Error, $.Failure.Cause)",
+            }
+        else:
+            assert target["Parameters"]["Error"] == error
+            assert target["Next"] == workflow.NOTIFY_FAILURE
+    parallel = states[workflow.TRAIN_AND_BASELINE]
+    assert parallel["Catch"][0] == {
+        "ErrorEquals": ["TrainingFailed", "BaselineFailed"],
+        "ResultPath": "$.Failure",
+        "Next": "NotifyFailure",
+    }
+    notify = states[workflow.NOTIFY_FAILURE]
+    assert notify["Resource"] == "arn:aws:states:::sns:publish"
+    assert notify["Parameters"]["TopicArn"] == "${NotificationTopicArn}"
+    assert notify["Parameters"]["Message"]["Error.$"] == "$.Failure.Error"
+    assert notify["ResultPath"] is None and notify["Next"] == workflow.FAILED
+    assert states[workflow.FAILED] == {
+        "Type": "Fail",
+        "ErrorPath": "$.Failure.Error",
+        "CausePath": "$.Failure.Cause",
+    }
+    # Every path into NotifyFailure carries one of the workflow's own error names.
+    into_notify = [n for n, s in states.items() if workflow.NOTIFY_FAILURE in asl.transitions(s)]
+    assert sorted(into_notify) == sorted(
+        [
+            workflow.INVALID_INPUT,
+            workflow.METRIC_MISSING,
+            workflow.GATE_FAILED,
+            workflow.TRAIN_AND_BASELINE,
+        ]
+        + [
+            name
+            for step, (name, _) in workflow.STEP_ERRORS.items()
+            if step not in (workflow.TRAIN, workflow.BASELINE)
+        ]
+    )
+
+
+def test_jobs_are_encrypted_and_named_after_the_run(variant: tuple[str, config.Config]) -> None:
+    cfg = variant[1]
+    definition = workflow.definition(cfg)
+    tasks = _tasks(definition)
+    jobs = {n: t for n, t in tasks.items() if t["Resource"].endswith(".sync")}
+    assert set(jobs) == {"Preprocess", "Train", "Baseline", "Evaluate"}
+    for name, job in jobs.items():
+        params = job["Parameters"]
+        output = params.get("ProcessingOutputConfig") or params["OutputDataConfig"]
+        assert output["KmsKeyId"] == "${KmsKeyArn}", name
+        cluster = params.get("ResourceConfig") or params["ProcessingResources"]["ClusterConfig"]
+        family = cluster["InstanceType"].split(".")[1]
+        has_key = cluster.get("VolumeKmsKeyId") == "${KmsKeyArn}"
+        assert has_key == (family not in workflow.LOCAL_STORAGE_FAMILIES), name
+        job_name = params.get("ProcessingJobName.$") or params["TrainingJobName.$"]
+        assert job_name == f"$.JobNames.{name.capitalize()}", name
+        assert {"Key": "mlops:run-id", "Value.$": "$.RunId"} in params["Tags"]
+    names = definition["States"][workflow.INITIALIZE]["Parameters"]["JobNames"]
+    base = naming.base(cfg)
+    for step in workflow.STEPS:
+        assert names[f"{step.capitalize()}.$"] == f"States.Format('{base}-{{}}-{step}', $.RunId)"
+        longest = f"{base}-{'x' * naming.RUN_ID_MAX_LENGTH}-{step}"
+        assert len(longest) <= naming.LIMITS["sagemaker"], longest
+
+
+def test_run_id_pattern() -> None:
+    pattern = re.compile(workflow.RUN_ID_PATTERN)
+    for good in ("a", "0f1e2d3c-4b5a-6978-8796", "manual-run-1", "x" * 24):
+        assert pattern.fullmatch(good), good
+    for bad in ("", "-a", "a-", "Upper", "a_b", "a.b", "x" * 25, "2024-01-01T10:00"):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_job_settings_follow_the_config(variant: tuple[str, config.Config]) -> None:
+    cfg = variant[1]
+    training = cfg.training
+    tasks = _tasks(workflow.definition(cfg))
+    train = tasks["Train"]["Parameters"]
+    assert train["ResourceConfig"]["InstanceType"] == training.instance_type
+    assert train["ResourceConfig"]["InstanceCount"] == training.instance_count
+    assert train["StoppingCondition"]["MaxRuntimeInSeconds"] == training.max_runtime_seconds
+    assert train["EnableNetworkIsolation"] is training.network_isolation
+    assert train["HyperParameters.$"] == "$.Hyperparameters"
+    assert train["OutputDataConfig"]["S3OutputPath.$"] == "$.Paths.Model"
+    assert ("EnableManagedSpotTraining" in train) == training.use_spot
+    if training.use_spot:
+        assert train["EnableManagedSpotTraining"] is True
+        assert train["StoppingCondition"]["MaxWaitTimeInSeconds"] == training.max_wait_seconds
+        assert train["CheckpointConfig"]["S3Uri.$"] == "$.Paths.Checkpoints"
+    vpc = {"SecurityGroupIds": cfg.network.security_group_ids, "Subnets": cfg.network.subnet_ids}
+    model = tasks["CreateModel"]["Parameters"]
+    assert model["EnableNetworkIsolation"] is training.network_isolation
+    for params in (
+        train,
+        model,
+        *(tasks[n]["Parameters"]["NetworkConfig"] for n in ("Preprocess", "Baseline", "Evaluate")),
+    ):
+        assert (params.get("VpcConfig") == vpc) == bool(cfg.network.subnet_ids)
+        assert ("VpcConfig" in params) == bool(cfg.network.subnet_ids)
+    for name in ("Preprocess", "Baseline", "Evaluate"):
+        network = tasks[name]["Parameters"]["NetworkConfig"]
+        assert network["EnableNetworkIsolation"] is training.network_isolation
+        assert network["EnableInterContainerTrafficEncryption"] is True
+    register = tasks["RegisterModel"]["Parameters"]
+    assert register["ModelPackageGroupName"] == naming.physical_name(cfg, "models")
+    assert register["ModelApprovalStatus"] == training.model_approval_status
+
+
+def test_training_image_and_channels(cfgs: dict[str, config.Config]) -> None:
+    custom = _tasks(workflow.definition(cfgs["example"]))["Train"]["Parameters"]
+    assert custom["AlgorithmSpecification"] == {
+        "TrainingInputMode": "File",
+        "TrainingImage.$": "$.ImageUri",
+        "MetricDefinitions": [
+            {"Name": "train:rmse", "Regex": "train-rmse=([0-9.]+);"},
+            {"Name": "validation:rmse", "Regex": "validation-rmse=([0-9.]+);"},
+        ],
+    }
+    assert [c["DataSource"]["S3DataSource"]["S3Uri.$"] for c in custom["InputDataConfig"]] == [
+        "$.Paths.Train",
+        "$.Paths.Validation",
+    ]
+    builtin = _tasks(workflow.definition(cfgs["xgboost-spot-vpc"]))
+    xgb = builtin["Train"]["Parameters"]
+    assert xgb["AlgorithmSpecification"] == {
+        "TrainingInputMode": "File",
+        "TrainingImage": "${XGBoostImage}",
+    }
+    assert [
+        (c["ChannelName"], c["ContentType"], c["DataSource"]["S3DataSource"]["S3Uri.$"])
+        for c in xgb["InputDataConfig"]
+    ] == [
+        ("train", "text/csv", "$.Paths.XGBoostTrain"),
+        ("validation", "text/csv", "$.Paths.XGBoostValidation"),
+    ]
+    outputs = {
+        o["OutputName"]
+        for o in builtin["Preprocess"]["Parameters"]["ProcessingOutputConfig"]["Outputs"]
+    }
+    assert outputs == {"train", "validation", "test", "baseline", "xgboost"}
+
+
+def test_processing_jobs_use_the_container_entries(example_config: config.Config) -> None:
+    tasks = _tasks(workflow.definition(example_config))
+    for name, entry in (("Preprocess", "preprocess"), ("Evaluate", "evaluate")):
+        spec = tasks[name]["Parameters"]["AppSpecification"]
+        assert spec == {"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": [entry]}
+    preprocess = tasks["Preprocess"]["Parameters"]
+    assert preprocess["ProcessingInputs"][0]["S3Input"]["S3Uri.$"] == "$.TrainingDataUri"
+    outputs = {
+        o["S3Output"]["LocalPath"]: o["S3Output"]["S3Uri.$"]
+        for o in preprocess["ProcessingOutputConfig"]["Outputs"]
+    }
+    assert outputs == {
+        "/opt/ml/processing/output/train": "$.Paths.Train",
+        "/opt/ml/processing/output/validation": "$.Paths.Validation",
+        "/opt/ml/processing/output/test": "$.Paths.Test",
+        "/opt/ml/processing/output/baseline": "$.Paths.BaselineDataset",
+    }
+    evaluate = tasks["Evaluate"]["Parameters"]
+    inputs = {
+        i["S3Input"]["LocalPath"]: i["S3Input"]["S3Uri.$"] for i in evaluate["ProcessingInputs"]
+    }
+    assert inputs == {
+        "/opt/ml/processing/model": "$.Training.ModelDataUrl",
+        "/opt/ml/processing/test": "$.Paths.Test",
+    }
+    assert evaluate["ProcessingOutputConfig"]["Outputs"][0]["S3Output"] == {
+        "S3Uri.$": "$.Paths.Evaluation",
+        "LocalPath": "/opt/ml/processing/evaluation",
+        "S3UploadMode": "EndOfJob",
+    }
+
+
+def test_baseline_follows_the_analyzer_contract(example_config: config.Config) -> None:
+    params = _tasks(workflow.definition(example_config))["Baseline"]["Parameters"]
+    assert params["AppSpecification"] == {"ImageUri": "${ModelMonitorImage}"}
+    assert params["Environment"] == {
+        "dataset_format": '{"csv": {"header": true}}',
+        "dataset_source": "/opt/ml/processing/input/baseline_dataset_input",
+        "output_path": "/opt/ml/processing/output",
+        "publish_cloudwatch_metrics": "Disabled",
+    }
+    assert json.loads(params["Environment"]["dataset_format"]) == {"csv": {"header": True}}
+    [source] = params["ProcessingInputs"]
+    assert source["S3Input"]["LocalPath"] == "/opt/ml/processing/input/baseline_dataset_input"
+    assert source["S3Input"]["S3Uri.$"] == "$.Paths.BaselineDataset"
+    [output] = params["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["LocalPath"] == "/opt/ml/processing/output"
+    assert output["S3Output"]["S3Uri.$"] == "$.Paths.Baseline"
+
+
+def test_run_paths_follow_the_s3_layout(example_config: config.Config) -> None:
+    paths = workflow.definition(example_config)["States"][workflow.INITIALIZE]["Parameters"][
+        "Paths"
+    ]
+    fmt = "States.Format('s3://{{}}/runs/{{}}/{}', $.Settings.Bucket, $.RunId)"
+    assert paths["Train.$"] == fmt.format("preprocess/train/")
+    assert paths["Test.$"] == fmt.format("preprocess/test/")
+    assert paths["Model.$"] == fmt.format("model/")
+    assert paths["EvaluationReport.$"] == fmt.format("evaluation/evaluation.json")
+    assert paths["BaselineStatistics.$"] == fmt.format("baseline/statistics.json")
+    assert paths["BaselineConstraints.$"] == fmt.format("baseline/constraints.json")
+    assert "Checkpoints.$" not in paths  # spot only
+
+
+def test_hyperparameter_defaults_are_baked_in_as_strings(cfgs: dict[str, config.Config]) -> None:
+    definition = workflow.definition(cfgs["gpu-r2-open"])
+    settings = definition["States"][workflow.LOAD_SETTINGS]
+    assert settings["Result"] == {
+        "Bucket": "${ArtifactBucket}",
+        "Hyperparameters": {"depth": "3", "objective": "reg:squarederror"},
+    }
+    initialize = definition["States"][workflow.INITIALIZE]["Parameters"]
+    assert (
+        initialize["Hyperparameters.$"]
+        == "States.JsonMerge($.Settings.Hyperparameters, $.Hyperparameters, false)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("operator", "comparison"),
+    [
+        ("<", "NumericLessThan"),
+        ("<=", "NumericLessThanEquals"),
+        (">", "NumericGreaterThan"),
+        (">=", "NumericGreaterThanEquals"),
+    ],
+)
+def test_gate_choice_follows_the_config(operator: str, comparison: str) -> None:
+    cfg = config.parse(
+        {"training": {"gate": {"metric": "mae", "operator": operator, "threshold": 1.25}}}
+    )
+    states = {s.name: s.render() for s in workflow.gate_states(cfg)}
+    gate = states[workflow.QUALITY_GATE]
+    metric = "$.Evaluation.Report.regression_metrics.mae.value"
+    assert gate["Choices"] == [
+        {"Variable": metric, "IsPresent": False, "Next": workflow.METRIC_MISSING},
+        {"Not": {"Variable": metric, "IsNumeric": True}, "Next": workflow.METRIC_MISSING},
+        {"Variable": metric, comparison: 1.25, "Next": workflow.CREATE_MODEL},
+    ]
+    assert gate["Default"] == workflow.GATE_FAILED
+    cause = states[workflow.GATE_FAILED]["Parameters"]["Cause.$"]
+    assert f"the gate requires mae {operator} 1.25" in cause
+    read = states[workflow.READ_EVALUATION]
+    assert read["Resource"] == "arn:aws:states:::aws-sdk:s3:getObject"
+    assert read["ResultSelector"] == {"Report.$": "States.StringToJson($.Body)"}
+
+
+def test_registration_points_at_the_evaluation_and_the_baseline(
+    example_config: config.Config,
+) -> None:
+    params = _tasks(workflow.definition(example_config))["RegisterModel"]["Parameters"]
+    statistics = {"ContentType": "application/json", "S3Uri.$": "$.Paths.BaselineStatistics"}
+    constraints = {"ContentType": "application/json", "S3Uri.$": "$.Paths.BaselineConstraints"}
+    assert params["ModelMetrics"] == {
+        "ModelQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri.$": "$.Paths.EvaluationReport"}
+        },
+        "ModelDataQuality": {"Statistics": statistics, "Constraints": constraints},
+    }
+    assert params["DriftCheckBaselines"] == {
+        "ModelDataQuality": {"Statistics": statistics, "Constraints": constraints}
+    }
+    assert params["InferenceSpecification"]["Containers"] == [
+        {"Image.$": "$.Training.ImageUri", "ModelDataUrl.$": "$.Training.ModelDataUrl"}
+    ]
+
+
+def test_output_is_the_contract(example_config: config.Config) -> None:
+    output = workflow.definition(example_config)["States"][workflow.OUTPUT]
+    assert [key.removesuffix(".$") for key in output["Parameters"]] == list(workflow.OUTPUT_KEYS)
+    assert output["Next"] == workflow.SUCCEEDED
