@@ -15,13 +15,15 @@ STAGE ?= dev
 PARAMS ?=
 NAME ?=
 KEEP ?= 0
+BENCH_ARGS ?=
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AWS ?= $(BIN)/aws
-BUCKET ?= $(shell $(AWS) sts get-caller-identity --query Account --output text 2>/dev/null | sed 's/^/mlops-templates-artifacts-/')
+BUCKET ?=
 PACKAGED := packaged
 STAMP := $(VENV)/.installed
 ASL_VALIDATOR := $(VENV)/node/node_modules/.bin/asl-validator
 
-.PHONY: help install templates build lint test package deploy publish project local bench clean
+.PHONY: help install templates build golden lint test package deploy publish project local bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,20 +44,26 @@ $(STAMP): pyproject.toml
 
 build: $(STAMP) ## Render every stack from $(CONFIG) into templates/
 	$(CLI) -c $(CONFIG) build --out templates
+	$(CLI) docs --readme README.md
 
-templates: build lint ## Render and lint every stack (the main job)
+golden: $(STAMP) ## Re-render the golden files of the test configs (tests/configs -> tests/golden)
+	for c in tests/configs/*.yaml; do \
+	  $(CLI) -c "$$c" build --out "tests/golden/$$(basename "$$c" .yaml)" >/dev/null; \
+	done
+
+templates: build golden lint ## Render and lint every stack (the main job)
 
 lint: $(STAMP) ## cfn-lint + checkov + ASL validation over templates/
 	$(CLI) -c $(CONFIG) lint --out templates
 	@if ls templates/*.asl.json >/dev/null 2>&1; then \
-	  for f in templates/*.asl.json; do $(ASL_VALIDATOR) --json-definition "$$f" --silent && echo "$$f: valid ASL"; done; \
+	  for f in templates/*.asl.json; do $(ASL_VALIDATOR) --json-path "$$f" --silent && echo "$$f: valid ASL"; done; \
 	fi
 
 test: $(STAMP) ## Run the whole test suite
 	$(BIN)/pytest
 
 package: $(STAMP) build ## Package templates to S3 with the AWS CLI (BUCKET=...)
-	@test -n "$(BUCKET)" || { echo "error: set BUCKET=<artifact bucket> (or configure AWS credentials)"; exit 2; }
+	@test -n "$(BUCKET)" || { echo "error: set BUCKET=<an S3 bucket you own for packaged templates and code>"; exit 2; }
 	mkdir -p $(PACKAGED)
 	for t in templates/*.yaml; do \
 	  $(AWS) cloudformation package --template-file "$$t" --s3-bucket "$(BUCKET)" \
@@ -64,13 +72,48 @@ package: $(STAMP) build ## Package templates to S3 with the AWS CLI (BUCKET=...)
 	done
 
 deploy: package ## Deploy one stack: STAGE=dev|prd|pipeline (PARAMS='Key=Value ...' overrides the config)
-	@case "$(STAGE)" in dev|prd) stack=deploy-$(STAGE);; pipeline) stack=pipeline;; \
+	@case "$(STAGE)" in dev|prd) stack=deploy-$(STAGE); extra="";; \
+	  pipeline) stack=pipeline; \
+	    project="$$($(CLI) -c $(CONFIG) get project.name)"; \
+	    extra="SageMakerProjectName=$$project SageMakerProjectId=p-$$(printf %s "$$project" | sha1sum | cut -c1-12)";; \
 	  *) echo "error: STAGE must be dev, prd or pipeline (got '$(STAGE)')"; exit 2;; esac; \
 	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/$$stack.yaml" \
 	  --stack-name "$$($(CLI) -c $(CONFIG) stack-name $$stack)" \
 	  --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \
 	  --no-fail-on-empty-changeset \
-	  --parameter-overrides $$($(CLI) -c $(CONFIG) params $$stack) $(PARAMS)
+	  --parameter-overrides $$extra $$($(CLI) -c $(CONFIG) params $$stack) $(PARAMS)
+
+publish: package ## Publish the pipeline product: upload it and deploy the studio stack (BUCKET=...)
+	@key="$$($(CLI) -c $(CONFIG) stack-name pipeline)/pipeline-$$(sha256sum $(PACKAGED)/pipeline.yaml | cut -c1-16).yaml"; \
+	region="$$($(AWS) configure get region || true)"; region="$${region:-$${AWS_REGION:-us-east-1}}"; \
+	$(AWS) s3 cp --only-show-errors "$(PACKAGED)/pipeline.yaml" "s3://$(BUCKET)/$$key"; \
+	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/studio.yaml" \
+	  --stack-name "$$($(CLI) -c $(CONFIG) stack-name studio)" \
+	  --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
+	  --parameter-overrides "PipelineTemplateUrl=https://$(BUCKET).s3.$$region.amazonaws.com/$$key" \
+	    $$($(CLI) -c $(CONFIG) params studio) $(PARAMS)
+
+project: $(STAMP) ## Create a SageMaker project from the published product (NAME=<project name>)
+	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
+	@stack="$$($(CLI) -c $(CONFIG) stack-name studio)"; \
+	output() { $(AWS) cloudformation describe-stacks --stack-name "$$stack" \
+	  --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue" --output text; }; \
+	product="$$(output ProductId)"; artifact="$$(output ProvisioningArtifactId)"; \
+	test -n "$$product" -a "$$product" != None || { echo "error: no studio stack '$$stack': run make publish first"; exit 2; }; \
+	$(AWS) sagemaker create-project --project-name "$(NAME)" \
+	  --project-description "Created by mlops-templates" \
+	  --service-catalog-provisioning-details "ProductId=$$product,ProvisioningArtifactId=$$artifact"
+
+local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally (KEEP=1 keeps the server)
+	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)
+
+bench: $(STAMP) ## Print training, accuracy and serving benchmark figures (vs an nginx+gunicorn+Flask baseline)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
+	  echo "note: installing nginx-light and wrk for the baseline and the load generator"; \
+	  { command -v apt-get >/dev/null && $(SUDO) apt-get install -y -qq nginx-light wrk >/dev/null; } || \
+	  echo "note: could not install them: the baseline is skipped, the Python load generator is used"; }
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean: ## Remove the venvs, packaged templates and caches
 	rm -rf $(VENV) $(CHECKOV_VENV) $(PACKAGED) .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,116 @@
+"""Run as the image's unprivileged user where SageMaker allows it.
+
+SageMaker starts containers as root and mounts ``/opt/ml`` volumes owned by root, so an
+image whose ``USER`` is unprivileged cannot write its outputs there. The image therefore
+starts as root and each entry point drops to ``$MLCONTAINER_USER`` itself:
+
+* ``serve``: each worker loads the model and imports all it needs, then drops, before
+  it accepts a connection: the processes that parse requests never run as root. The
+  master, which only forks and watches them, keeps root to restart them.
+* batch jobs hand their output directories to the user and drop, but only after checking,
+  as that user, that every input is readable; if one is not (a volume mounted 0700), the
+  job stays root and says why, instead of failing.
+
+Nothing happens when ``MLCONTAINER_USER`` is unset (local runs, tests) or the process is
+not root. Stdlib only, and called before NumPy starts any thread.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+USER_ENV = "MLCONTAINER_USER"
+
+
+def _target() -> pwd.struct_passwd | None:
+    name = os.environ.get(USER_ENV)
+    if not name or os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        print(f"{USER_ENV}={name}: no such user; running as root", file=sys.stderr)
+        return None
+
+
+def _switch(user: pwd.struct_passwd) -> None:
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    os.environ["HOME"] = user.pw_dir if os.path.isdir(user.pw_dir) else "/tmp"
+
+
+def _runtime_dirs() -> list[Path]:
+    """Directories a job imports from after dropping: the standard library and the
+    packages it uses (a Python installed in root's home is not readable by others)."""
+    dirs = [Path(os.__file__).parent]
+    for name in ("numpy", "scipy", "xgboost", "mlcontainer"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.append(Path(spec.origin).parent)
+    return dirs
+
+
+def _unreadable_as(user: pwd.struct_passwd, paths: Iterable[Path]) -> str | None:
+    """The first path ``user`` could not read (checked in a child that switched to it)."""
+    runtime = _runtime_dirs()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        os.close(read_fd)
+        problem = ""
+        try:
+            _switch(user)
+            problem = next((str(d) for d in runtime if not os.access(d, os.R_OK | os.X_OK)), "")
+            for root in [] if problem else paths:
+                if not root.exists():
+                    continue
+                for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+                    mode = os.R_OK | (os.X_OK if path.is_dir() else 0)
+                    if not os.access(path, mode):
+                        problem = str(path)
+                        break
+                if problem:
+                    break
+        except OSError as err:
+            problem = f"{err.filename or ''} ({err.strerror})"
+        os.write(write_fd, problem.encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        problem = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return problem or None
+
+
+def drop_for_job(readable: Iterable[Path], writable: Iterable[Path]) -> None:
+    """Become ``$MLCONTAINER_USER`` if it can read ``readable`` once given ``writable``."""
+    user = _target()
+    if user is None:
+        return
+    problem = _unreadable_as(user, list(readable))
+    if problem:
+        print(f"staying root: {user.pw_name} cannot read {problem}", file=sys.stderr)
+        return
+    try:
+        for directory in writable:
+            directory.mkdir(parents=True, exist_ok=True)
+            for path in [directory, *directory.rglob("*")]:
+                os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+    except OSError as err:
+        print(f"staying root: cannot hand {err.filename} to {user.pw_name} ({err.strerror})",
+              file=sys.stderr)
+        return
+    _switch(user)
+
+
+def drop_for_server() -> None:
+    """Become ``$MLCONTAINER_USER`` (a server worker, once its model is loaded)."""
+    user = _target()
+    if user is not None:
+        _switch(user)

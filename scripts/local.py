@@ -1,0 +1,325 @@
+"""Run the model's whole lifecycle on this machine, as SageMaker would run it.
+
+preprocess -> train -> evaluate -> quality gate -> serve -> smoke request, each step a
+real process running the container's own entry point (``python -m mlcontainer
+<command>``, what ``docker run IMAGE <command>`` runs) under a temporary
+``/opt/ml``-shaped directory (``ML_PREFIX``). SageMaker's part is played in between:
+channels are staged, the model directory is packed into ``model.tar.gz`` and unpacked
+again for hosting. Hyperparameters and the quality gate come from the project config.
+
+Usage: ``python scripts/local.py [--keep] [-c mlops.yaml] [-H num_round=50 ...]``.
+With ``--keep`` the server keeps running; its URL and PID are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import operator
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+CONTAINER = REPO / "container"
+SAMPLE_DATA = CONTAINER / "data" / "abalone.csv"
+SMOKE_ROW = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
+GATE_OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def container_env(prefix: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a container process: this checkout's package, ``ML_PREFIX``."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SM_", "SAGEMAKER_", "MODEL_SERVER_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(CONTAINER), env.get("PYTHONPATH")]))
+    env["ML_PREFIX"] = str(prefix)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Step:
+    name: str
+    seconds: float
+    returncode: int
+    output: str
+
+
+class StepFailed(RuntimeError):
+    def __init__(self, step: Step) -> None:
+        super().__init__(f"{step.name} failed (exit {step.returncode}):\n{step.output}")
+        self.step = step
+
+
+def run_step(command: str, prefix: Path, *args: str, extra_env: dict[str, str] | None = None,
+             check: bool = True, timeout: float = 600) -> Step:
+    """Run ``mlcontainer <command>`` under ``prefix``; stdout and stderr together."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlcontainer", command, *args],
+        env=container_env(prefix, extra_env), capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+    step = Step(command, time.perf_counter() - started, proc.returncode,
+                proc.stdout + proc.stderr)
+    if check and proc.returncode != 0:
+        raise StepFailed(step)
+    return step
+
+
+class Server:
+    """A running ``mlcontainer serve`` process on 127.0.0.1."""
+
+    def __init__(self, prefix: Path, *, port: int | None = None, workers: int | None = None,
+                 extra_env: dict[str, str] | None = None, log: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {"SAGEMAKER_BIND_TO_PORT": str(self.port), "MODEL_SERVER_HOST": "127.0.0.1"}
+        if workers:
+            env["MODEL_SERVER_WORKERS"] = str(workers)
+        env.update(extra_env or {})
+        self.log_path = log or prefix / "serve.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlcontainer", "serve"], env=container_env(prefix, env),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None,
+                timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            connection.close()
+
+    def wait_ready(self, timeout: float = 60) -> float:
+        """Seconds until ``GET /ping`` answered 200; raises if the server died or timed out."""
+        started = time.perf_counter()
+        while time.perf_counter() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server exited with status {self.proc.returncode}:\n"
+                                   f"{self.log()}")
+            try:
+                if self.request("GET", "/ping", timeout=2)[0] == 200:
+                    return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"the server did not answer /ping within {timeout} s:\n{self.log()}")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def detach(self) -> None:
+        self._log.close()
+
+
+@dataclass
+class Lifecycle:
+    """The /opt/ml-shaped roots of one local run: ``jobs`` for the training-side jobs,
+    ``hosting`` for the endpoint (which, as on SageMaker, only sees model.tar.gz)."""
+
+    root: Path
+    data: Path = SAMPLE_DATA
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> Path:
+        return self.root / "jobs"
+
+    @property
+    def hosting(self) -> Path:
+        return self.root / "hosting"
+
+    @property
+    def model_tarball(self) -> Path:
+        return self.jobs / "processing" / "model" / "model.tar.gz"
+
+    def _record(self, step: Step) -> Step:
+        self.steps.append(step)
+        return step
+
+    def preprocess(self) -> Step:
+        raw = self.jobs / "processing" / "input" / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.data, raw / self.data.name)
+        return self._record(run_step("preprocess", self.jobs))
+
+    def train(self) -> Step:
+        output = self.jobs / "processing" / "output"
+        for channel in ("train", "validation"):
+            target = self.jobs / "input" / "data" / channel
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(output / channel, target)
+        config = self.jobs / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (config / "hyperparameters.json").write_text(
+            json.dumps({k: str(v) for k, v in self.hyperparameters.items()}), encoding="utf-8")
+        step = self._record(run_step("train", self.jobs))
+        # SageMaker packs /opt/ml/model into model.tar.gz at the end of the job.
+        self.model_tarball.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(self.model_tarball, "w:gz") as archive:
+            for path in sorted((self.jobs / "model").iterdir()):
+                archive.add(path, arcname=path.name)
+        return step
+
+    def evaluate(self) -> dict[str, Any]:
+        test = self.jobs / "processing" / "test"
+        test.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.jobs / "processing" / "output" / "test" / "test.csv", test / "test.csv")
+        self._record(run_step("evaluate", self.jobs))
+        report = self.jobs / "processing" / "evaluation" / "evaluation.json"
+        return json.loads(report.read_text(encoding="utf-8"))
+
+    def serve(self, **kwargs: Any) -> Server:
+        """Unpack model.tar.gz where hosting expects it and start the server."""
+        model = self.hosting / "model"
+        shutil.rmtree(model, ignore_errors=True)
+        model.mkdir(parents=True)
+        with tarfile.open(self.model_tarball) as archive:
+            archive.extractall(model, filter="data")
+        return Server(self.hosting, **kwargs)
+
+
+def gate(config: Any, report: dict[str, Any]) -> tuple[bool, str]:
+    """The training quality gate of ``mlops.yaml``: does the test metric pass?"""
+    rule = config.training.gate
+    value = report["regression_metrics"][rule.metric]["value"]
+    passed = GATE_OPERATORS[rule.operator](value, rule.threshold)
+    return passed, f"{rule.metric} {value:.4f} {rule.operator} {rule.threshold:g}"
+
+
+def _hyperparameter(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", type=Path, default=REPO / "mlops.yaml",
+                        help="project config (hyperparameters and quality gate)")
+    parser.add_argument("--data", type=Path, default=SAMPLE_DATA, help="raw CSV to train on")
+    parser.add_argument("-H", "--hyperparameter", type=_hyperparameter, action="append",
+                        default=[], metavar="NAME=VALUE", help="override a hyperparameter")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the run's files here (default: a temporary directory)")
+    parser.add_argument("--port", type=int, default=None, help="server port (default: free)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="server workers (default: one per CPU)")
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the server running and print its URL and PID")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from mlops_templates import config as config_mod
+    from mlops_templates.errors import ConfigError
+
+    try:
+        config = config_mod.load(args.config)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    hyperparameters = {k: str(v) for k, v in config.training.hyperparameters.items()}
+    hyperparameters.update(dict(args.hyperparameter))
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-local-"))
+    root.mkdir(parents=True, exist_ok=True)
+    run = Lifecycle(root=root.resolve(), data=args.data.resolve(), hyperparameters=hyperparameters)
+    print(f"local run under {run.root} (ML_PREFIX={run.jobs})")
+    print("hyperparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(hyperparameters.items())))
+
+    def show(step: Step, detail: str = "") -> None:
+        print(f"  {step.name:<11} {step.seconds:6.2f} s  {detail}")
+
+    server = None
+    try:
+        show(run.preprocess(), _last_line(run.steps[-1].output, "split "))
+        show(run.train(), _last_line(run.steps[-1].output, "kept "))
+        report = run.evaluate()
+        metrics = report["regression_metrics"]
+        show(run.steps[-1], "  ".join(f"{name}={m['value']:.4f}±{m['standard_deviation']:.4f}"
+                                      for name, m in metrics.items()))
+        passed, rule = gate(config, report)
+        print(f"  {'gate':<11} {'':>8}  {rule}: {'PASS' if passed else 'FAIL'}")
+        if not passed:
+            print("quality gate failed: the pipeline would not register this model")
+            return 1
+        started = time.perf_counter()
+        server = run.serve(port=args.port, workers=args.workers)
+        server.wait_ready()
+        show(Step("serve", time.perf_counter() - started, 0, ""), f"ready at {server.url}")
+        started = time.perf_counter()
+        status, _, body = server.request("POST", "/invocations", SMOKE_ROW.encode(),
+                                         {"Content-Type": "text/csv"})
+        seconds = time.perf_counter() - started
+        if status != 200:
+            print(f"smoke request failed: {status} {body.decode(errors='replace')}")
+            return 1
+        show(Step("smoke", seconds, 0, ""), f"{SMOKE_ROW} -> {body.decode().strip()} rings")
+    except StepFailed as err:
+        print(f"\n{err.step.name} failed (exit {err.step.returncode}):\n{err.step.output}",
+              file=sys.stderr)
+        return 1
+    finally:
+        if server is not None and not args.keep:
+            server.stop()
+    print(f"total {sum(s.seconds for s in run.steps):.2f} s in the batch jobs")
+    if args.keep:
+        server.detach()
+        print(f"\nserver running: {server.url} (PID {server.pid}, log {server.log_path})")
+        print(f"  curl -s -H 'Content-Type: text/csv' --data '{SMOKE_ROW}' {server.url}/invocations")
+        print(f"  stop it with: kill {server.pid}")
+    elif args.workdir is None:
+        shutil.rmtree(run.root, ignore_errors=True)
+    return 0
+
+
+def _last_line(output: str, prefix: str) -> str:
+    lines = [line for line in output.splitlines() if line.startswith(prefix)]
+    return lines[-1] if lines else ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""The container package in-process: data contract, encoding, hyperparameters, metrics,
+content negotiation, and the flattened-tree predictor against XGBoost itself."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "container"))
+
+from mlcontainer import inference, model, paths, preprocess, schema, train
+from mlcontainer.errors import DataError, UserError
+from mlcontainer.evaluate import regression_metrics
+from mlcontainer.forest import Forest
+from mlcontainer.server import ServerConfig
+
+ROW = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
+HEADER = ",".join(schema.FEATURES)
+
+
+# --- data contract -----------------------------------------------------------------------
+
+def test_sample_data_parses_with_labels() -> None:
+    rows = schema.parse_csv((REPO / "container/data/abalone.csv").read_text(),
+                            where="abalone.csv", label="required", keep_fields=True)
+    assert len(rows) == 4177
+    assert rows.numeric.shape == (4177, 7)
+    assert rows.fields[0] == ["M", "0.455", "0.365", "0.095", "0.514", "0.2245", "0.101", "0.15", "15"]
+    assert rows.label[:3].tolist() == [15.0, 7.0, 9.0]
+    assert set(np.unique(rows.sex).tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize("text", [
+    ROW, f"{ROW},15", f"{HEADER}\n{ROW}", f"{HEADER},rings\n{ROW},15", f"\n{ROW}\n\n",
+    f" m ,{ROW[2:]}", '"M",0.455,0.365,0.095,0.514,0.2245,0.101,0.15',
+])
+def test_request_rows_in_every_accepted_shape(text: str) -> None:
+    rows = schema.parse_csv(text)
+    assert rows.sex.tolist() == [2]
+    assert rows.numeric.tolist() == [[0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15]]
+
+
+def test_fast_and_general_parsers_agree() -> None:
+    text = (REPO / "container/data/abalone.csv").read_text()
+    fast = schema.parse_csv(text, label="required")
+    general = schema.parse_csv(text, label="required", keep_fields=True)
+    assert np.array_equal(fast.numeric, general.numeric)
+    assert np.array_equal(fast.sex, general.sex)
+    assert np.array_equal(fast.label, general.label)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("M,1,2,x,4,5,6,7", "line 1, column 'height': 'x' is not a number"),
+    (f"{ROW}\nM,1,2,3,4,5,6,", "line 2, column 'shell_weight': is empty"),
+    (f"{HEADER}\n{ROW}\nM,1,2,3,-4,5,6,7", "line 3, column 'whole_weight': must be a finite number >= 0, got -4.0"),
+    ("M,1,2,3,4,5,6,inf", "line 1, column 'shell_weight': must be a finite number >= 0, got inf"),
+    ("M,1,2,3,4,5,6,nan", "line 1, column 'shell_weight': must be a finite number >= 0"),
+    ("M,1,2,3,4,5,6,1_0", "line 1, column 'shell_weight': '1_0' is not a number"),
+    ("X,1,2,3,4,5,6,7", "line 1, column 'sex': unknown value 'X'; expected one of F, I, M"),
+    ("M,1,2,3", "line 1: expected 8 columns"),
+    ("M,1,2,3,4,5,6,7,8,9", "got 10"),
+    ("sex,length\nM,1,2,3,4,5,6,7", "line 1: header must be"),
+    ("\n \n", "no data rows"),
+])
+def test_request_errors_name_line_and_column(text: str, message: str) -> None:
+    with pytest.raises(DataError) as caught:
+        schema.parse_csv(text)
+    assert message in str(caught.value)
+
+
+def test_training_files_need_the_label() -> None:
+    with pytest.raises(DataError, match=r"train.csv, line 1: expected 9 columns"):
+        schema.parse_csv(ROW, where="train.csv", label="required")
+    with pytest.raises(DataError, match=r"line 2, column 'rings': 'many' is not a number"):
+        schema.parse_csv(f"{ROW},9\n{ROW},many", label="required")
+
+
+def test_json_instances_lists_and_objects() -> None:
+    names = schema.FEATURES
+    values = ["F", 0.53, 0.42, 0.135, 0.677, 0.2565, 0.1415, 0.21]
+    rows = schema.parse_instances([values, dict(zip(names, values)), [*values, 9]])
+    assert rows.sex.tolist() == [0, 0, 0]
+    assert np.allclose(rows.numeric, [values[1:]] * 3)
+
+
+@pytest.mark.parametrize(("instances", "message"), [
+    ([["F", 0.5, "0.4", 0.1, 0.6, 0.2, 0.1, 0.2]], "instance 1, column 'diameter': must be a JSON number, got \"0.4\""),
+    ([["F", 0.5, 0.4, 0.1, 0.6, 0.2, 0.1, True]], "column 'shell_weight': must be a JSON number, got true"),
+    ([["F", 0.5]], "instance 1: expected 8 columns"),
+    ([{"sex": "F"}], "instance 1: missing column 'length'"),
+    ([{"sex": "F", "weight": 1}], "instance 1: unknown column 'weight'"),
+    ([["Z", 1, 1, 1, 1, 1, 1, 1]], "column 'sex': unknown value 'Z'"),
+    ([3], "instance 1: each instance must be a list"),
+    ([], "no instances"),
+    ({"a": 1}, "'instances' must be a list"),
+])
+def test_json_errors(instances: object, message: str) -> None:
+    with pytest.raises(DataError) as caught:
+        schema.parse_instances(instances)
+    assert message in str(caught.value)
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+def test_encoding_one_hot_measurements_and_ratios() -> None:
+    spec = schema.FeatureSpec()
+    rows = schema.parse_csv(f"{ROW}\nI,0.2,0.1,0,0.5,0.2,0.1,0.1")
+    features = spec.encode(rows)
+    assert features.dtype == np.float32
+    assert spec.feature_names[:4] == ["sex_F", "sex_I", "sex_M", "length"]
+    assert features[0, :3].tolist() == [0, 0, 1] and features[1, :3].tolist() == [0, 1, 0]
+    named = dict(zip(spec.feature_names, features[0].tolist()))
+    assert named["shell_fraction"] == pytest.approx(0.15 / 0.514)
+    assert named["density"] == pytest.approx(0.514 / (0.455 * 0.365 * 0.095), rel=1e-6)
+    # Height 0: the density is missing (NaN), not infinite.
+    assert np.isnan(dict(zip(spec.feature_names, features[1].tolist()))["density"])
+
+
+def test_spec_round_trip_and_validation() -> None:
+    spec = schema.FeatureSpec()
+    assert schema.FeatureSpec.loads(spec.dumps()) == spec
+    data = spec.to_dict()
+    for broken, message in [
+        ({**data, "version": 9}, "unsupported version 9"),
+        ({**data, "columns": ["a"]}, "do not match"),
+        ({**data, "categories": {"sex": ["X"]}}, "must be a subset"),
+        ({**data, "derived": [{"name": "d", "numerator": "mass", "denominator": []}]},
+         "unknown column 'mass'"),
+        ({"version": 1}, "not a valid preprocessing spec"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            schema.FeatureSpec.loads(json.dumps(broken))
+
+
+def test_a_spec_without_a_category_rejects_it() -> None:
+    spec = schema.FeatureSpec(categories=("F", "M"))
+    assert spec.encode(schema.parse_csv(ROW))[0, :2].tolist() == [0, 1]
+    with pytest.raises(DataError, match="'I' was not seen in training"):
+        spec.encode(schema.parse_csv("I,1,1,1,1,1,1,1"))
+
+
+# --- hyperparameters, split, metrics -----------------------------------------------------------
+
+def test_hyperparameters_are_typed_with_defaults() -> None:
+    values = train.parse_hyperparameters({"max_depth": "4", "eta": '"0.3"', "num_round": "20.0",
+                                          "sagemaker_program": "x", "_tuning_objective_metric": "y"})
+    assert values["max_depth"] == 4 and values["eta"] == 0.3 and values["num_round"] == 20
+    assert values["min_child_weight"] == 10.0 and values["objective"] == "reg:squarederror"
+    assert "sagemaker_program" not in values
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"max_depth": "five"}, "hyperparameter 'max_depth': 'five' is not an integer"),
+    ({"eta": "1.5"}, "hyperparameter 'eta': '1.5' is not a number in (0, 1]"),
+    ({"num_round": "2.5"}, "'num_round': '2.5' is not an integer"),
+    ({"objective": "binary:logistic"}, "'objective': 'binary:logistic' is not one of"),
+    ({"max_dept": "3"}, "unknown hyperparameter 'max_dept'"),
+])
+def test_hyperparameter_errors(raw: dict[str, str], message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        train.parse_hyperparameters(raw)
+    assert message in str(caught.value)
+
+
+def test_gpu_count_prefers_sagemaker_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SM_NUM_GPUS", "4")
+    assert train.gpu_count() == 4
+    monkeypatch.setenv("SM_NUM_GPUS", "0")
+    assert train.gpu_count() == 0
+
+
+def test_split_counts() -> None:
+    assert preprocess.split_counts(4177, 0.7, 0.15) == (2924, 627, 626)
+    with pytest.raises(UserError, match="too few"):
+        preprocess.split_counts(2, 0.7, 0.15)
+    with pytest.raises(UserError, match="train \\+ validation < 1"):
+        preprocess.split_counts(100, 0.9, 0.2)
+
+
+def test_regression_metrics_values_and_bootstrap() -> None:
+    truth = np.array([1.0, 2.0, 3.0, 4.0])
+    metrics = regression_metrics(truth, truth + np.array([1.0, -1.0, 1.0, -1.0]))
+    assert metrics["mse"]["value"] == 1.0 and metrics["rmse"]["value"] == 1.0
+    assert metrics["mae"]["value"] == 1.0
+    assert metrics["r2"]["value"] == pytest.approx(1 - 4 / 5)
+    assert metrics["rmse"]["standard_deviation"] == 0.0  # every resample has |error| = 1
+    assert metrics["r2"]["standard_deviation"] > 0
+    assert regression_metrics(truth, truth + 0.5) == regression_metrics(truth, truth + 0.5)
+
+
+def test_paths_follow_ml_prefix_and_sm_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("SM_MODEL_DIR", raising=False)
+    monkeypatch.delenv("SM_CHANNEL_TRAIN", raising=False)
+    monkeypatch.setenv("ML_PREFIX", str(tmp_path))
+    assert paths.model_dir() == tmp_path / "model"
+    assert paths.channel_dir("train") == tmp_path / "input/data/train"
+    assert paths.failure_file() == tmp_path / "output/failure"
+    monkeypatch.setenv("SM_CHANNEL_TRAIN", "/data/train")
+    monkeypatch.setenv("SM_MODEL_DIR", "/models")
+    assert paths.channel_dir("train") == Path("/data/train")
+    assert paths.model_dir() == Path("/models")
+    monkeypatch.delenv("ML_PREFIX")
+    assert paths.evaluation_model_file() == Path("/opt/ml/processing/model/model.tar.gz")
+
+
+# --- content negotiation -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    (None, "text/csv"), ("*/*", "text/csv"), ("application/json", "application/json"),
+    ("text/html, application/json;q=0.9", "application/json"),
+    ("text/csv;q=0.5, application/json", "application/json"),
+    ("application/*", "application/json"), ("text/*;q=1", "text/csv"),
+    ("application/json;q=0, text/csv", "text/csv"),
+])
+def test_accept(accept: str | None, expected: str) -> None:
+    assert inference.accept_type(accept) == expected
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml, image/*", "application/json;q=0"])
+def test_unacceptable_accept_is_406(accept: str) -> None:
+    with pytest.raises(inference.RequestError) as caught:
+        inference.accept_type(accept)
+    assert caught.value.status == 406
+
+
+def test_content_type() -> None:
+    assert inference.media_type(None) == "text/csv"
+    assert inference.media_type("Text/CSV; charset=utf-8") == "text/csv"
+    assert inference.media_type("application/json") == "application/json"
+    with pytest.raises(inference.RequestError) as caught:
+        inference.media_type("application/x-www-form-urlencoded")
+    assert caught.value.status == 415
+
+
+# --- prediction --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def booster():
+    import xgboost as xgb
+
+    rows = schema.parse_csv((REPO / "container/data/abalone.csv").read_text(), label="required")
+    spec = schema.FeatureSpec()
+    features = spec.encode(rows)
+    return xgb.train({"max_depth": 4, "eta": 0.3, "nthread": 1, "seed": 0},
+                     xgb.DMatrix(features, label=rows.label), num_boost_round=15)
+
+
+def test_forest_reproduces_xgboost_bit_for_bit(booster) -> None:
+    forest = Forest.build(booster, 14)
+    assert forest is not None and forest.depth == 4
+    rng = np.random.default_rng(7)
+    features = rng.uniform(0, 1.5, size=(500, 14)).astype(np.float32)
+    features[rng.random(features.shape) < 0.1] = np.nan
+    expected = booster.inplace_predict(features, validate_features=False)
+    assert np.array_equal(forest.predict(features), expected)
+    assert np.array_equal(forest.predict(features[:1]), expected[:1])
+
+
+def test_forest_declines_models_it_does_not_reproduce(booster) -> None:
+    import xgboost as xgb
+
+    dart = xgb.train({"booster": "dart", "max_depth": 2, "nthread": 1},
+                     xgb.DMatrix(np.random.default_rng(0).random((50, 3)), label=np.arange(50.0)),
+                     num_boost_round=3)
+    assert Forest.build(dart, 3) is None
+    description = json.loads(booster.save_raw("json"))
+    description["learner"]["objective"]["name"] = "binary:logistic"
+    assert Forest.from_model(description) is None
+
+
+def test_predictor_and_handler(booster, tmp_path: Path) -> None:
+    booster.save_model(str(tmp_path / model.MODEL_FILE))
+    (tmp_path / model.SPEC_FILE).write_text(schema.FeatureSpec().dumps())
+    predictor = model.Predictor.from_dir(tmp_path, nthread=1)
+    handler = inference.InvocationHandler(predictor)
+    many = "\n".join([ROW] * 100)
+    kind, single = handler(ROW.encode(), "text/csv", None)
+    assert kind == "text/csv" and single.endswith(b"\n") and float(single) > 0
+    _, batch = handler(many.encode(), "text/csv", None)  # past SMALL_BATCH: XGBoost predicts
+    assert batch.decode().split() == [single.decode().strip()] * 100
+    kind, answer = handler(json.dumps({"instances": [ROW.split(",")[:1] + [float(v) for v in ROW.split(",")[1:]]]}).encode(),
+                           "application/json", "application/json")
+    assert kind == "application/json"
+    assert json.loads(answer)["predictions"] == [float(single)]
+
+
+def test_model_files_errors(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        model.read_model_files(tmp_path / "missing")
+    with pytest.raises(UserError, match="no model in .*found nothing"):
+        model.read_model_files(tmp_path)
+    (tmp_path / model.MODEL_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match="no preprocessing.json"):
+        model.read_model_files(tmp_path)
+    (tmp_path / model.SPEC_FILE).write_text(schema.FeatureSpec().dumps())
+    with pytest.raises(UserError, match="is not an XGBoost model"):
+        model.Predictor.from_dir(tmp_path)
+    (tmp_path / model.MODEL_FILE).unlink()
+    (tmp_path / model.BUILTIN_MODEL_FILE).write_bytes(b"\x80\x04pickled")
+    with pytest.raises(UserError, match="pickled booster"):
+        model.Predictor.from_dir(tmp_path)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT='http' is not an integer"),
+    ({"MODEL_SERVER_WORKERS": "0"}, "MODEL_SERVER_WORKERS='0' must be between 1"),
+    ({"MAX_REQUEST_BYTES": "10"}, "MAX_REQUEST_BYTES='10' must be between 1024"),
+])
+def test_server_config_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        ServerConfig.from_env(env)
+    assert message in str(caught.value)
+
+
+def test_server_config_defaults() -> None:
+    cfg = ServerConfig.from_env({})
+    assert (cfg.host, cfg.port, cfg.timeout, cfg.max_bytes) == ("0.0.0.0", 8080, 60, 6 * 1024 * 1024)
+    assert cfg.workers == model.cpu_count()
+
+
+def test_watchdog_kills_a_worker_stuck_past_the_timeout() -> None:
+    import subprocess
+    import time
+
+    from mlcontainer.server import Master
+
+    cfg = ServerConfig.from_env({"MODEL_SERVER_WORKERS": "2", "MODEL_SERVER_TIMEOUT": "5"})
+    master = Master(cfg, sock=None, files=None)
+    stuck = subprocess.Popen(["sleep", "30"])
+    busy = subprocess.Popen(["sleep", "30"])
+    try:
+        master.workers = {stuck.pid: 0, busy.pid: 1}
+        master.heartbeat[0] = time.monotonic() - 6  # on one request for 6 s
+        master.heartbeat[1] = time.monotonic() - 1  # on one request for 1 s
+        master.watchdog()
+        assert stuck.wait(timeout=5) == -9
+        assert busy.poll() is None
+        assert master.heartbeat[0] == 0.0
+    finally:
+        for proc in (stuck, busy):
+            proc.kill()
+            proc.wait()
