@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,7 +72,6 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 def cmd_stack_name(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    stacks.module(args.stack)  # rejects unknown stack names
     print(naming.stack_name(cfg, args.stack))
     return 0
 
@@ -88,6 +88,34 @@ def cmd_params(args: argparse.Namespace) -> int:
             f"(the stack has: {', '.join(sorted(template.parameters))})"
         )
     print(" ".join(f"{key}={value}" for key, value in sorted(values.items())))
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Print the config reference, or rewrite (or check) its section in a README."""
+    from mlops_templates import docs
+
+    if args.readme is None:
+        sys.stdout.write(docs.config_reference())
+        return 0
+    try:
+        changed = docs.update_readme(args.readme, check=args.check)
+    except (OSError, ValueError) as err:
+        raise MlopsError(str(err)) from None
+    if args.check and changed:
+        print(f"{args.readme}: the config reference is stale; run `make templates`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """Print one config value (after defaults and validation), e.g. ``project.name``."""
+    value: object = _load(args).model_dump(mode="json")
+    for part in args.path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise MlopsError(f"no config setting '{args.path}' (see `mlops-templates docs`)")
+        value = value[part]
+    print(value if isinstance(value, str) else json.dumps(value))
     return 0
 
 
@@ -119,6 +147,11 @@ def parser() -> argparse.ArgumentParser:
     p = add("lint", cmd_lint, "run cfn-lint and checkov over the rendered templates")
     p.add_argument("--out", default=DEFAULT_OUT, help="template directory (default: %(default)s)")
     p.add_argument("--no-checkov", action="store_true", help="run cfn-lint only")
+    p = add("get", cmd_get, "print one config value, e.g. project.name")
+    p.add_argument("path", help="dotted setting path")
+    p = add("docs", cmd_docs, "print the config reference, or update it in a README")
+    p.add_argument("--readme", help="rewrite the generated section of this file")
+    p.add_argument("--check", action="store_true", help="with --readme: exit 1 if it is stale")
     for name, func, help_text in (
         ("stack-name", cmd_stack_name, "print the CloudFormation stack name of a stack"),
         ("params", cmd_params, "print the parameter overrides for a stack from the config"),

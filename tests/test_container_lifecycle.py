@@ -1,7 +1,7 @@
 """The container's entry points as real processes: preprocess -> train -> evaluate -> serve
 under a temporary /opt/ml-shaped root, exactly as ``make local`` and SageMaker run them.
 
-One model is trained per session (20 boosting rounds) and one server serves it to every
+One model is trained per test run (20 boosting rounds) and one server serves it to every
 HTTP test.
 """
 

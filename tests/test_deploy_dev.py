@@ -1,5 +1,5 @@
 """The development endpoint stack: what it creates, what must never regress, and clean
-cfn-lint output for the config variants (the lead's template tests cover ``mlops.yaml``)."""
+cfn-lint output for the config variants (tests/test_templates.py covers ``mlops.yaml``)."""
 
 from __future__ import annotations
 

@@ -143,7 +143,7 @@ class Run:
 class Workflow:
     """Mocked AWS with the topic, queue and bucket; state machines cached per variant.
 
-    One moto session serves the whole module (parsing a definition takes moto about a
+    One moto context serves the whole module (parsing a definition takes moto about a
     second): every run has its own run id, so runs never see each other's objects.
     """
 

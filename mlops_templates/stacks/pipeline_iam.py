@@ -1,0 +1,877 @@
+"""IAM roles of the pipeline stack: one role per service, scoped to the project.
+
+Every statement names the project's own resources (ARNs built with ``Fn::Sub`` and
+``SageMakerProjectName``). Where AWS requires a wildcard, the statement's comment
+says why, and :data:`JUSTIFIED_WILDCARDS` lists the pattern with its reason, so a
+test can reject any wildcard that is not on the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from awacs import apigateway as apigw
+from awacs import application_autoscaling as aas
+from awacs import awslambda, ec2, ecr, kms, logs, s3, sns, states, xray
+from awacs import cloudformation as cfn
+from awacs import cloudwatch as cw
+from awacs import codebuild as cb
+from awacs import codecommit as cc
+from awacs import codeconnections as ccn
+from awacs import codedeploy as cd
+from awacs import codepipeline as cp
+from awacs import codestar_connections as csc
+from awacs import events as ev
+from awacs import iam as iam_actions
+from awacs import sagemaker as sm
+from awacs.aws import Condition, ForAnyValueStringLike, StringEquals, StringLike
+from troposphere import GetAtt, Join, Sub, Tags, iam
+
+from mlops_templates import iam as iamdoc
+from mlops_templates.stacks.common import skip_checkov
+from mlops_templates.stacks.pipeline_names import ProjectNames
+
+_BASE = r"[a-z][a-z0-9-]*-\$\{SageMakerProjectName\}"
+
+#: Every wildcard resource this module grants, as a regular expression over the
+#: resource's text (``Fn::Sub`` string, or ``<Logical.Arn>/...`` for joined ARNs),
+#: with the reason AWS requires the wildcard. A test rejects any other wildcard.
+JUSTIFIED_WILDCARDS: tuple[tuple[str, str], ...] = (
+    (
+        r"^\*$",
+        (
+            "the action supports no resource-level permissions (describe, log delivery, X-Ray, "
+            "registry login, ValidateTemplate, CreateKey, network-interface creation); "
+            "conditions narrow it where AWS offers condition keys"
+        ),
+    ),
+    (r":sagemaker:.*:(model|endpoint-config|data-quality-job-definition)/\*$",
+     "CloudFormation generates these SageMaker names so that replacements never collide"),
+    (rf":states:.*:execution:{_BASE}-training:\*$", "execution names are generated per run"),
+    (r":rule/StepFunctionsGetEventsFor", "fixed rule names of Step Functions .sync integrations"),
+    (r":scalable-target/\*$", "Application Auto Scaling generates scalable-target IDs"),
+    (r"::/(restapis|usageplans|apikeys|tags)/\*$", "API Gateway generates API, usage plan and key IDs"),
+    (r":deploymentconfig:\*$", "CodeDeploy's predefined Lambda deployment configurations"),
+    (r":network-interface/\*$", "interfaces are created at run time; conditions pin service and subnets"),
+    (r":kms:.*:key/\*$", "key IDs are generated; tag conditions limit it to the per-run stacks' keys"),
+    (r":iam::.*:role/[a-z][a-z0-9-]*-\*$",
+     "CloudFormation generates (and may shorten) per-run role names; tag conditions scope them"),
+    (r"^<(ArtifactBucket|DataBucket)\.Arn>/[A-Za-z0-9_./-]*\*$", "objects of the project's own buckets"),
+    (r":log-group:/aws/sagemaker/\*$", "SageMaker writes to its fixed service log groups"),
+    (rf":log-group:\*{_BASE}-\*$", "log groups of the per-run stacks carry the project's name"),
+    (rf":stack/{_BASE}-(workflow|deploy-dev|deploy-prd)/\*$", "a stack ARN ends with its generated ID"),
+    (rf":model-package/{_BASE}-models/\*$", "model package versions are numbered by SageMaker"),
+    (rf"(training-job|processing-job|model|endpoint|model-package-group|monitoring-schedule)/{_BASE}-\*$",
+     "job, model and endpoint names carry the project's name and a per-run or per-stage suffix"),
+    (
+        (
+            rf":(stateMachine|function|application|deploymentgroup):{_BASE}-\*$"
+            rf"|:alarm:(TargetTracking-endpoint/)?{_BASE}-\*$|:sns:.*:{_BASE}-\*$"
+        ),
+        "names the per-run stacks derive from the project's name",
+    ),
+)
+
+
+@dataclass
+class PipelineResources:
+    """ARNs and names of the pipeline stack's resources the roles are scoped to."""
+
+    names: ProjectNames
+    key_arn: Any
+    artifact_bucket_arn: Any
+    data_bucket_arn: Any
+    data_prefix: str
+    topic_arn: Any
+    repository_arn: Any
+    log_group_arn: Any
+    build_project_arns: list[Any]
+    connection_arn: Any | None
+    codecommit_repository: str | None
+    subnet_arns: list[Any] = field(default_factory=list)
+    in_vpc: bool = False
+
+    @property
+    def pipeline_arn(self) -> Sub:
+        return self.names.arn("codepipeline", self.names.text("pipeline"))
+
+    @property
+    def state_machine_arn(self) -> Sub:
+        return self.names.arn("states", f"stateMachine:{self.names.text('training')}")
+
+    def stack_arn(self, stack: str) -> Sub:
+        return self.names.arn("cloudformation", f"stack/{self.names.text(stack)}/*")
+
+
+VPC_INTERFACES_REASON = (
+    "Jobs in the project's subnets need network interfaces created at run time; "
+    "ec2:CreateNetworkInterface and the Describe calls support no resource-level scoping "
+    "to interfaces that do not exist yet"
+)
+
+
+def _objects(bucket_arn: Any, prefix: str = "") -> Join:
+    return Join("", [bucket_arn, f"/{prefix}*"])
+
+
+#: ``mlops:component`` tags of the per-run stacks (``common.tags``), which the
+#: CloudFormation role may manage; the pipeline stack's own resources carry others.
+RUN_COMPONENTS = ("workflow", "deploy-dev", "deploy-prd")
+
+
+def _run_tags(names: ProjectNames, kind: str, **extra: Any) -> Condition:
+    """Tags of the per-run stacks' resources (``kind``: ``aws:RequestTag`` or ``aws:ResourceTag``)."""
+    return Condition(
+        StringEquals(
+            {
+                f"{kind}/mlops:project": Sub(names.base),
+                f"{kind}/mlops:component": list(RUN_COMPONENTS),
+                **extra,
+            }
+        )
+    )
+
+
+def _request_tags(names: ProjectNames) -> Condition:
+    return _run_tags(names, "aws:RequestTag")
+
+
+def _resource_tags(names: ProjectNames, **extra: Any) -> Condition:
+    return _run_tags(names, "aws:ResourceTag", **extra)
+
+
+def _role(
+    logical_id: str,
+    names: ProjectNames,
+    component: str,
+    service: str,
+    statements: Sequence[Any],
+    tags: Tags,
+    description: str,
+) -> iam.Role:
+    return iam.Role(
+        logical_id,
+        RoleName=names.name(component),
+        Description=description,
+        AssumeRolePolicyDocument=iamdoc.trust(service),
+        Policies=[iamdoc.inline_policy(component, *statements)],
+        Tags=tags,
+    )
+
+
+def _key_use(res: PipelineResources, *extra: Any) -> Any:
+    return iamdoc.allow(
+        [kms.Decrypt, kms.Encrypt, kms.GenerateDataKey, kms.DescribeKey, *extra],
+        res.key_arn,
+        sid="UseProjectKey",
+    )
+
+
+def codepipeline_role(
+    logical_id: str, res: PipelineResources, cloudformation_role_arn: Any, tags: Tags
+) -> iam.Role:
+    """The CodePipeline service role: artifacts, builds, stacks, workflow, approval."""
+    names = res.names
+    statements = [
+        iamdoc.allow(
+            [s3.GetObject, s3.GetObjectVersion, s3.PutObject],
+            _objects(res.artifact_bucket_arn),
+            sid="PipelineArtifacts",
+        ),
+        iamdoc.allow(
+            [s3.GetBucketVersioning, s3.GetBucketLocation], res.artifact_bucket_arn, sid="ArtifactBucket"
+        ),
+        _key_use(res),
+        iamdoc.allow(
+            [cb.StartBuild, cb.BatchGetBuilds], res.build_project_arns, sid="RunBuilds"
+        ),
+        iamdoc.allow(
+            [
+                cfn.CreateStack,
+                cfn.UpdateStack,
+                cfn.DescribeStacks,
+                cfn.DescribeStackEvents,
+                cfn.CreateChangeSet,
+                cfn.DescribeChangeSet,
+                cfn.ExecuteChangeSet,
+                cfn.DeleteChangeSet,
+                cfn.SetStackPolicy,
+            ],
+            [res.stack_arn(stack) for stack in ("workflow", "deploy-dev", "deploy-prd")],
+            sid="DeployPerRunStacks",
+        ),
+        # deploy-prd uses the SAM transform: CloudFormation checks the caller may use it.
+        iamdoc.allow(
+            [cfn.CreateChangeSet],
+            Sub("arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/Serverless-2016-10-31"),
+            sid="UseSamTransform",
+        ),
+        # ValidateTemplate supports no resource-level permissions.
+        iamdoc.allow([cfn.ValidateTemplate], "*", sid="ValidateTemplates"),
+        iamdoc.allow(
+            [iam_actions.PassRole],
+            cloudformation_role_arn,
+            conditions=Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com")),
+            sid="PassDeployRole",
+        ),
+        iamdoc.allow(
+            [states.StartExecution, states.DescribeStateMachine],
+            res.state_machine_arn,
+            sid="StartTraining",
+        ),
+        # Execution names are generated per run.
+        iamdoc.allow(
+            [states.DescribeExecution, states.StopExecution],
+            names.arn("states", f"execution:{names.text('training')}:*"),
+            sid="WatchTraining",
+        ),
+        iamdoc.allow([sns.Publish], res.topic_arn, sid="ApprovalNotifications"),
+    ]
+    if res.connection_arn is not None:
+        # Connections created before the CodeConnections rename keep their
+        # codestar-connections ARNs; each ARN needs its own service's action.
+        if isinstance(res.connection_arn, str):
+            legacy = ":codestar-connections:" in res.connection_arn
+            use = [csc.UseConnection] if legacy else [ccn.UseConnection]
+        else:
+            use = [ccn.UseConnection, csc.UseConnection]
+        statements.append(
+            iamdoc.allow(use, res.connection_arn, sid="UseSourceConnection")
+        )
+    if res.codecommit_repository is not None:
+        statements.append(
+            iamdoc.allow(
+                [
+                    cc.GetBranch,
+                    cc.GetCommit,
+                    cc.GetRepository,
+                    cc.UploadArchive,
+                    cc.GetUploadArchiveStatus,
+                    cc.CancelUploadArchive,
+                ],
+                names.arn("codecommit", res.codecommit_repository),
+                sid="ReadSourceRepository",
+            )
+        )
+    return _role(
+        logical_id, names, "codepipeline", "codepipeline.amazonaws.com", statements, tags,
+        "CodePipeline service role of the project's pipeline",
+    )
+
+
+def codebuild_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.Role:
+    """The CodeBuild service role: image push, template packaging, run configuration."""
+    names = res.names
+    statements = [
+        iamdoc.allow(
+            [logs.CreateLogStream, logs.PutLogEvents], res.log_group_arn, sid="BuildLogs"
+        ),
+        iamdoc.allow(
+            [s3.GetObject, s3.GetObjectVersion, s3.PutObject],
+            _objects(res.artifact_bucket_arn),
+            sid="ArtifactsAndPackages",
+        ),
+        iamdoc.allow(
+            [s3.GetBucketAcl, s3.GetBucketLocation], res.artifact_bucket_arn, sid="ArtifactBucket"
+        ),
+        iamdoc.allow(
+            [s3.ListBucket],
+            res.data_bucket_arn,
+            conditions=Condition(StringLike("s3:prefix", f"{res.data_prefix}*")),
+            sid="FindTrainingData",
+        ),
+        iamdoc.allow(
+            [s3.GetObject], _objects(res.data_bucket_arn, res.data_prefix), sid="ReadTrainingData"
+        ),
+        _key_use(res),
+        # GetAuthorizationToken supports no resource-level permissions.
+        iamdoc.allow([ecr.GetAuthorizationToken], "*", sid="RegistryLogin"),
+        iamdoc.allow(
+            [
+                ecr.BatchCheckLayerAvailability,
+                ecr.BatchGetImage,
+                ecr.GetDownloadUrlForLayer,
+                ecr.DescribeImages,
+                ecr.InitiateLayerUpload,
+                ecr.UploadLayerPart,
+                ecr.CompleteLayerUpload,
+                ecr.PutImage,
+            ],
+            res.repository_arn,
+            sid="PushImage",
+        ),
+    ]
+    if res.in_vpc:
+        statements += _vpc_network_interfaces(res, "codebuild.amazonaws.com")
+    role = _role(
+        logical_id, names, "codebuild", "codebuild.amazonaws.com", statements, tags,
+        "CodeBuild service role: builds the image and the per-run templates",
+    )
+    if res.in_vpc:
+        skip_checkov(role, {"CKV_AWS_111": VPC_INTERFACES_REASON})
+    return role
+
+
+def _vpc_network_interfaces(res: PipelineResources, service: str) -> list[Any]:
+    """Network-interface permissions of a service that runs in the project's subnets."""
+    # EC2 describe calls and network-interface creation support no resource-level permissions.
+    describe = [
+        ec2.CreateNetworkInterface,
+        ec2.DeleteNetworkInterface,
+        ec2.DescribeNetworkInterfaces,
+        ec2.DescribeDhcpOptions,
+        ec2.DescribeSubnets,
+        ec2.DescribeSecurityGroups,
+        ec2.DescribeVpcs,
+    ]
+    if service != "codebuild.amazonaws.com":
+        return [
+            iamdoc.allow(
+                [*describe, ec2.CreateNetworkInterfacePermission, ec2.DeleteNetworkInterfacePermission],
+                "*",
+                sid="VpcNetworkInterfaces",
+            )
+        ]
+    return [
+        iamdoc.allow(describe, "*", sid="VpcNetworkInterfaces"),
+        # CodeBuild attaches interfaces created at run time; the conditions pin them to
+        # CodeBuild and the configured subnets (CodeBuild user guide, VPC support).
+        iamdoc.allow(
+            [ec2.CreateNetworkInterfacePermission],
+            Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
+            conditions=Condition(
+                [
+                    StringEquals("ec2:AuthorizedService", service),
+                    ForAnyValueStringLike("ec2:Subnet", res.subnet_arns),
+                ]
+            ),
+            sid="AttachToProjectSubnets",
+        ),
+    ]
+
+
+def sagemaker_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.Role:
+    """The SageMaker execution role of jobs, models, endpoints and the monitor."""
+    names = res.names
+    buckets = [res.artifact_bucket_arn, res.data_bucket_arn]
+    statements = [
+        iamdoc.allow(
+            [s3.ListBucket, s3.GetBucketLocation], buckets, sid="ProjectBuckets"
+        ),
+        iamdoc.allow(
+            [s3.GetObject, s3.PutObject, s3.DeleteObject],
+            [_objects(arn) for arn in buckets],
+            sid="ProjectObjects",
+        ),
+        # Training and processing volumes encrypted with the key need a grant.
+        iamdoc.allow(
+            [kms.Decrypt, kms.Encrypt, kms.GenerateDataKey, kms.DescribeKey, kms.CreateGrant],
+            res.key_arn,
+            sid="UseProjectKey",
+        ),
+        # GetAuthorizationToken supports no resource-level permissions.
+        iamdoc.allow([ecr.GetAuthorizationToken], "*", sid="RegistryLogin"),
+        iamdoc.allow(
+            [ecr.BatchCheckLayerAvailability, ecr.BatchGetImage, ecr.GetDownloadUrlForLayer],
+            res.repository_arn,
+            sid="PullImage",
+        ),
+        # SageMaker writes to its fixed service log groups (/aws/sagemaker/TrainingJobs, ...).
+        iamdoc.allow(
+            [logs.CreateLogGroup, logs.CreateLogStream, logs.PutLogEvents, logs.DescribeLogStreams],
+            Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/*"),
+            sid="JobLogs",
+        ),
+        # PutMetricData supports no resource-level permissions; the namespace is pinned.
+        iamdoc.allow(
+            [cw.PutMetricData],
+            "*",
+            conditions=Condition(StringLike("cloudwatch:namespace", "/aws/sagemaker/*")),
+            sid="JobMetrics",
+        ),
+    ]
+    if res.in_vpc:
+        statements += _vpc_network_interfaces(res, "sagemaker.amazonaws.com")
+    role = _role(
+        logical_id, names, "sagemaker", "sagemaker.amazonaws.com", statements, tags,
+        "SageMaker execution role of the project's jobs, models and endpoints",
+    )
+    if res.in_vpc:
+        skip_checkov(
+            role,
+            {
+                "CKV_AWS_111": VPC_INTERFACES_REASON,
+                "CKV_AWS_109": "SageMaker shares the network interfaces of jobs and endpoints "
+                "(CreateNetworkInterfacePermission); the interfaces exist only at run time",
+            },
+        )
+    return role
+
+
+def states_role(
+    logical_id: str, res: PipelineResources, sagemaker_role_arn: Any, tags: Tags
+) -> iam.Role:
+    """The Step Functions role of the training workflow."""
+    names = res.names
+    base = names.base
+    statements = [
+        iamdoc.allow(
+            [
+                sm.CreateTrainingJob,
+                sm.DescribeTrainingJob,
+                sm.StopTrainingJob,
+                sm.CreateProcessingJob,
+                sm.DescribeProcessingJob,
+                sm.StopProcessingJob,
+                sm.AddTags,
+            ],
+            [
+                names.arn("sagemaker", f"training-job/{base}-*"),
+                names.arn("sagemaker", f"processing-job/{base}-*"),
+            ],
+            sid="RunJobs",
+        ),
+        iamdoc.allow(
+            [sm.CreateModel, sm.DescribeModel, sm.AddTags],
+            names.arn("sagemaker", f"model/{base}-*"),
+            sid="CreateModel",
+        ),
+        iamdoc.allow(
+            [sm.CreateModelPackage, sm.DescribeModelPackage, sm.UpdateModelPackage, sm.AddTags],
+            [
+                names.arn("sagemaker", f"model-package-group/{base}-models"),
+                names.arn("sagemaker", f"model-package/{base}-models/*"),
+            ],
+            sid="RegisterModel",
+        ),
+        iamdoc.allow(
+            [iam_actions.PassRole],
+            sagemaker_role_arn,
+            conditions=Condition(StringEquals("iam:PassedToService", "sagemaker.amazonaws.com")),
+            sid="PassSageMakerRole",
+        ),
+        # .sync integrations manage these fixed-name rules (Step Functions developer guide).
+        iamdoc.allow(
+            [ev.PutTargets, ev.PutRule, ev.DescribeRule],
+            [
+                Sub(
+                    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
+                    f"rule/StepFunctionsGetEventsFor{kind}"
+                )
+                for kind in ("SageMakerTrainingJobsRule", "SageMakerProcessingJobsRule")
+            ],
+            sid="SyncJobEvents",
+        ),
+        iamdoc.allow([sns.Publish], res.topic_arn, sid="Notify"),
+        iamdoc.allow(
+            [s3.GetObject], _objects(res.artifact_bucket_arn, "runs/"), sid="ReadRunResults"
+        ),
+        iamdoc.allow(
+            [kms.Decrypt, kms.GenerateDataKey, kms.DescribeKey, kms.CreateGrant],
+            res.key_arn,
+            sid="UseProjectKey",
+        ),
+        # Log delivery and X-Ray APIs support no resource-level permissions.
+        iamdoc.allow(
+            [
+                logs.CreateLogDelivery,
+                logs.GetLogDelivery,
+                logs.UpdateLogDelivery,
+                logs.DeleteLogDelivery,
+                logs.ListLogDeliveries,
+                logs.PutResourcePolicy,
+                logs.DescribeResourcePolicies,
+                logs.DescribeLogGroups,
+                xray.PutTraceSegments,
+                xray.PutTelemetryRecords,
+                xray.GetSamplingRules,
+                xray.GetSamplingTargets,
+            ],
+            "*",
+            sid="LogsAndTraces",
+        ),
+    ]
+    return _role(
+        logical_id, names, "states", "states.amazonaws.com", statements, tags,
+        "Step Functions role of the project's training workflow",
+    )
+
+
+def events_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.Role:
+    """The EventBridge role that starts this project's pipeline, and nothing else."""
+    statements = [
+        iamdoc.allow([cp.StartPipelineExecution], res.pipeline_arn, sid="StartPipeline")
+    ]
+    return _role(
+        logical_id, res.names, "events", "events.amazonaws.com", statements, tags,
+        "EventBridge role that starts the project's pipeline",
+    )
+
+
+def cloudformation_role(
+    logical_id: str,
+    res: PipelineResources,
+    sagemaker_role_arn: Any,
+    states_role_arn: Any,
+    tags: Tags,
+) -> iam.Role:
+    """The CloudFormation role that deploys the workflow, deploy-dev and deploy-prd stacks."""
+    names = res.names
+    base = names.base
+
+    def arn(service: str, resource: str) -> Sub:
+        return names.arn(service, resource)
+
+    statements = [
+        iamdoc.allow(
+            [
+                sm.CreateModel,
+                sm.DeleteModel,
+                sm.DescribeModel,
+                sm.CreateEndpointConfig,
+                sm.DeleteEndpointConfig,
+                sm.DescribeEndpointConfig,
+                sm.AddTags,
+                sm.DeleteTags,
+                sm.ListTags,
+            ],
+            # CloudFormation generates model and endpoint-config names.
+            [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*")],
+            sid="ModelsAndEndpointConfigs",
+        ),
+        iamdoc.allow(
+            [
+                sm.CreateEndpoint,
+                sm.UpdateEndpoint,
+                sm.DeleteEndpoint,
+                sm.DescribeEndpoint,
+                sm.UpdateEndpointWeightsAndCapacities,
+                sm.CreateModelPackageGroup,
+                sm.DeleteModelPackageGroup,
+                sm.DescribeModelPackageGroup,
+                sm.CreateDataQualityJobDefinition,
+                sm.DeleteDataQualityJobDefinition,
+                sm.DescribeDataQualityJobDefinition,
+                sm.CreateMonitoringSchedule,
+                sm.UpdateMonitoringSchedule,
+                sm.DeleteMonitoringSchedule,
+                sm.DescribeMonitoringSchedule,
+                sm.AddTags,
+                sm.DeleteTags,
+                sm.ListTags,
+            ],
+            [
+                arn("sagemaker", f"endpoint/{base}-*"),
+                arn("sagemaker", f"model-package-group/{base}-*"),
+                arn("sagemaker", f"monitoring-schedule/{base}-*"),
+                # CloudFormation generates the job-definition names.
+                arn("sagemaker", "data-quality-job-definition/*"),
+                # Endpoint updates reference the generated endpoint configs.
+                arn("sagemaker", "endpoint-config/*"),
+            ],
+            sid="EndpointsAndMonitoring",
+        ),
+        iamdoc.allow(
+            [iam_actions.PassRole],
+            sagemaker_role_arn,
+            conditions=Condition(StringEquals("iam:PassedToService", "sagemaker.amazonaws.com")),
+            sid="PassSageMakerRole",
+        ),
+        iamdoc.allow(
+            [iam_actions.PassRole],
+            states_role_arn,
+            conditions=Condition(StringEquals("iam:PassedToService", "states.amazonaws.com")),
+            sid="PassStatesRole",
+        ),
+        iamdoc.allow(
+            [
+                states.CreateStateMachine,
+                states.UpdateStateMachine,
+                states.DeleteStateMachine,
+                states.DescribeStateMachine,
+                states.TagResource,
+                states.UntagResource,
+                states.ListTagsForResource,
+            ],
+            arn("states", f"stateMachine:{base}-*"),
+            sid="StateMachine",
+        ),
+        # Roles of the per-run stacks (Lambda functions, CodeDeploy): CloudFormation
+        # generates their names and may shorten the stack-name part, so the per-run
+        # stacks' tags scope them; the name pattern keeps them inside the prefix.
+        iamdoc.allow(
+            [iam_actions.CreateRole, iam_actions.TagRole],
+            Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*"),
+            conditions=_request_tags(names),
+            sid="CreateStackRoles",
+        ),
+        iamdoc.allow(
+            [
+                iam_actions.DeleteRole,
+                iam_actions.GetRole,
+                iam_actions.TagRole,
+                iam_actions.UntagRole,
+                iam_actions.UpdateAssumeRolePolicy,
+                iam_actions.PutRolePolicy,
+                iam_actions.DeleteRolePolicy,
+                iam_actions.GetRolePolicy,
+                iam_actions.AttachRolePolicy,
+                iam_actions.DetachRolePolicy,
+                iam_actions.ListRolePolicies,
+                iam_actions.ListAttachedRolePolicies,
+            ],
+            Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*"),
+            conditions=_resource_tags(names),
+            sid="ManageStackRoles",
+        ),
+        iamdoc.allow(
+            [iam_actions.PassRole],
+            Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*"),
+            conditions=_resource_tags(
+                names,
+                **{
+                    "iam:PassedToService": [
+                        "lambda.amazonaws.com", "codedeploy.amazonaws.com", "apigateway.amazonaws.com",
+                    ]
+                },
+            ),
+            sid="PassStackRoles",
+        ),
+        iamdoc.allow(
+            [iam_actions.CreateServiceLinkedRole],
+            Sub(
+                "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+                "sagemaker.application-autoscaling.amazonaws.com/"
+                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"
+            ),
+            conditions=Condition(
+                StringEquals("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com")
+            ),
+            sid="AutoScalingServiceLinkedRole",
+        ),
+        iamdoc.allow(
+            [
+                awslambda.CreateFunction,
+                awslambda.DeleteFunction,
+                awslambda.GetFunction,
+                awslambda.GetFunctionConfiguration,
+                awslambda.UpdateFunctionCode,
+                awslambda.UpdateFunctionConfiguration,
+                awslambda.PublishVersion,
+                awslambda.ListVersionsByFunction,
+                awslambda.CreateAlias,
+                awslambda.UpdateAlias,
+                awslambda.DeleteAlias,
+                awslambda.GetAlias,
+                awslambda.AddPermission,
+                awslambda.RemovePermission,
+                awslambda.TagResource,
+                awslambda.UntagResource,
+                awslambda.ListTags,
+                awslambda.PutFunctionConcurrency,
+                awslambda.DeleteFunctionConcurrency,
+            ],
+            arn("lambda", f"function:{base}-*"),
+            sid="Functions",
+        ),
+        iamdoc.allow(
+            [apigw.GET, apigw.POST, apigw.PUT, apigw.PATCH, apigw.DELETE],
+            # API Gateway generates REST API, usage plan and API key IDs.
+            [
+                Sub(f"arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}::{path}")
+                for path in (
+                    "/restapis", "/restapis/*", "/usageplans", "/usageplans/*",
+                    "/apikeys", "/apikeys/*", "/tags/*", "/account",
+                )
+            ],
+            sid="Api",
+        ),
+        iamdoc.allow(
+            [
+                cd.CreateApplication,
+                cd.DeleteApplication,
+                cd.GetApplication,
+                cd.TagResource,
+                cd.CreateDeploymentGroup,
+                cd.UpdateDeploymentGroup,
+                cd.DeleteDeploymentGroup,
+                cd.GetDeploymentGroup,
+                cd.CreateDeployment,
+                cd.GetDeployment,
+                cd.StopDeployment,
+                cd.RegisterApplicationRevision,
+                cd.GetApplicationRevision,
+                cd.GetDeploymentConfig,
+            ],
+            [
+                arn("codedeploy", f"application:{base}-*"),
+                arn("codedeploy", f"deploymentgroup:{base}-*"),
+                # The predefined CodeDeployDefault.Lambda* configurations.
+                arn("codedeploy", "deploymentconfig:*"),
+            ],
+            sid="TrafficShifting",
+        ),
+        iamdoc.allow(
+            [
+                sns.CreateTopic,
+                sns.DeleteTopic,
+                sns.GetTopicAttributes,
+                sns.SetTopicAttributes,
+                sns.Subscribe,
+                sns.Unsubscribe,
+                sns.GetSubscriptionAttributes,
+                sns.ListSubscriptionsByTopic,
+                sns.TagResource,
+                sns.UntagResource,
+                sns.ListTagsForResource,
+            ],
+            [arn("sns", f"{base}-*")],
+            sid="Topics",
+        ),
+        iamdoc.allow(
+            [
+                cw.PutMetricAlarm,
+                cw.DeleteAlarms,
+                cw.DescribeAlarms,
+                cw.TagResource,
+                cw.UntagResource,
+                cw.ListTagsForResource,
+            ],
+            [
+                arn("cloudwatch", f"alarm:{base}-*"),
+                arn("cloudwatch", f"alarm:TargetTracking-endpoint/{base}-*"),
+            ],
+            sid="Alarms",
+        ),
+        iamdoc.allow(
+            [
+                aas.RegisterScalableTarget,
+                aas.DeregisterScalableTarget,
+                aas.PutScalingPolicy,
+                aas.DeleteScalingPolicy,
+                aas.TagResource,
+            ],
+            # Application Auto Scaling generates scalable-target IDs.
+            arn("application-autoscaling", "scalable-target/*"),
+            sid="AutoScaling",
+        ),
+        # Describe and log-delivery APIs support no resource-level permissions.
+        iamdoc.allow(
+            [
+                aas.DescribeScalableTargets,
+                aas.DescribeScalingPolicies,
+                aas.DescribeScalingActivities,
+                logs.DescribeLogGroups,
+                logs.CreateLogDelivery,
+                logs.GetLogDelivery,
+                logs.UpdateLogDelivery,
+                logs.DeleteLogDelivery,
+                logs.ListLogDeliveries,
+                logs.PutResourcePolicy,
+                logs.DescribeResourcePolicies,
+            ],
+            "*",
+            sid="DescribeAndLogDelivery",
+        ),
+        iamdoc.allow(
+            [
+                logs.CreateLogGroup,
+                logs.DeleteLogGroup,
+                logs.PutRetentionPolicy,
+                logs.DeleteRetentionPolicy,
+                logs.AssociateKmsKey,
+                logs.DisassociateKmsKey,
+                logs.TagResource,
+                logs.UntagResource,
+                logs.TagLogGroup,
+                logs.ListTagsForResource,
+            ],
+            # Log groups of the per-run stacks carry the project's base name.
+            arn("logs", f"log-group:*{base}-*"),
+            sid="LogGroups",
+        ),
+        iamdoc.allow(
+            [kms.Decrypt, kms.Encrypt, kms.GenerateDataKey, kms.DescribeKey, kms.CreateGrant],
+            res.key_arn,
+            sid="UseProjectKey",
+        ),
+        # deploy-prd creates its own key for the production topic and logs. CreateKey
+        # names no key; the request must carry the per-run stacks' tags.
+        iamdoc.allow([kms.CreateKey], "*", conditions=_request_tags(names), sid="CreateStackKeys"),
+        iamdoc.allow(
+            [
+                kms.DescribeKey,
+                kms.GetKeyPolicy,
+                kms.PutKeyPolicy,
+                kms.EnableKeyRotation,
+                kms.GetKeyRotationStatus,
+                kms.UpdateKeyDescription,
+                kms.TagResource,
+                kms.UntagResource,
+                kms.ListResourceTags,
+                kms.ScheduleKeyDeletion,
+                kms.CreateGrant,
+                kms.Decrypt,
+                kms.GenerateDataKey,
+            ],
+            # Key IDs are generated; the tags limit this to the per-run stacks' keys.
+            names.arn("kms", "key/*"),
+            conditions=_resource_tags(names),
+            sid="ManageStackKeys",
+        ),
+        iamdoc.allow(
+            [s3.GetObject, s3.GetObjectVersion],
+            _objects(res.artifact_bucket_arn),
+            sid="ReadPackagedCode",
+        ),
+    ]
+    if res.in_vpc:
+        # Models and jobs in a VPC: SageMaker checks the caller may describe the network.
+        statements.append(
+            iamdoc.allow(
+                [ec2.DescribeSubnets, ec2.DescribeSecurityGroups, ec2.DescribeVpcs],
+                "*",
+                sid="DescribeNetwork",
+            )
+        )
+    return _role(
+        logical_id, names, "cloudformation", "cloudformation.amazonaws.com", statements, tags,
+        "CloudFormation role that deploys the project's workflow, deploy-dev and deploy-prd stacks",
+    )
+
+
+def flow_logs_role(logical_id: str, names: ProjectNames, log_group_arn: Any, tags: Tags) -> iam.Role:
+    """The role VPC Flow Logs assumes to write into the flow-log group."""
+    statements = [
+        iamdoc.allow(
+            [logs.CreateLogStream, logs.PutLogEvents, logs.DescribeLogStreams],
+            log_group_arn,
+            sid="WriteFlowLogs",
+        ),
+        # DescribeLogGroups supports no resource-level permissions.
+        iamdoc.allow([logs.DescribeLogGroups], "*", sid="FindLogGroup"),
+    ]
+    return _role(
+        logical_id, names, "flow-logs", "vpc-flow-logs.amazonaws.com", statements, tags,
+        "VPC Flow Logs delivery role",
+    )
+
+
+def role_arn(role: iam.Role) -> GetAtt:
+    return GetAtt(role, "Arn")
+
+
+__all__ = [
+    "JUSTIFIED_WILDCARDS",
+    "PipelineResources",
+    "cloudformation_role",
+    "codebuild_role",
+    "codepipeline_role",
+    "events_role",
+    "flow_logs_role",
+    "role_arn",
+    "sagemaker_role",
+    "states_role",
+]

@@ -1,0 +1,261 @@
+"""The studio stack: a Studio-visible product launched with exactly the permissions
+the pipeline product needs, scoped to the prefix's names."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+from functools import cache
+from typing import Any
+
+import pytest
+
+from mlops_templates import lint, naming
+from mlops_templates.stacks import pipeline, studio
+
+from .pipeline_variants import rendered, variant_config
+
+STUDIO_VARIANTS = ["example", "create-vpc", "connection-at-launch", "codecommit-schedule"]
+SAMPLE = {
+    "AWS::Partition": "aws",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "111122223333",
+    "SageMakerProjectName": "demo",
+}
+
+
+@cache
+def template(name: str) -> dict[str, Any]:
+    return json.loads(studio.build(variant_config(name)).to_json())
+
+
+def resolve(value: Any) -> Any:
+    """Substitute sample values into ``Fn::Sub`` strings (other intrinsics stay as-is)."""
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        text = value["Fn::Sub"]
+        for variable, sample in SAMPLE.items():
+            text = text.replace("${" + variable + "}", sample)
+        return text
+    if isinstance(value, dict):
+        return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v) for v in value]
+    return value
+
+
+def launch_statements(name: str) -> list[dict[str, Any]]:
+    tpl = template(name)
+    found = []
+    for resource in tpl["Resources"].values():
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            assert resource["Properties"]["Roles"] == [{"Ref": studio.LAUNCH_ROLE}]
+            found += resolve(resource["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def allowed(statements: list[dict[str, Any]], action: str, arn: str) -> bool:
+    return any(
+        action in s["Action"] and any(fnmatch.fnmatchcase(arn, r) for r in s["Resource"] if isinstance(r, str))
+        for s in statements
+    )
+
+
+@pytest.mark.parametrize("name", STUDIO_VARIANTS)
+def test_cfn_lint_has_no_findings(name: str) -> None:
+    findings = lint.cfn_lint_text(rendered(name, "studio"), f"{name}/studio.yaml", ["us-east-1", "eu-west-1"])
+    assert findings == [], "\n".join(map(str, findings))
+
+
+def test_product_is_visible_in_studio_and_loads_the_packaged_pipeline() -> None:
+    tpl = template("example")
+    product = tpl["Resources"][studio.PRODUCT]["Properties"]
+    tags = {t["Key"]: t["Value"] for t in product["Tags"]}
+    assert tags["sagemaker:studio-visibility"] == "true"
+    (artifact,) = product["ProvisioningArtifactParameters"]
+    assert artifact["Info"] == {"LoadTemplateFromURL": {"Ref": studio.TEMPLATE_URL}}
+    assert artifact["Type"] == "CLOUD_FORMATION_TEMPLATE"
+    assert artifact["Name"] == variant_config("example").studio.product_version
+    association = tpl["Resources"][studio.PRODUCT_ASSOCIATION]["Properties"]
+    assert association == {"PortfolioId": {"Ref": studio.PORTFOLIO}, "ProductId": {"Ref": studio.PRODUCT}}
+
+
+def test_template_url_parameter_accepts_only_https_s3_urls() -> None:
+    parameter = template("example")["Parameters"][studio.TEMPLATE_URL]
+    assert parameter["ConstraintDescription"] and parameter["MaxLength"] >= 1024
+    pattern = re.compile(parameter["AllowedPattern"])
+    for good in (
+        "https://artifacts.s3.us-east-1.amazonaws.com/mlops/pipeline-1a2b.yaml",
+        "https://s3.amazonaws.com/artifacts/pipeline.yaml",
+        "https://artifacts.s3.cn-north-1.amazonaws.com.cn/pipeline.yaml",
+    ):
+        assert pattern.match(good), good
+    for bad in ("http://artifacts.s3.amazonaws.com/p.yaml", "https://example.com/p.yaml", "s3://b/p.yaml"):
+        assert not pattern.match(bad), bad
+
+
+def test_every_studio_role_is_associated_with_a_stable_logical_id() -> None:
+    cfg = variant_config("example").model_copy(
+        update={
+            "studio": variant_config("example").studio.model_copy(
+                update={
+                    "principal_arns": [
+                        "arn:aws:iam::111122223333:role/SageMakerStudioExecutionRole",
+                        "arn:aws:iam::111122223333:role/DataScientists",
+                    ]
+                }
+            )
+        }
+    )
+    tpl = json.loads(studio.build(cfg).to_json())
+    associations = {
+        k: v["Properties"]
+        for k, v in tpl["Resources"].items()
+        if v["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation"
+    }
+    assert sorted(a["PrincipalARN"] for a in associations.values()) == sorted(cfg.studio.principal_arns)
+    assert all(a["PrincipalType"] == "IAM" for a in associations.values())
+    # Adding a principal does not rename the existing association.
+    (first,) = [
+        k for k, v in template("example")["Resources"].items()
+        if v["Type"] == "AWS::ServiceCatalog::PortfolioPrincipalAssociation"
+    ]
+    assert first in associations
+
+
+def test_launch_constraint_uses_the_launch_role_after_its_policies() -> None:
+    tpl = template("example")
+    constraint = tpl["Resources"][studio.LAUNCH_CONSTRAINT]
+    assert constraint["Properties"]["RoleArn"] == {"Fn::GetAtt": [studio.LAUNCH_ROLE, "Arn"]}
+    policies = [k for k, v in tpl["Resources"].items() if v["Type"] == "AWS::IAM::ManagedPolicy"]
+    assert set(constraint["DependsOn"]) == {studio.PRODUCT_ASSOCIATION, *policies}
+    role = tpl["Resources"][studio.LAUNCH_ROLE]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": ["servicecatalog.amazonaws.com"]}
+    assert "Policies" not in role
+
+
+@pytest.mark.parametrize("name", STUDIO_VARIANTS)
+def test_launch_role_covers_every_resource_type_of_the_product(name: str) -> None:
+    types = studio.pipeline_resource_types(variant_config(name))
+    assert types <= set(studio.PERMISSIONS)
+    groups = studio.launch_statements(variant_config(name))
+    assert ("network" in groups) is variant_config(name).network.create_vpc
+
+
+def test_a_resource_type_without_launch_permissions_fails_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    permissions = dict(studio.PERMISSIONS)
+    del permissions["AWS::Events::Rule"]
+    monkeypatch.setattr(studio, "PERMISSIONS", permissions)
+    with pytest.raises(KeyError, match="AWS::Events::Rule"):
+        studio.launch_statements(variant_config("example"))
+
+
+def _named_arns(tpl: dict[str, Any]) -> list[tuple[str, str]]:
+    """(action, ARN) pairs the launch role needs for the pipeline's named resources."""
+    needs = []
+    for resource in tpl["Resources"].values():
+        p = resolve(resource.get("Properties", {}))
+        kind = resource["Type"]
+        if kind == "AWS::S3::Bucket":
+            needs.append(("s3:CreateBucket", f"arn:aws:s3:::{p['BucketName']}"))
+        elif kind == "AWS::IAM::Role":
+            needs.append(("iam:CreateRole", f"arn:aws:iam::111122223333:role/{p['RoleName']}"))
+            needs.append(("iam:PutRolePolicy", f"arn:aws:iam::111122223333:role/{p['RoleName']}"))
+        elif kind == "AWS::Logs::LogGroup":
+            needs.append(("logs:CreateLogGroup", f"arn:aws:logs:us-east-1:111122223333:log-group:{p['LogGroupName']}"))
+        elif kind == "AWS::SNS::Topic":
+            needs.append(("sns:CreateTopic", f"arn:aws:sns:us-east-1:111122223333:{p['TopicName']}"))
+        elif kind == "AWS::ECR::Repository":
+            needs.append(("ecr:CreateRepository", f"arn:aws:ecr:us-east-1:111122223333:repository/{p['RepositoryName']}"))
+        elif kind == "AWS::CodeBuild::Project":
+            needs.append(("codebuild:CreateProject", f"arn:aws:codebuild:us-east-1:111122223333:project/{p['Name']}"))
+        elif kind == "AWS::CodePipeline::Pipeline":
+            needs.append(("codepipeline:CreatePipeline", f"arn:aws:codepipeline:us-east-1:111122223333:{p['Name']}"))
+        elif kind == "AWS::Events::Rule":
+            needs.append(("events:PutRule", f"arn:aws:events:us-east-1:111122223333:rule/{p['Name']}"))
+        elif kind == "AWS::KMS::Alias":
+            needs.append(("kms:CreateAlias", f"arn:aws:kms:us-east-1:111122223333:{p['AliasName']}"))
+    return needs
+
+
+@pytest.mark.parametrize("name", STUDIO_VARIANTS)
+def test_launch_role_can_create_every_named_resource_of_a_project(name: str) -> None:
+    statements = launch_statements(name)
+    pipeline_tpl = json.loads(pipeline.build(variant_config(name)).to_json())
+    needs = _named_arns(pipeline_tpl)
+    assert len(needs) >= 15
+    for action, arn in needs:
+        assert allowed(statements, action, arn), f"launch role cannot {action} on {arn}"
+        # The same resource outside the prefix is out of reach.
+        other = arn.replace("mlops-demo", "acme-demo").replace("/mlops/", "/acme/")
+        assert not allowed(statements, action, other), f"launch role can {action} on {other}"
+    # Roles are passed only to the services that use them at creation time.
+    for role in ("codebuild", "codepipeline", "events"):
+        arn = f"arn:aws:iam::111122223333:role/mlops-demo-{role}"
+        assert allowed(statements, "iam:PassRole", arn)
+
+
+def test_launch_role_cannot_change_itself_or_other_roles() -> None:
+    statements = launch_statements("example")
+    own = f"arn:aws:iam::111122223333:role/{naming.physical_name(variant_config('example'), 'launch', 'iam-role')}"
+    for action in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:CreateRole"):
+        assert not allowed(statements, action, own), action
+        assert not allowed(statements, action, "arn:aws:iam::111122223333:role/Admin"), action
+    assert not any("iam:AttachRolePolicy" in s["Action"] for s in statements)
+    assert not any("iam:CreatePolicy" in s["Action"] for s in statements)
+
+
+def test_launch_statements_with_wildcard_resources_are_the_documented_exceptions() -> None:
+    exceptions = {
+        "cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate", "kms:CreateKey",
+        "logs:DescribeLogGroups", "s3:GetObject",
+    }
+    for name in STUDIO_VARIANTS:
+        for statement in launch_statements(name):
+            assert all(a != "*" and not a.endswith(":*") for a in statement["Action"])
+            if "*" not in statement["Resource"]:
+                continue
+            if statement["Sid"] == "ProjectNetwork":
+                assert variant_config(name).network.create_vpc
+                continue
+            assert set(statement["Action"]) <= exceptions, statement["Sid"]
+            if "s3:GetObject" in statement["Action"]:
+                assert statement["Condition"] == {
+                    "StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}
+                }
+
+
+def test_launch_policies_fit_the_managed_policy_limit() -> None:
+    """A managed policy holds at most 6,144 characters (whitespace excluded)."""
+    worst = {"aws": "aws-us-gov", "us-east-1": "ap-southeast-2"}
+    for name in STUDIO_VARIANTS:
+        for resource in template(name)["Resources"].values():
+            if resource["Type"] == "AWS::IAM::ManagedPolicy":
+                text = json.dumps(resolve(resource["Properties"]["PolicyDocument"]))
+                for sample, longest in worst.items():
+                    text = text.replace(sample, longest)
+                assert len(re.sub(r"\s", "", text)) < 6144
+
+
+def test_source_connection_is_passed_only_to_codepipeline() -> None:
+    configured = [s for s in launch_statements("example") if "codeconnections:PassConnection" in s["Action"]]
+    (statement,) = configured
+    assert statement["Resource"] == [variant_config("example").pipeline.source.connection_arn]
+    assert statement["Condition"] == {
+        "StringEquals": {"codeconnections:PassedToService": "codepipeline.amazonaws.com"}
+    }
+    at_launch = [s for s in launch_statements("connection-at-launch") if s["Sid"].endswith("SourceConnection")]
+    assert len(at_launch) == 2  # codeconnections and legacy codestar-connections ARNs
+    assert not any(s["Sid"].endswith("SourceConnection") for s in launch_statements("codecommit-schedule"))
+
+
+def test_outputs_name_what_make_project_needs() -> None:
+    outputs = template("example")["Outputs"]
+    assert outputs["PortfolioId"]["Value"] == {"Ref": studio.PORTFOLIO}
+    assert outputs["ProductId"]["Value"] == {"Ref": studio.PRODUCT}
+    assert outputs["ProvisioningArtifactId"]["Value"] == {
+        "Fn::GetAtt": [studio.PRODUCT, "ProvisioningArtifactIds"]
+    }
+    assert outputs["ProductName"]["Value"] == {"Fn::GetAtt": [studio.PRODUCT, "ProductName"]}
+    assert outputs["LaunchRoleArn"]["Value"] == {"Fn::GetAtt": [studio.LAUNCH_ROLE, "Arn"]}

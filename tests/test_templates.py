@@ -1,0 +1,123 @@
+"""Every rendered template: equal to the committed files, deterministic, and clean under
+cfn-lint (every level), checkov and the ASL validator.
+
+``templates/`` is rendered from ``mlops.yaml``; ``tests/golden/<variant>/`` from
+``tests/configs/<variant>.yaml``. After an intended change, ``make templates`` rewrites
+both and the diff is reviewed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mlops_templates import config, lint, render, stacks
+
+from .conftest import EXAMPLE_CONFIG, REPO, TEMPLATES
+
+CONFIGS = sorted((REPO / "tests" / "configs").glob("*.yaml"))
+GOLDEN = REPO / "tests" / "golden"
+ASL_VALIDATOR = REPO / ".venv" / "node" / "node_modules" / ".bin" / "asl-validator"
+
+#: (config file, directory its rendering is committed in)
+CASES = [(EXAMPLE_CONFIG, TEMPLATES)] + [(path, GOLDEN / path.stem) for path in CONFIGS]
+CASE_IDS = ["mlops.yaml"] + [path.stem for path in CONFIGS]
+
+
+def _rendered(config_path: Path) -> dict[str, str]:
+    return render.render(config.load(config_path))
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[Path, dict[str, str]]:
+    return {path: _rendered(path) for path, _ in CASES}
+
+
+@pytest.mark.parametrize(("config_path", "directory"), CASES, ids=CASE_IDS)
+def test_committed_files_equal_a_fresh_render(
+    config_path: Path, directory: Path, rendered: dict[Path, dict[str, str]]
+) -> None:
+    files = rendered[config_path]
+    committed = {p.name for p in directory.glob("*") if p.is_file()}
+    assert committed == set(files), f"{directory}: run `make templates` (file set differs)"
+    for name, text in files.items():
+        old = (directory / name).read_text(encoding="utf-8")
+        if old != text:
+            diff = "".join(
+                difflib.unified_diff(
+                    old.splitlines(True), text.splitlines(True), f"{directory}/{name}", "rendered"
+                )
+            )
+            pytest.fail(f"{directory}/{name} is stale: run `make templates`\n{diff[:4000]}")
+
+
+def test_every_stack_is_rendered(rendered: dict[Path, dict[str, str]]) -> None:
+    for files in rendered.values():
+        assert {f"{name}.yaml" for name in stacks.STACKS} <= set(files)
+
+
+@pytest.mark.parametrize("config_path", [path for path, _ in CASES], ids=CASE_IDS)
+def test_rendering_is_deterministic(config_path: Path, rendered: dict[Path, dict[str, str]]) -> None:
+    assert _rendered(config_path) == rendered[config_path]
+
+
+def _template_params() -> list[tuple[Path, str]]:
+    return [
+        (directory, f"{name}.yaml") for _, directory in CASES for name in sorted(stacks.STACKS)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("directory", "name"),
+    _template_params(),
+    ids=[f"{d.name}/{n}" for d, n in _template_params()],
+)
+def test_cfn_lint_has_no_findings(directory: Path, name: str) -> None:
+    path = directory / name
+    findings = lint.cfn_lint_text(path.read_text(encoding="utf-8"), str(path), ["us-east-1", "eu-west-1"])
+    assert findings == [], "\n".join(map(str, findings))
+
+
+def test_checkov_has_no_unsuppressed_failures(tmp_path: Path) -> None:
+    """One checkov run over every committed template (it is the slowest check)."""
+    if lint.checkov_executable() is None:
+        pytest.fail("checkov is missing: `make install` creates .venv-checkov")
+    paths = sorted(TEMPLATES.glob("*.yaml")) + sorted(GOLDEN.glob("*/*.yaml"))
+    assert paths
+    findings = lint.checkov_files(paths)
+    assert findings == [], "\n".join(map(str, findings))
+
+
+def test_suppressions_have_reasons() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    for path in sorted(TEMPLATES.glob("*.yaml")) + sorted(GOLDEN.glob("*/*.yaml")):
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader)
+        for logical_id, resource in doc.get("Resources", {}).items():
+            skips = ((resource.get("Metadata") or {}).get("checkov") or {}).get("skip", [])
+            for skip in skips:
+                assert len(skip.get("comment", "").split()) >= 4, f"{path}:{logical_id}: {skip}"
+
+
+@pytest.mark.parametrize("directory", [d for _, d in CASES], ids=CASE_IDS)
+def test_asl_definitions_are_valid(directory: Path) -> None:
+    definitions = sorted(directory.glob("*.asl.json"))
+    assert definitions, f"no ASL definition rendered in {directory}"
+    exe = shutil.which(str(ASL_VALIDATOR)) or shutil.which("asl-validator")
+    if exe is None:
+        pytest.fail("asl-validator is missing: `make install` installs it")
+    for path in definitions:
+        json.loads(path.read_text(encoding="utf-8"))
+        proc = subprocess.run(
+            [exe, "--json-path", str(path)], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, f"{path}: {proc.stdout}{proc.stderr}"
