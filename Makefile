@@ -14,6 +14,7 @@ CONFIG ?= mlops.yaml
 STAGE ?= dev
 PARAMS ?=
 NAME ?=
+CONNECTION_ARN ?=
 KEEP ?= 0
 BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -93,16 +94,19 @@ publish: package ## Publish the pipeline product: upload it and deploy the studi
 	  --parameter-overrides "PipelineTemplateUrl=https://$(BUCKET).s3.$$region.amazonaws.com/$$key" \
 	    $$($(CLI) -c $(CONFIG) params studio) $(PARAMS)
 
-project: $(STAMP) ## Create a SageMaker project from the published product (NAME=<project name>)
+project: $(STAMP) ## Create a SageMaker project from the published product (NAME=<project name> [CONNECTION_ARN=...])
 	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
 	@stack="$$($(CLI) -c $(CONFIG) stack-name studio)"; \
 	output() { $(AWS) cloudformation describe-stacks --stack-name "$$stack" \
 	  --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue" --output text; }; \
 	product="$$(output ProductId)"; artifact="$$(output ProvisioningArtifactId)"; \
 	test -n "$$product" -a "$$product" != None || { echo "error: no studio stack '$$stack': run make publish first"; exit 2; }; \
+	artifact="$${artifact##*,}"; \
+	params=""; test -z "$(CONNECTION_ARN)" || \
+	  params=',"ProvisioningParameters":[{"Key":"CodeConnectionArn","Value":"$(CONNECTION_ARN)"}]'; \
 	$(AWS) sagemaker create-project --project-name "$(NAME)" \
 	  --project-description "Created by mlops-templates" \
-	  --service-catalog-provisioning-details "ProductId=$$product,ProvisioningArtifactId=$$artifact"
+	  --service-catalog-provisioning-details "{\"ProductId\":\"$$product\",\"ProvisioningArtifactId\":\"$$artifact\"$$params}"
 
 local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally (KEEP=1 keeps the server)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)

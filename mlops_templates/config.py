@@ -96,9 +96,16 @@ class _Model(BaseModel):
 class ProjectConfig(_Model):
     """Identity of the project: every physical name starts ``<prefix>-<name>``."""
 
+    #: Project name: physical names are `<prefix>-<name>-<component>`; Studio projects pass
+    #: their own name.
     name: Name = "abalone"
+    #: Organisation prefix of every physical name; prefix + name must leave room for SageMaker
+    #: job names.
     prefix: Name = "mlops"
+    #: Default region of deploy commands (the templates themselves deploy to any region of the
+    #: image table).
     region: Annotated[str, StringConstraints(pattern=REGION_PATTERN)] = "us-east-1"
+    #: Tags on every taggable resource, beside `mlops:project` and `mlops:component`.
     tags: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=128)],
         Annotated[str, StringConstraints(max_length=256)],
@@ -131,9 +138,11 @@ class NetworkConfig(_Model):
     Empty lists mean "no VPC". Subnets and security groups are used as given.
     """
 
+    #: Existing private subnets for models, jobs and Lambdas; empty = no VPC.
     subnet_ids: list[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = (
         Field(default_factory=list, max_length=16)
     )
+    #: Security groups used with `subnet_ids` (both or neither).
     security_group_ids: list[
         Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]{8,17}$")]
     ] = Field(default_factory=list, max_length=5)
@@ -165,18 +174,25 @@ class NetworkConfig(_Model):
 
 
 class DevEndpointConfig(_Model):
+    #: Instance type of the development endpoint (EBS-backed, so its volume takes the KMS
+    #: key).
     instance_type: KmsVolumeInstanceType = "ml.m5.large"
+    #: Instances behind the development endpoint.
     instance_count: int = Field(default=1, ge=1, le=10)
 
 
 class DeploymentPolicy(_Model):
     """SageMaker deployment guardrails for the production endpoint (blue/green)."""
 
+    #: Blue/green traffic shifting of a new model: canary, linear steps, or all at once.
     type: Literal["canary", "linear", "all_at_once"] = "canary"
     #: Canary size, or the linear step, in percent of the fleet.
     traffic_percent: int = Field(default=34, ge=1, le=50)
+    #: Bake time after each traffic shift, watched by the rollback alarms.
     wait_interval_seconds: int = Field(default=300, ge=0, le=3600)
+    #: Time the old fleet is kept after full shift, for a fast rollback.
     termination_wait_seconds: int = Field(default=120, ge=0, le=3600)
+    #: Upper bound of one blue/green deployment.
     maximum_execution_timeout_seconds: int = Field(default=3600, ge=600, le=14400)
 
     @model_validator(mode="after")
@@ -190,10 +206,15 @@ class DeploymentPolicy(_Model):
 
 
 class AutoScalingConfig(_Model):
+    #: Fewest production instances auto-scaling keeps.
     min_capacity: int = Field(default=3, ge=1, le=100)
+    #: Most production instances auto-scaling starts.
     max_capacity: int = Field(default=6, ge=1, le=100)
+    #: Target of `SageMakerVariantInvocationsPerInstance` (per minute) for target tracking.
     target_invocations_per_instance: int = Field(default=1000, ge=1, le=100000)
+    #: Wait after a scale-in before the next one.
     scale_in_cooldown_seconds: int = Field(default=300, ge=0, le=3600)
+    #: Wait after a scale-out before the next one.
     scale_out_cooldown_seconds: int = Field(default=60, ge=0, le=3600)
 
     @model_validator(mode="after")
@@ -207,13 +228,19 @@ class AutoScalingConfig(_Model):
 
 
 class PrdEndpointConfig(_Model):
+    #: Instance type of the production endpoint (EBS-backed, so its volume takes the KMS key).
     instance_type: KmsVolumeInstanceType = "ml.m5.large"
+    #: Initial instance count; canary and linear rollouts need at least 3.
     instance_count: int = Field(default=3, ge=1, le=100)
+    #: Share of requests and responses captured for Model Monitor.
     data_capture_sampling_percentage: int = Field(default=100, ge=1, le=100)
     deployment: DeploymentPolicy = Field(default_factory=DeploymentPolicy)
     autoscaling: AutoScalingConfig = Field(default_factory=AutoScalingConfig)
-    #: Rollback alarm thresholds.
+    #: Rollback alarm: invocation 5XX errors of the endpoint in one minute at which a
+    #: deployment rolls back.
     max_5xx_errors: int = Field(default=1, ge=1, le=100000)
+    #: Rollback alarm: average model latency, in milliseconds, above which a deployment rolls
+    #: back.
     max_model_latency_ms: int = Field(default=500, ge=1, le=600000)
 
     @model_validator(mode="after")
@@ -241,8 +268,11 @@ class EndpointsConfig(_Model):
 class MonitoringConfig(_Model):
     """Model Monitor data-quality schedule on the production endpoint."""
 
+    #: Instance type of the data-quality monitoring job.
     instance_type: KmsVolumeInstanceType = "ml.m5.xlarge"
+    #: Volume of the monitoring job (KMS-encrypted).
     volume_size_gb: int = Field(default=20, ge=1, le=512)
+    #: Time limit of one monitoring run.
     max_runtime_seconds: int = Field(default=1800, ge=60, le=3600)
     #: Drift alarm: fires when this many features violate the baseline in one run.
     drift_violations_threshold: int = Field(default=1, ge=1, le=1000)
@@ -262,6 +292,7 @@ class MonitoringConfig(_Model):
     #: Baseline distance above which a feature counts as drifted (Model Monitor's
     #: default ``comparison_threshold`` in the suggested constraints is 0.1).
     drift_distance_threshold: float = Field(default=0.1, gt=0, le=1)
+    #: How often captured data is checked against the baseline (hourly, 6-hourly or daily).
     schedule_expression: Literal["cron(0 * ? * * *)", "cron(0 */6 ? * * *)", "cron(0 0 ? * * *)"] = (
         "cron(0 * ? * * *)"
     )
@@ -289,38 +320,52 @@ CANARY_TYPES = (
 
 
 class ThrottleConfig(_Model):
+    #: Steady-state requests per second of the API stage.
     rate_limit: float = Field(default=100.0, gt=0, le=10000)
+    #: Burst of requests the API stage admits.
     burst_limit: int = Field(default=200, ge=1, le=5000)
 
 
 class ApiConfig(_Model):
     """The public API: Lambda behind API Gateway, canary-deployed by CodeDeploy."""
 
+    #: How callers authenticate: IAM (SigV4) or an API key with a usage plan. The API is never
+    #: open.
     auth: Literal["iam", "api_key"] = "iam"
     #: CIDR blocks allowed to call the API (resource policy); empty = no IP filter.
     ip_allow_list: list[
         Annotated[str, StringConstraints(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
     ] = Field(default_factory=list, max_length=50)
+    #: CodeDeploy traffic shifting of a new API Lambda version.
     deployment_preference: Literal[CANARY_TYPES] = "Canary10Percent5Minutes"  # type: ignore[valid-type]
     throttle: ThrottleConfig = Field(default_factory=ThrottleConfig)
     #: Daily request quota of the usage plan (api_key auth only).
     quota_per_day: int = Field(default=100000, ge=1)
+    #: Memory of the API Lambda function.
     memory_mb: int = Field(default=256, ge=128, le=10240)
+    #: Timeout of the API Lambda function (API Gateway stops waiting at 29 s).
     timeout_seconds: int = Field(default=30, ge=1, le=29)
+    #: Retention of the API access logs and function logs.
     log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
+    #: API Gateway stage name (part of the API URL).
     stage_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")] = "prod"
 
 
 class QualityGate(_Model):
     """Training quality gate: the model is registered only if the metric passes."""
 
+    #: Test-split metric of `evaluation.json` the gate compares.
     metric: Literal["rmse", "mae", "r2"] = "rmse"
+    #: Comparison the metric must pass against the threshold.
     operator: Literal["<", "<=", ">", ">="] = "<"
+    #: Threshold of the quality gate.
     threshold: float = 3.0
 
 
 class TrainingConfig(_Model):
+    #: Training image: the project's container (`container/`) or SageMaker's built-in XGBoost.
     image: Literal["custom", "xgboost"] = "custom"
+    #: Version of the built-in XGBoost image (`image: xgboost`).
     xgboost_version: str = "1.7-1"
 
     @field_validator("xgboost_version")
@@ -335,15 +380,23 @@ class TrainingConfig(_Model):
             )
         return version
 
+    #: Instance type of the training job (a GPU family trains with CUDA).
     instance_type: InstanceType = "ml.m5.xlarge"
+    #: Instances of the training job.
     instance_count: int = Field(default=1, ge=1, le=20)
+    #: Volume of the training job (KMS-encrypted).
     volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    #: Time limit of the training job.
     max_runtime_seconds: int = Field(default=3600, ge=60, le=432000)
+    #: Managed spot training, with checkpoints in S3.
     use_spot: bool = False
     #: Spot only: total wait including interruptions; must be >= max_runtime_seconds.
     max_wait_seconds: int = Field(default=7200, ge=60, le=432000)
+    #: Run the training container without network access.
     network_isolation: bool = True
+    #: Instance type of the preprocessing, baseline and evaluation jobs.
     processing_instance_type: InstanceType = "ml.m5.xlarge"
+    #: Default hyperparameters; a run's execution input may override them.
     hyperparameters: dict[str, str | int | float] = Field(
         default_factory=lambda: {
             "max_depth": 3,
@@ -355,6 +408,7 @@ class TrainingConfig(_Model):
         }
     )
     gate: QualityGate = Field(default_factory=QualityGate)
+    #: Approval status of a newly registered model package.
     model_approval_status: Literal["PendingManualApproval", "Approved"] = (
         "PendingManualApproval"
     )
@@ -370,6 +424,8 @@ class TrainingConfig(_Model):
 
 
 class SourceConfig(_Model):
+    #: Where the project's code lives: a CodeConnections repository (GitHub, GitLab,
+    #: Bitbucket) or CodeCommit.
     provider: Literal["codeconnections", "codecommit"] = "codeconnections"
     #: CodeConnections only: ARN of an existing, authorized connection.
     connection_arn: Annotated[
@@ -380,6 +436,7 @@ class SourceConfig(_Model):
     repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")] = (
         "my-org/abalone-mlops"
     )
+    #: Branch whose pushes start the pipeline.
     branch: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "main"
 
     @model_validator(mode="after")
@@ -393,30 +450,40 @@ class SourceConfig(_Model):
 
 class PipelineConfig(_Model):
     source: SourceConfig = Field(default_factory=SourceConfig)
+    #: EventBridge schedule expression of periodic retraining.
     retrain_schedule: Annotated[str, StringConstraints(pattern=r"^(rate|cron)\(.+\)$")] = (
         "rate(30 days)"
     )
+    #: Whether the retraining schedule is enabled.
     retrain_schedule_enabled: bool = False
+    #: Start the pipeline when the production drift alarm fires.
     retrain_on_drift: bool = True
+    #: CodeBuild image of the build stage.
     codebuild_image: str = "aws/codebuild/standard:7.0"
+    #: CodeBuild compute type of the build stage.
     codebuild_compute_type: Literal[
         "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"
     ] = "BUILD_GENERAL1_SMALL"
     #: Object key prefix in the data bucket whose uploads start a run.
     data_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]*/$")] = "training/"
+    #: Retention of the pipeline's build, workflow and flow logs.
     log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
 
 
 class StudioConfig(_Model):
+    #: Display name of the Service Catalog portfolio.
     portfolio_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = (
         "MLOps templates"
     )
+    #: Name of the project template as Studio lists it.
     product_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = (
         "mlops-templates: train, canary-deploy and monitor"
     )
+    #: Provider shown on the portfolio and product.
     provider_name: Annotated[str, StringConstraints(min_length=1, max_length=50)] = (
         "Platform team"
     )
+    #: Version name of the product's provisioning artifact; bump it to publish a new version.
     product_version: Annotated[str, StringConstraints(pattern=r"^v?\d+\.\d+(\.\d+)?$")] = "v1.0"
     #: IAM role ARNs of the Studio execution roles allowed to launch the product.
     principal_arns: ArnList = Field(
@@ -424,6 +491,10 @@ class StudioConfig(_Model):
         min_length=1,
         max_length=20,
     )
+    #: Set the account's API Gateway CloudWatch Logs role (``AWS::ApiGateway::Account``):
+    #: the production API's access logs need it once per account and region. Turn off
+    #: if the account already manages that setting elsewhere.
+    api_gateway_logging_role: bool = True
 
 
 class Config(_Model):

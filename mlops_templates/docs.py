@@ -31,6 +31,36 @@ class Row:
     description: str
 
 
+def field_comments(module: Any = None) -> dict[tuple[str, str], str]:
+    """``{(class name, field name): text}`` from the ``#:`` comments above each field.
+
+    ``#:`` is the Sphinx convention for documenting an attribute in a comment; the
+    config model keeps its documentation there, next to the validator it explains.
+    """
+    import ast
+    import inspect
+
+    from mlops_templates import config as config_module
+
+    source = inspect.getsource(module or config_module)
+    lines = source.splitlines()
+    comments: dict[tuple[str, str], str] = {}
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for item in node.body:
+            if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+                continue
+            block: list[str] = []
+            index = item.lineno - 2
+            while index >= 0 and lines[index].strip().startswith("#:"):
+                block.insert(0, lines[index].strip()[2:].strip())
+                index -= 1
+            if block:
+                comments[(node.name, item.target.id)] = " ".join(block).replace("``", "`")
+    return comments
+
+
 def _resolve(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     return defs[ref.split("/")[-1]] if ref else schema
@@ -79,21 +109,23 @@ def rows(model: type[Config] = Config) -> Iterator[Row]:
             value = value[part]
         return value
 
-    def walk(node: dict[str, Any], prefix: str) -> Iterator[Row]:
+    comments = field_comments()
+
+    def walk(node: dict[str, Any], prefix: str, owner: str) -> Iterator[Row]:
         for name, prop in node.get("properties", {}).items():
             path = f"{prefix}{name}"
             target = _resolve(prop, defs)
             if "properties" in target:
-                yield from walk(target, f"{path}.")
+                yield from walk(target, f"{path}.", prop["$ref"].split("/")[-1])
                 continue
             yield Row(
                 path=path,
                 kind=_kind(prop, defs),
                 default=_default(default_of(path)),
-                description=" ".join((prop.get("description") or "").split()),
+                description=comments.get((owner, name), ""),
             )
 
-    yield from walk(schema, "")
+    yield from walk(schema, "", model.__name__)
 
 
 def config_reference() -> str:

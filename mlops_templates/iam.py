@@ -18,7 +18,9 @@ from awacs.aws import (
     PolicyDocument,
     Principal,
     Statement,
+    StringEquals,
 )
+from awacs.iam import PassRole
 from awacs.sts import AssumeRole
 from troposphere import iam
 
@@ -74,6 +76,19 @@ def deny(
     return _statement(Deny, actions, resources, conditions, sid)
 
 
+def pass_role(
+    roles: Resource | Iterable[Resource], services: str | list[str], sid: str | None = None
+) -> Statement:
+    """PassRole on ``roles``, only to ``services`` (one principal or a list of them).
+
+    Without the ``iam:PassedToService`` condition a role could be handed to any service
+    that accepts roles, with whatever that service can then do as it.
+    """
+    return allow(
+        [PassRole], roles, Condition(StringEquals("iam:PassedToService", services)), sid
+    )
+
+
 def document(*statements: Statement) -> PolicyDocument:
     return PolicyDocument(Version="2012-10-17", Statement=list(statements))
 
@@ -83,4 +98,4 @@ def inline_policy(name: str, *statements: Statement) -> iam.Policy:
     return iam.Policy(PolicyName=name, PolicyDocument=document(*statements))
 
 
-__all__ = ["Policy", "allow", "deny", "document", "inline_policy", "trust"]
+__all__ = ["Policy", "allow", "deny", "document", "inline_policy", "pass_role", "trust"]

@@ -43,3 +43,8 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in README.read_text(encoding="utf-8")
     assert re.search(r"^make test$", ci, re.M)
+
+
+def test_every_setting_is_described() -> None:
+    undocumented = [row.path for row in docs.rows() if not row.description]
+    assert undocumented == [], "add a `#:` comment above these fields in config.py"

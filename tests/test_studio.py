@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mlops_templates import lint, naming
+from mlops_templates import config, lint, naming
 from mlops_templates.stacks import pipeline, studio
 
 from .pipeline_variants import rendered, variant_config
@@ -259,3 +259,17 @@ def test_outputs_name_what_make_project_needs() -> None:
     }
     assert outputs["ProductName"]["Value"] == {"Fn::GetAtt": [studio.PRODUCT, "ProductName"]}
     assert outputs["LaunchRoleArn"]["Value"] == {"Fn::GetAtt": [studio.LAUNCH_ROLE, "Arn"]}
+
+
+def test_api_gateway_logging_role_is_set_once_per_account(example_config: config.Config) -> None:
+    resources = template("example")["Resources"]
+    account = resources[studio.API_ACCOUNT]
+    assert account["Type"] == "AWS::ApiGateway::Account"
+    role = resources[studio.API_LOGS_ROLE]
+    assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": [studio.API_LOGS_ROLE, "Arn"]}
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"]["Service"] for s in trust] == [["apigateway.amazonaws.com"]]
+    off = example_config.model_copy(
+        update={"studio": example_config.studio.model_copy(update={"api_gateway_logging_role": False})}
+    )
+    assert studio.API_ACCOUNT not in studio.build(off).resources

@@ -7,10 +7,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from awacs import kms as kms_actions
+from awacs import logs as logs_actions
 from awacs import s3 as s3_actions
-from awacs.aws import Allow, Bool, Condition, Deny, Principal, Statement, StringEquals
-from troposphere import AWSObject, GetAtt, Join, Ref, Sub, Tags, Template
-from troposphere import kms, logs, s3
+from awacs.aws import (
+    Allow,
+    ArnLike,
+    Bool,
+    Condition,
+    Deny,
+    Principal,
+    Statement,
+    StringEquals,
+)
+from troposphere import AWSObject, GetAtt, Join, Ref, Sub, Tags, Template, kms, logs, s3
 
 from mlops_templates import iam
 from mlops_templates.config import Config
@@ -96,6 +105,52 @@ def kms_key(
         DeletionPolicy="Retain",
         UpdateReplacePolicy="Retain",
     )
+
+
+def logs_key_statement(sid: str) -> Statement:
+    """Key-policy statement letting CloudWatch Logs encrypt this account's log groups.
+
+    Logs calls KMS as the regional service principal, not as a role, so a key that
+    encrypts a log group must grant it use in its own policy; the encryption-context
+    condition keeps that grant to log groups of this account and region.
+    """
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
+        Action=[
+            kms_actions.Encrypt,
+            kms_actions.Decrypt,
+            kms_actions.ReEncryptFrom,
+            kms_actions.ReEncryptTo,
+            kms_actions.GenerateDataKey,
+            kms_actions.GenerateDataKeyWithoutPlaintext,
+            kms_actions.DescribeKey,
+        ],
+        # A key policy's Resource "*" means "this key".
+        Resource=["*"],
+        Condition=Condition(
+            ArnLike(
+                "kms:EncryptionContext:aws:logs:arn",
+                Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
+            )
+        ),
+    )
+
+
+#: What CloudFormation needs to create, configure, tag and delete a ``log_group``.
+LOG_GROUP_MANAGEMENT = (
+    logs_actions.CreateLogGroup,
+    logs_actions.DeleteLogGroup,
+    logs_actions.PutRetentionPolicy,
+    logs_actions.DeleteRetentionPolicy,
+    logs_actions.AssociateKmsKey,
+    logs_actions.DisassociateKmsKey,
+    logs_actions.TagResource,
+    logs_actions.UntagResource,
+    logs_actions.TagLogGroup,
+    logs_actions.ListTagsForResource,
+)
 
 
 def log_group(

@@ -33,7 +33,7 @@ from awacs import s3 as s3_actions
 from awacs import sagemaker as sm
 from awacs import sns as sns_actions
 from awacs import xray as xray_actions
-from awacs.aws import Allow, ArnLike, Condition, Principal, Statement, StringLike
+from awacs.aws import Condition, Statement, StringLike
 from troposphere import (
     Equals,
     GetAtt,
@@ -249,30 +249,7 @@ class _Builder:
             # CloudWatch alarms publish to the encrypted topic.
             service_principals=["cloudwatch.amazonaws.com"],
         )
-        key.KeyPolicy.Statement.append(
-            Statement(
-                Sid="LogsEncryptThisAccountsLogGroups",
-                Effect=Allow,
-                Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-                Action=[
-                    kms_actions.Encrypt,
-                    kms_actions.Decrypt,
-                    kms_actions.ReEncryptFrom,
-                    kms_actions.ReEncryptTo,
-                    kms_actions.GenerateDataKey,
-                    kms_actions.GenerateDataKeyWithoutPlaintext,
-                    kms_actions.DescribeKey,
-                ],
-                # A key policy's Resource "*" means "this key".
-                Resource=["*"],
-                Condition=Condition(
-                    ArnLike(
-                        "kms:EncryptionContext:aws:logs:arn",
-                        _arn("logs", "log-group:*"),
-                    )
-                ),
-            )
-        )
+        key.KeyPolicy.Statement.append(common.logs_key_statement("LogsEncryptThisAccountsLogGroups"))
         self.key = self.add(
             key,
             "Customer-managed key of this stack's SNS topic and log groups; its policy lets "

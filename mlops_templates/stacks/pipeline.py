@@ -314,28 +314,7 @@ class _Builder:
             Sub(f"Encrypts the artifacts, data, logs and images of {self.names.base} (${{{PROJECT_ID}}})"),
         )
         key.KeyPolicy.Statement += [
-            Statement(
-                Sid="CloudWatchLogsOfThisAccount",
-                Effect=Allow,
-                Principal=Principal("Service", Sub("logs.${AWS::Region}.amazonaws.com")),
-                Action=[
-                    kms_actions.Encrypt,
-                    kms_actions.Decrypt,
-                    kms_actions.ReEncryptFrom,
-                    kms_actions.ReEncryptTo,
-                    kms_actions.GenerateDataKey,
-                    kms_actions.GenerateDataKeyWithoutPlaintext,
-                    kms_actions.DescribeKey,
-                ],
-                # A key policy's Resource "*" means "this key".
-                Resource=["*"],
-                Condition=Condition(
-                    ArnLike(
-                        "kms:EncryptionContext:aws:logs:arn",
-                        Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
-                    )
-                ),
-            ),
+            common.logs_key_statement("CloudWatchLogsOfThisAccount"),
             # EventBridge rules and CloudWatch alarms publish to topics encrypted with
             # this key (the pipeline's and deploy-prd's).
             Statement(
@@ -875,68 +854,68 @@ class _Builder:
         cfg = self.config.pipeline
         names = self.names
         start = [events.Target(Id="Pipeline", Arn=pipeline_arn, RoleArn=GetAtt(events_role, "Arn"))]
-        if self.source.provider == "codecommit":
+
+        def starts_pipeline(
+            logical_id: str, name: str, description: str, state: str = "ENABLED", **trigger: Any
+        ) -> None:
             self.add(
                 events.Rule(
-                    SOURCE_RULE,
-                    Name=names.name("source-push"),
-                    Description=Sub(f"Starts {names.base} on pushes to {self.source.branch}"),
-                    EventPattern={
-                        "source": ["aws.codecommit"],
-                        "detail-type": ["CodeCommit Repository State Change"],
-                        "resources": [names.arn("codecommit", self.source.repository)],
-                        "detail": {
-                            "event": ["referenceCreated", "referenceUpdated"],
-                            "referenceType": ["branch"],
-                            "referenceName": [self.source.branch],
-                        },
-                    },
-                    State="ENABLED",
+                    logical_id,
+                    Name=names.name(name),
+                    Description=Sub(description),
+                    **trigger,
+                    State=state,
                     Targets=start,
                 )
             )
-        self.add(
-            events.Rule(
-                DATA_RULE,
-                Name=names.name("data-upload"),
-                Description=Sub(f"Starts {names.base} when training data is uploaded"),
+
+        if self.source.provider == "codecommit":
+            starts_pipeline(
+                SOURCE_RULE,
+                "source-push",
+                f"Starts {names.base} on pushes to {self.source.branch}",
                 EventPattern={
-                    "source": ["aws.s3"],
-                    "detail-type": ["Object Created"],
+                    "source": ["aws.codecommit"],
+                    "detail-type": ["CodeCommit Repository State Change"],
+                    "resources": [names.arn("codecommit", self.source.repository)],
                     "detail": {
-                        "bucket": {"name": [Ref(data)]},
-                        "object": {"key": [{"prefix": cfg.data_prefix}]},
+                        "event": ["referenceCreated", "referenceUpdated"],
+                        "referenceType": ["branch"],
+                        "referenceName": [self.source.branch],
                     },
                 },
-                State="ENABLED",
-                Targets=start,
             )
+        starts_pipeline(
+            DATA_RULE,
+            "data-upload",
+            f"Starts {names.base} when training data is uploaded",
+            EventPattern={
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [Ref(data)]},
+                    "object": {"key": [{"prefix": cfg.data_prefix}]},
+                },
+            },
         )
-        self.add(
-            events.Rule(
-                SCHEDULE_RULE,
-                Name=names.name("retrain-schedule"),
-                Description=Sub(f"Retrains {names.base} on a schedule"),
-                ScheduleExpression=cfg.retrain_schedule,
-                State="ENABLED" if cfg.retrain_schedule_enabled else "DISABLED",
-                Targets=start,
-            )
+        starts_pipeline(
+            SCHEDULE_RULE,
+            "retrain-schedule",
+            f"Retrains {names.base} on a schedule",
+            state="ENABLED" if cfg.retrain_schedule_enabled else "DISABLED",
+            ScheduleExpression=cfg.retrain_schedule,
         )
         if cfg.retrain_on_drift:
-            self.add(
-                events.Rule(
-                    DRIFT_RULE,
-                    Name=names.name("retrain-on-drift"),
-                    Description=Sub(f"Retrains {names.base} when its production data drifts"),
-                    EventPattern={
-                        "source": ["aws.cloudwatch"],
-                        "detail-type": ["CloudWatch Alarm State Change"],
-                        "resources": [names.arn("cloudwatch", f"alarm:{names.text('prd-drift')}")],
-                        "detail": {"state": {"value": ["ALARM"]}},
-                    },
-                    State="ENABLED",
-                    Targets=start,
-                )
+            starts_pipeline(
+                DRIFT_RULE,
+                "retrain-on-drift",
+                f"Retrains {names.base} when its production data drifts",
+                EventPattern={
+                    "source": ["aws.cloudwatch"],
+                    "detail-type": ["CloudWatch Alarm State Change"],
+                    "resources": [names.arn("cloudwatch", f"alarm:{names.text('prd-drift')}")],
+                    "detail": {"state": {"value": ["ALARM"]}},
+                },
             )
         self.add(
             events.Rule(

@@ -30,7 +30,7 @@ from awacs.aws import Condition, ForAnyValueStringLike, StringEquals, StringLike
 from troposphere import GetAtt, Join, Sub, Tags, iam
 
 from mlops_templates import iam as iamdoc
-from mlops_templates.stacks.common import skip_checkov
+from mlops_templates.stacks.common import LOG_GROUP_MANAGEMENT, skip_checkov
 from mlops_templates.stacks.pipeline_names import ProjectNames
 
 _BASE = r"[a-z][a-z0-9-]*-\$\{SageMakerProjectName\}"
@@ -210,12 +210,7 @@ def codepipeline_role(
         ),
         # ValidateTemplate supports no resource-level permissions.
         iamdoc.allow([cfn.ValidateTemplate], "*", sid="ValidateTemplates"),
-        iamdoc.allow(
-            [iam_actions.PassRole],
-            cloudformation_role_arn,
-            conditions=Condition(StringEquals("iam:PassedToService", "cloudformation.amazonaws.com")),
-            sid="PassDeployRole",
-        ),
+        iamdoc.pass_role(cloudformation_role_arn, "cloudformation.amazonaws.com", sid="PassDeployRole"),
         iamdoc.allow(
             [states.StartExecution, states.DescribeStateMachine],
             res.state_machine_arn,
@@ -446,12 +441,7 @@ def states_role(
             ],
             sid="RegisterModel",
         ),
-        iamdoc.allow(
-            [iam_actions.PassRole],
-            sagemaker_role_arn,
-            conditions=Condition(StringEquals("iam:PassedToService", "sagemaker.amazonaws.com")),
-            sid="PassSageMakerRole",
-        ),
+        iamdoc.pass_role(sagemaker_role_arn, "sagemaker.amazonaws.com", sid="PassSageMakerRole"),
         # .sync integrations manage these fixed-name rules (Step Functions developer guide).
         iamdoc.allow(
             [ev.PutTargets, ev.PutRule, ev.DescribeRule],
@@ -524,6 +514,7 @@ def cloudformation_role(
     def arn(service: str, resource: str) -> Sub:
         return names.arn(service, resource)
 
+    stack_roles = Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*")
     statements = [
         iamdoc.allow(
             [
@@ -573,18 +564,8 @@ def cloudformation_role(
             ],
             sid="EndpointsAndMonitoring",
         ),
-        iamdoc.allow(
-            [iam_actions.PassRole],
-            sagemaker_role_arn,
-            conditions=Condition(StringEquals("iam:PassedToService", "sagemaker.amazonaws.com")),
-            sid="PassSageMakerRole",
-        ),
-        iamdoc.allow(
-            [iam_actions.PassRole],
-            states_role_arn,
-            conditions=Condition(StringEquals("iam:PassedToService", "states.amazonaws.com")),
-            sid="PassStatesRole",
-        ),
+        iamdoc.pass_role(sagemaker_role_arn, "sagemaker.amazonaws.com", sid="PassSageMakerRole"),
+        iamdoc.pass_role(states_role_arn, "states.amazonaws.com", sid="PassStatesRole"),
         iamdoc.allow(
             [
                 states.CreateStateMachine,
@@ -603,7 +584,7 @@ def cloudformation_role(
         # stacks' tags scope them; the name pattern keeps them inside the prefix.
         iamdoc.allow(
             [iam_actions.CreateRole, iam_actions.TagRole],
-            Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*"),
+            stack_roles,
             conditions=_request_tags(names),
             sid="CreateStackRoles",
         ),
@@ -622,13 +603,13 @@ def cloudformation_role(
                 iam_actions.ListRolePolicies,
                 iam_actions.ListAttachedRolePolicies,
             ],
-            Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*"),
+            stack_roles,
             conditions=_resource_tags(names),
             sid="ManageStackRoles",
         ),
         iamdoc.allow(
             [iam_actions.PassRole],
-            Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*"),
+            stack_roles,
             conditions=_resource_tags(
                 names,
                 **{
@@ -776,18 +757,7 @@ def cloudformation_role(
             sid="DescribeAndLogDelivery",
         ),
         iamdoc.allow(
-            [
-                logs.CreateLogGroup,
-                logs.DeleteLogGroup,
-                logs.PutRetentionPolicy,
-                logs.DeleteRetentionPolicy,
-                logs.AssociateKmsKey,
-                logs.DisassociateKmsKey,
-                logs.TagResource,
-                logs.UntagResource,
-                logs.TagLogGroup,
-                logs.ListTagsForResource,
-            ],
+            LOG_GROUP_MANAGEMENT,
             # Log groups of the per-run stacks carry the project's base name.
             arn("logs", f"log-group:*{base}-*"),
             sid="LogGroups",

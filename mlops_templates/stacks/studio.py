@@ -32,6 +32,7 @@ from troposphere import (
     Sub,
     Tags,
     Template,
+    apigateway,
     iam,
     servicecatalog,
 )
@@ -49,6 +50,8 @@ PRODUCT_ASSOCIATION = "PortfolioProductAssociation"
 LAUNCH_ROLE = "LaunchRole"
 LAUNCH_CONSTRAINT = "LaunchRoleConstraint"
 PRINCIPAL_PREFIX = "StudioPrincipal"
+API_LOGS_ROLE = "ApiGatewayLogsRole"
+API_ACCOUNT = "ApiGatewayAccount"
 #: Managed policies of the launch role (one per group, each under the IAM size limit).
 POLICY_IDS = {
     "stack": "LaunchStackPolicy",
@@ -234,18 +237,7 @@ def _repositories(arns: _Arns) -> Statements:
 def _log_groups(arns: _Arns) -> Statements:
     return [
         iamdoc.allow(
-            [
-                logs.CreateLogGroup,
-                logs.DeleteLogGroup,
-                logs.PutRetentionPolicy,
-                logs.DeleteRetentionPolicy,
-                logs.AssociateKmsKey,
-                logs.DisassociateKmsKey,
-                logs.TagResource,
-                logs.UntagResource,
-                logs.TagLogGroup,
-                logs.ListTagsForResource,
-            ],
+            common.LOG_GROUP_MANAGEMENT,
             arns.sub("logs", f"log-group:/{arns.prefix}/*"),
             sid="ProjectLogGroups",
         ),
@@ -278,12 +270,7 @@ def _roles(arns: _Arns) -> Statements:
             role_arns,
             sid="ProjectRoles",
         ),
-        iamdoc.allow(
-            [iam_actions.PassRole],
-            role_arns,
-            conditions=Condition(StringEquals("iam:PassedToService", list(PASSED_TO))),
-            sid="PassProjectRoles",
-        ),
+        iamdoc.pass_role(role_arns, list(PASSED_TO), sid="PassProjectRoles"),
     ]
 
 
@@ -484,7 +471,32 @@ WHY: dict[str, str] = {
     POLICY_IDS["storage"]: "Key, buckets, topic, repository and log groups of a project",
     POLICY_IDS["delivery"]: "Roles, builds, pipeline and rules of a project",
     POLICY_IDS["network"]: "The private VPC of a project",
+    API_LOGS_ROLE: "API Gateway writes the projects' API access logs with this role",
+    API_ACCOUNT: "Account-wide API Gateway setting that access logging requires",
 }
+
+
+def _api_gateway_account(config: Config) -> list[Any]:
+    """The account's API Gateway CloudWatch Logs role.
+
+    Access logging of every project's API needs it once per account and region; it lives
+    here, in the organization stack, because a project's stack must not overwrite or
+    delete an account-wide setting that other projects rely on.
+    """
+    role = iam.Role(
+        API_LOGS_ROLE,
+        Description="API Gateway pushes access and execution logs to CloudWatch Logs",
+        AssumeRolePolicyDocument=iamdoc.trust("apigateway.amazonaws.com"),
+        ManagedPolicyArns=[
+            Sub(
+                "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                "AmazonAPIGatewayPushToCloudWatchLogs"
+            )
+        ],
+        Tags=common.tags(config, "studio"),
+    )
+    account = apigateway.Account(API_ACCOUNT, CloudWatchRoleArn=GetAtt(role, "Arn"))
+    return [role, account]
 
 
 def build(config: Config) -> Template:
@@ -575,6 +587,8 @@ def build(config: Config) -> Template:
         for arn in studio.principal_arns
     ]
     _add_all(template, [portfolio, product, association, role, *policies, constraint, *principals])
+    if studio.api_gateway_logging_role:
+        _add_all(template, _api_gateway_account(config))
     for logical_id, resource in template.resources.items():
         why = WHY.get(logical_id) or "Lets this Studio execution role create projects from the portfolio"
         describe(resource, why)
