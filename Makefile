@@ -20,11 +20,13 @@ BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AWS ?= $(BIN)/aws
 BUCKET ?=
-PACKAGED := packaged
+PACKAGED ?= packaged
+PACKAGE_STACKS := studio pipeline workflow deploy-dev deploy-prd
+DEPLOY_STACK = $(if $(filter pipeline,$(STAGE)),pipeline,deploy-$(STAGE))
 STAMP := $(VENV)/.installed
 ASL_VALIDATOR := $(VENV)/node/node_modules/.bin/asl-validator
 
-.PHONY: help install templates build golden lint test package deploy publish project local bench clean
+.PHONY: help install templates build golden lint test bucket package deploy publish project local bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -63,33 +65,46 @@ lint: $(STAMP) ## cfn-lint + checkov + ASL validation over templates/
 test: $(STAMP) ## Run the whole test suite
 	$(BIN)/pytest
 
-package: $(STAMP) build ## Package templates to S3 with the AWS CLI (BUCKET=...)
-	@test -n "$(BUCKET)" || { echo "error: set BUCKET=<an S3 bucket you own for packaged templates and code>"; exit 2; }
-	mkdir -p $(PACKAGED)
-	for t in templates/*.yaml; do \
-	  $(AWS) cloudformation package --template-file "$$t" --s3-bucket "$(BUCKET)" \
-	    --s3-prefix "$$($(CLI) -c $(CONFIG) stack-name pipeline)" \
-	    --output-template-file "$(PACKAGED)/$$(basename $$t)"; \
-	done
+# $(call package,STACK): templates/STACK.yaml with its local code (Lambda folders) uploaded
+# to BUCKET by the AWS CLI, written to $(PACKAGED)/STACK.yaml.
+define package
+$(AWS) cloudformation package --template-file templates/$(1).yaml --s3-bucket "$(BUCKET)" \
+  --s3-prefix "$$($(CLI) -c $(CONFIG) stack-name $(1))" \
+  --output-template-file "$(PACKAGED)/$(1).yaml" >/dev/null && echo "packaged $(PACKAGED)/$(1).yaml"
+endef
 
-deploy: package ## Deploy one stack: STAGE=dev|prd|pipeline (PARAMS='Key=Value ...' overrides the config)
-	@case "$(STAGE)" in dev|prd) stack=deploy-$(STAGE); extra="";; \
-	  pipeline) stack=pipeline; \
-	    project="$$($(CLI) -c $(CONFIG) get project.name)"; \
-	    extra="SageMakerProjectName=$$project SageMakerProjectId=p-$$(printf %s "$$project" | sha1sum | cut -c1-12)";; \
-	  *) echo "error: STAGE must be dev, prd or pipeline (got '$(STAGE)')"; exit 2;; esac; \
-	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/$$stack.yaml" \
-	  --stack-name "$$($(CLI) -c $(CONFIG) stack-name $$stack)" \
+bucket: # fails unless BUCKET is set
+	@test -n "$(BUCKET)" || { echo "error: set BUCKET=<an S3 bucket you own for packaged templates and code>"; exit 2; }
+	@mkdir -p $(PACKAGED)
+
+package: $(STAMP) build bucket ## Package every template and its code to S3 with the AWS CLI (BUCKET=...)
+	@$(foreach stack,$(PACKAGE_STACKS),$(call package,$(stack)) && ) true
+
+# Templates over 51,200 bytes must be deployed from S3, so deploys always go through BUCKET.
+deploy: $(STAMP) build bucket ## Deploy one stack: STAGE=dev|prd|pipeline (PARAMS='Key=Value ...' overrides the config)
+	@case "$(STAGE)" in dev|prd|pipeline) ;; \
+	  *) echo "error: STAGE must be dev, prd or pipeline (got '$(STAGE)')"; exit 2;; esac
+	@$(call package,$(DEPLOY_STACK))
+	@extra=""; if [ "$(STAGE)" = pipeline ]; then \
+	  project="$$($(CLI) -c $(CONFIG) get project.name)"; \
+	  extra="SageMakerProjectName=$$project SageMakerProjectId=p-$$(printf %s "$$project" | sha1sum | cut -c1-12)"; \
+	fi; \
+	name="$$($(CLI) -c $(CONFIG) stack-name $(DEPLOY_STACK))"; \
+	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/$(DEPLOY_STACK).yaml" \
+	  --stack-name "$$name" --s3-bucket "$(BUCKET)" --s3-prefix "$$name" \
 	  --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \
 	  --no-fail-on-empty-changeset \
-	  --parameter-overrides $$extra $$($(CLI) -c $(CONFIG) params $$stack) $(PARAMS)
+	  --parameter-overrides $$extra $$($(CLI) -c $(CONFIG) params $(DEPLOY_STACK)) $(PARAMS)
 
-publish: package ## Publish the pipeline product: upload it and deploy the studio stack (BUCKET=...)
+publish: $(STAMP) build bucket ## Publish the pipeline product: upload it and deploy the studio stack (BUCKET=...)
+	@$(call package,pipeline)
+	@$(call package,studio)
 	@key="$$($(CLI) -c $(CONFIG) stack-name pipeline)/pipeline-$$(sha256sum $(PACKAGED)/pipeline.yaml | cut -c1-16).yaml"; \
-	region="$$($(AWS) configure get region || true)"; region="$${region:-$${AWS_REGION:-us-east-1}}"; \
+	region="$$($(AWS) configure get region || true)"; region="$${region:-$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}}"; \
 	$(AWS) s3 cp --only-show-errors "$(PACKAGED)/pipeline.yaml" "s3://$(BUCKET)/$$key"; \
+	name="$$($(CLI) -c $(CONFIG) stack-name studio)"; \
 	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/studio.yaml" \
-	  --stack-name "$$($(CLI) -c $(CONFIG) stack-name studio)" \
+	  --stack-name "$$name" --s3-bucket "$(BUCKET)" --s3-prefix "$$name" \
 	  --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
 	  --parameter-overrides "PipelineTemplateUrl=https://$(BUCKET).s3.$$region.amazonaws.com/$$key" \
 	    $$($(CLI) -c $(CONFIG) params studio) $(PARAMS)

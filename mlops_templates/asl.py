@@ -313,26 +313,19 @@ class Pass(State):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Task(State):
-    """Calls an AWS service integration (``resource``) with ``parameters``."""
+class _WorkState(State):
+    """Fields of the states that do work (Task, Parallel): their result can be selected
+    and placed, and their errors retried and caught."""
 
-    TYPE: ClassVar[str] = "Task"
-    resource: str
     next: str | None = None
-    parameters: Mapping[str, Any] | None = None
     result_selector: Mapping[str, Any] | None = None
     result_path: str | None = _UNSET
     output_path: str | None = None
-    timeout_seconds: int | None = None
     retry: Sequence[Retry] = ()
     catch: Sequence[Catch] = ()
 
-    def render(self) -> dict[str, Any]:
-        out = self._head()
-        out["Resource"] = self.resource
-        if self.parameters is not None:
-            out["Parameters"] = dict(self.parameters)
-        self._put(out, "TimeoutSeconds", self.timeout_seconds)
+    def _finish(self, out: dict[str, Any]) -> dict[str, Any]:
+        """Render the shared fields after the state's own, in ASL order."""
         if self.result_selector is not None:
             out["ResultSelector"] = dict(self.result_selector)
         if self.result_path is not _UNSET:
@@ -340,6 +333,24 @@ class Task(State):
         self._put(out, "OutputPath", self.output_path)
         self._handlers(out, self.retry, self.catch)
         return self._tail(out, self.next)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Task(_WorkState):
+    """Calls an AWS service integration (``resource``) with ``parameters``."""
+
+    TYPE: ClassVar[str] = "Task"
+    resource: str
+    parameters: Mapping[str, Any] | None = None
+    timeout_seconds: int | None = None
+
+    def render(self) -> dict[str, Any]:
+        out = self._head()
+        out["Resource"] = self.resource
+        if self.parameters is not None:
+            out["Parameters"] = dict(self.parameters)
+        self._put(out, "TimeoutSeconds", self.timeout_seconds)
+        return self._finish(out)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -360,28 +371,16 @@ class Choice(State):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Parallel(State):
+class Parallel(_WorkState):
     """Runs ``branches`` concurrently; the result is the list of branch outputs."""
 
     TYPE: ClassVar[str] = "Parallel"
     branches: Sequence[StateMachine]
-    next: str | None = None
-    result_selector: Mapping[str, Any] | None = None
-    result_path: str | None = _UNSET
-    output_path: str | None = None
-    retry: Sequence[Retry] = ()
-    catch: Sequence[Catch] = ()
 
     def render(self) -> dict[str, Any]:
         out = self._head()
         out["Branches"] = [branch.render(branch=True) for branch in self.branches]
-        if self.result_selector is not None:
-            out["ResultSelector"] = dict(self.result_selector)
-        if self.result_path is not _UNSET:
-            out["ResultPath"] = self.result_path
-        self._put(out, "OutputPath", self.output_path)
-        self._handlers(out, self.retry, self.catch)
-        return self._tail(out, self.next)
+        return self._finish(out)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ XGBOOST_VERSIONS = ("1.7-1", "3.0-5")
 
 
 def generate() -> str:
-    import sagemaker.core.image_uris as image_uris
+    from sagemaker.core import image_uris
     from sagemaker.core.image_uris import config_for_framework
 
     monitor_regions = set(config_for_framework("model-monitor")["versions"][""]["registries"])

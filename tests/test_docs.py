@@ -34,7 +34,7 @@ def test_every_documented_default_is_the_real_default() -> None:
 
 def test_make_targets_in_readme_exist() -> None:
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
-    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.M))
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile, re.MULTILINE))
     for target in set(re.findall(r"`make ([a-z-]+)", README.read_text(encoding="utf-8"))):
         assert target in targets, f"README mentions `make {target}` but the Makefile lacks it"
 
@@ -42,7 +42,7 @@ def test_make_targets_in_readme_exist() -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "make test" in README.read_text(encoding="utf-8")
-    assert re.search(r"^make test$", ci, re.M)
+    assert re.search(r"^make test$", ci, re.MULTILINE)
 
 
 def test_every_setting_is_described() -> None:

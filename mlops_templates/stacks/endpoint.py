@@ -44,91 +44,93 @@ class EndpointDataCaptureConfig(sagemaker.DataCaptureConfig):
     }
 
 
+def _string_parameter(
+    template: Template,
+    logical_id: str,
+    description: str,
+    pattern: str,
+    max_length: int,
+    constraint: str,
+) -> Parameter:
+    """A String Parameter that CloudFormation validates before it creates anything."""
+    return template.add_parameter(
+        Parameter(
+            logical_id,
+            Type="String",
+            Description=description,
+            AllowedPattern=pattern,
+            MaxLength=max_length,
+            ConstraintDescription=constraint,
+        )
+    )
+
+
 def add_model_parameters(template: Template) -> dict[str, Parameter]:
     """``ImageUri``, ``ModelDataUrl``, ``ExecutionRoleArn`` and ``KmsKeyArn``."""
     return {
-        IMAGE_URI: template.add_parameter(
-            Parameter(
-                IMAGE_URI,
-                Type="String",
-                Description="ECR URI of the serving image (the workflow's ImageUri output)",
-                AllowedPattern=(
-                    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.(amazonaws\.com(\.cn)?|[a-z0-9.-]+\.gov)"
-                    r"/[a-z0-9][a-z0-9._/-]*"
-                    r"(:[A-Za-z0-9._-]{1,128}|@sha256:[a-f0-9]{64})?$"
-                ),
-                MaxLength=255,
-                ConstraintDescription=(
-                    "an ECR image URI, <account>.dkr.ecr.<region>.amazonaws.com/<repository>"
-                    "[:tag|@sha256:digest], at most 255 characters"
-                ),
-            )
+        IMAGE_URI: _string_parameter(
+            template,
+            IMAGE_URI,
+            "ECR URI of the serving image (the workflow's ImageUri output)",
+            pattern=(
+                r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.(amazonaws\.com(\.cn)?|[a-z0-9.-]+\.gov)"
+                r"/[a-z0-9][a-z0-9._/-]*"
+                r"(:[A-Za-z0-9._-]{1,128}|@sha256:[a-f0-9]{64})?$"
+            ),
+            max_length=255,
+            constraint=(
+                "an ECR image URI, <account>.dkr.ecr.<region>.amazonaws.com/<repository>"
+                "[:tag|@sha256:digest], at most 255 characters"
+            ),
         ),
-        MODEL_DATA_URL: template.add_parameter(
-            Parameter(
-                MODEL_DATA_URL,
-                Type="String",
-                Description="S3 URI of model.tar.gz (the workflow's ModelDataUrl output)",
-                AllowedPattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$",
-                MaxLength=1024,
-                ConstraintDescription="an s3://bucket/key URI, at most 1024 characters",
-            )
+        MODEL_DATA_URL: s3_object_uri_parameter(
+            template,
+            MODEL_DATA_URL,
+            "S3 URI of model.tar.gz (the workflow's ModelDataUrl output)",
         ),
-        EXECUTION_ROLE_ARN: template.add_parameter(
-            Parameter(
-                EXECUTION_ROLE_ARN,
-                Type="String",
-                Description="ARN of the IAM role SageMaker assumes to pull the image and model",
-                AllowedPattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$",
-                MaxLength=2048,
-                ConstraintDescription="an IAM role ARN, arn:<partition>:iam::<account>:role/<name>",
-            )
+        EXECUTION_ROLE_ARN: _string_parameter(
+            template,
+            EXECUTION_ROLE_ARN,
+            "ARN of the IAM role SageMaker assumes to pull the image and model",
+            pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$",
+            max_length=2048,
+            constraint="an IAM role ARN, arn:<partition>:iam::<account>:role/<name>",
         ),
-        KMS_KEY_ARN: template.add_parameter(
-            Parameter(
-                KMS_KEY_ARN,
-                Type="String",
-                Description="ARN of the customer-managed KMS key for volumes and data at rest",
-                AllowedPattern=(
-                    r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-[a-f0-9]{32}|"
-                    r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})$"
-                ),
-                MaxLength=2048,
-                ConstraintDescription=(
-                    "a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<id>"
-                ),
-            )
+        KMS_KEY_ARN: _string_parameter(
+            template,
+            KMS_KEY_ARN,
+            "ARN of the customer-managed KMS key for volumes and data at rest",
+            pattern=(
+                r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/(mrk-[a-f0-9]{32}|"
+                r"[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12})$"
+            ),
+            max_length=2048,
+            constraint="a KMS key ARN, arn:<partition>:kms:<region>:<account>:key/<id>",
         ),
     }
 
 
 def s3_uri_parameter(template: Template, logical_id: str, description: str) -> Parameter:
     """An ``s3://bucket/prefix`` Parameter (no trailing slash)."""
-    return template.add_parameter(
-        Parameter(
-            logical_id,
-            Type="String",
-            Description=description,
-            AllowedPattern=S3_PREFIX_URI_PATTERN,
-            MaxLength=1024,
-            ConstraintDescription=(
-                "an s3://bucket/prefix URI without a trailing slash, at most 1024 characters"
-            ),
-        )
+    return _string_parameter(
+        template,
+        logical_id,
+        description,
+        pattern=S3_PREFIX_URI_PATTERN,
+        max_length=1024,
+        constraint="an s3://bucket/prefix URI without a trailing slash, at most 1024 characters",
     )
 
 
 def s3_object_uri_parameter(template: Template, logical_id: str, description: str) -> Parameter:
     """An ``s3://bucket/key`` Parameter naming one object."""
-    return template.add_parameter(
-        Parameter(
-            logical_id,
-            Type="String",
-            Description=description,
-            AllowedPattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$",
-            MaxLength=1024,
-            ConstraintDescription="an s3://bucket/key URI, at most 1024 characters",
-        )
+    return _string_parameter(
+        template,
+        logical_id,
+        description,
+        pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+$",
+        max_length=1024,
+        constraint="an s3://bucket/key URI, at most 1024 characters",
     )
 
 

@@ -79,6 +79,13 @@ def _tags(base_tags: Tags, name: Sub) -> Tags:
     return base_tags + Tags(Name=name)
 
 
+def _https_within_vpc(description: str) -> ec2.SecurityGroupRule:
+    """HTTPS between the workloads and the interface endpoints, which share the VPC's range."""
+    return ec2.SecurityGroupRule(
+        Description=description, IpProtocol="tcp", FromPort=HTTPS, ToPort=HTTPS, CidrIp=VPC_CIDR
+    )
+
+
 def add_vpc(
     template: Template,
     config: Config,
@@ -125,15 +132,7 @@ def add_vpc(
             WORKLOAD_SECURITY_GROUP,
             GroupDescription="SageMaker jobs and endpoints of the project",
             VpcId=Ref(vpc),
-            SecurityGroupEgress=[
-                ec2.SecurityGroupRule(
-                    Description="HTTPS to the VPC endpoints",
-                    IpProtocol="tcp",
-                    FromPort=HTTPS,
-                    ToPort=HTTPS,
-                    CidrIp=VPC_CIDR,
-                )
-            ],
+            SecurityGroupEgress=[_https_within_vpc("HTTPS to the VPC endpoints")],
             Tags=_tags(tags, names.name("workload")),
         )
     )
@@ -161,15 +160,7 @@ def add_vpc(
             ENDPOINT_SECURITY_GROUP,
             GroupDescription="Interface VPC endpoints of the project",
             VpcId=Ref(vpc),
-            SecurityGroupIngress=[
-                ec2.SecurityGroupRule(
-                    Description="HTTPS from the VPC",
-                    IpProtocol="tcp",
-                    FromPort=HTTPS,
-                    ToPort=HTTPS,
-                    CidrIp=VPC_CIDR,
-                )
-            ],
+            SecurityGroupIngress=[_https_within_vpc("HTTPS from the VPC")],
             # Endpoints only answer; an unroutable rule replaces the default allow-all egress.
             SecurityGroupEgress=[
                 ec2.SecurityGroupRule(

@@ -858,6 +858,7 @@ class _Builder:
         def starts_pipeline(
             logical_id: str, name: str, description: str, state: str = "ENABLED", **trigger: Any
         ) -> None:
+            """A rule that starts a run on ``trigger``: an EventPattern or a ScheduleExpression."""
             self.add(
                 events.Rule(
                     logical_id,

@@ -329,6 +329,51 @@ def _hyperparameter(value: str | float) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _processing_job(
+    config: Config,
+    name: str,
+    step: str,
+    app: dict[str, Any],
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    cluster: dict[str, Any],
+    max_runtime_seconds: int,
+    environment: dict[str, str] | None = None,
+    **state: Any,
+) -> Task:
+    """Processing-job Task of ``step``: outputs encrypted with the project key, the run's
+    network settings and tags, transient errors retried and every error caught.
+
+    ``state`` takes the remaining Task fields (``comment``, ``next``).
+    """
+    parameters: dict[str, Any] = {
+        "ProcessingJobName.$": f"$.JobNames.{step.capitalize()}",
+        "RoleArn": _substitution(SAGEMAKER_ROLE_ARN),
+        "AppSpecification": app,
+    }
+    if environment is not None:
+        parameters["Environment"] = environment
+    parameters.update(
+        {
+            "ProcessingInputs": inputs,
+            "ProcessingOutputConfig": {"KmsKeyId": _substitution(KMS_KEY_ARN), "Outputs": outputs},
+            "ProcessingResources": {"ClusterConfig": cluster},
+            "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
+            "NetworkConfig": _network_config(config),
+            "Tags": _tags(config),
+        }
+    )
+    return Task(
+        name=name,
+        resource=RESOURCE_PROCESSING_JOB,
+        parameters=parameters,
+        result_path=None,
+        retry=_retry(SAGEMAKER_TRANSIENT),
+        catch=_catch(name),
+        **state,
+    )
+
+
 def xgboost(config: Config) -> bool:
     """Whether the built-in XGBoost image trains (else the project container)."""
     return config.training.image == "xgboost"
@@ -477,28 +522,16 @@ def preprocess_state(config: Config) -> Task:
     if xgboost(config):
         outputs.append(_s3_output("xgboost", "$.Paths.XGBoost", f"{PROCESSING}/output/xgboost"))
     training = config.training
-    return Task(
-        name=PREPROCESS,
+    return _processing_job(
+        config,
+        PREPROCESS,
+        STEP_PREPROCESS,
+        app={"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["preprocess"]},
+        inputs=[_s3_input("raw", "$.TrainingDataUri", f"{PROCESSING}/input/raw")],
+        outputs=outputs,
+        cluster=_cluster(training.processing_instance_type, 1, training.volume_size_gb),
+        max_runtime_seconds=training.max_runtime_seconds,
         comment="Split the raw data into train/validation/test plus the baseline dataset.",
-        resource=RESOURCE_PROCESSING_JOB,
-        parameters={
-            "ProcessingJobName.$": "$.JobNames.Preprocess",
-            "RoleArn": _substitution(SAGEMAKER_ROLE_ARN),
-            "AppSpecification": {"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["preprocess"]},
-            "ProcessingInputs": [_s3_input("raw", "$.TrainingDataUri", f"{PROCESSING}/input/raw")],
-            "ProcessingOutputConfig": {"KmsKeyId": _substitution(KMS_KEY_ARN), "Outputs": outputs},
-            "ProcessingResources": {
-                "ClusterConfig": _cluster(
-                    training.processing_instance_type, 1, training.volume_size_gb
-                )
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": training.max_runtime_seconds},
-            "NetworkConfig": _network_config(config),
-            "Tags": _tags(config),
-        },
-        result_path=None,
-        retry=_retry(SAGEMAKER_TRANSIENT),
-        catch=_catch(PREPROCESS),
         next=TRAIN_AND_BASELINE,
     )
 
@@ -583,36 +616,21 @@ def baseline_state(config: Config) -> Task:
     split with a header, the same columns, in the same order, as the captured requests.
     """
     monitoring = config.monitoring
-    return Task(
-        name=BASELINE,
-        resource=RESOURCE_PROCESSING_JOB,
-        parameters={
-            "ProcessingJobName.$": "$.JobNames.Baseline",
-            "RoleArn": _substitution(SAGEMAKER_ROLE_ARN),
-            "AppSpecification": {"ImageUri": _substitution(MODEL_MONITOR_IMAGE)},
-            "Environment": {
-                "dataset_format": json.dumps({"csv": {"header": True}}),
-                "dataset_source": ANALYZER_INPUT,
-                "output_path": ANALYZER_OUTPUT,
-                "publish_cloudwatch_metrics": "Disabled",
-            },
-            "ProcessingInputs": [
-                _s3_input("baseline_dataset_input", "$.Paths.BaselineDataset", ANALYZER_INPUT)
-            ],
-            "ProcessingOutputConfig": {
-                "KmsKeyId": _substitution(KMS_KEY_ARN),
-                "Outputs": [_s3_output("monitoring_output", "$.Paths.Baseline", ANALYZER_OUTPUT)],
-            },
-            "ProcessingResources": {
-                "ClusterConfig": _cluster(monitoring.instance_type, 1, monitoring.volume_size_gb)
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": monitoring.max_runtime_seconds},
-            "NetworkConfig": _network_config(config),
-            "Tags": _tags(config),
+    return _processing_job(
+        config,
+        BASELINE,
+        STEP_BASELINE,
+        app={"ImageUri": _substitution(MODEL_MONITOR_IMAGE)},
+        environment={
+            "dataset_format": json.dumps({"csv": {"header": True}}),
+            "dataset_source": ANALYZER_INPUT,
+            "output_path": ANALYZER_OUTPUT,
+            "publish_cloudwatch_metrics": "Disabled",
         },
-        result_path=None,
-        retry=_retry(SAGEMAKER_TRANSIENT),
-        catch=_catch(BASELINE),
+        inputs=[_s3_input("baseline_dataset_input", "$.Paths.BaselineDataset", ANALYZER_INPUT)],
+        outputs=[_s3_output("monitoring_output", "$.Paths.Baseline", ANALYZER_OUTPUT)],
+        cluster=_cluster(monitoring.instance_type, 1, monitoring.volume_size_gb),
+        max_runtime_seconds=monitoring.max_runtime_seconds,
     )
 
 
@@ -643,35 +661,18 @@ def train_and_baseline_state(config: Config) -> Parallel:
 def evaluate_state(config: Config) -> Task:
     """Processing job running the container's ``evaluate`` entry on the test split."""
     training = config.training
-    return Task(
-        name=EVALUATE,
-        resource=RESOURCE_PROCESSING_JOB,
-        parameters={
-            "ProcessingJobName.$": "$.JobNames.Evaluate",
-            "RoleArn": _substitution(SAGEMAKER_ROLE_ARN),
-            "AppSpecification": {"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["evaluate"]},
-            "ProcessingInputs": [
-                _s3_input("model", "$.Training.ModelDataUrl", f"{PROCESSING}/model"),
-                _s3_input("test", "$.Paths.Test", f"{PROCESSING}/test"),
-            ],
-            "ProcessingOutputConfig": {
-                "KmsKeyId": _substitution(KMS_KEY_ARN),
-                "Outputs": [
-                    _s3_output("evaluation", "$.Paths.Evaluation", f"{PROCESSING}/evaluation")
-                ],
-            },
-            "ProcessingResources": {
-                "ClusterConfig": _cluster(
-                    training.processing_instance_type, 1, training.volume_size_gb
-                )
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": training.max_runtime_seconds},
-            "NetworkConfig": _network_config(config),
-            "Tags": _tags(config),
-        },
-        result_path=None,
-        retry=_retry(SAGEMAKER_TRANSIENT),
-        catch=_catch(EVALUATE),
+    return _processing_job(
+        config,
+        EVALUATE,
+        STEP_EVALUATE,
+        app={"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["evaluate"]},
+        inputs=[
+            _s3_input("model", "$.Training.ModelDataUrl", f"{PROCESSING}/model"),
+            _s3_input("test", "$.Paths.Test", f"{PROCESSING}/test"),
+        ],
+        outputs=[_s3_output("evaluation", "$.Paths.Evaluation", f"{PROCESSING}/evaluation")],
+        cluster=_cluster(training.processing_instance_type, 1, training.volume_size_gb),
+        max_runtime_seconds=training.max_runtime_seconds,
         next=READ_EVALUATION,
     )
 
