@@ -34,6 +34,23 @@ def new_template(config: Config, description: str) -> Template:
     return template
 
 
+def arn(service: str, resource: str, *, region: bool | str = True, account: bool | str = True) -> Sub:
+    """``arn:<partition>:<service>:<region>:<account>:<resource>`` as a ``Fn::Sub``.
+
+    ``region``/``account``: True for the stack's own, False for none (global services,
+    S3), or a literal such as ``"aws"`` for AWS-owned resources. ``resource`` may use
+    ``${...}`` references.
+    """
+
+    def part(value: bool | str, pseudo: str) -> str:
+        return pseudo if value is True else (value or "")
+
+    return Sub(
+        f"arn:${{AWS::Partition}}:{service}:{part(region, '${AWS::Region}')}:"
+        f"{part(account, '${AWS::AccountId}')}:{resource}"
+    )
+
+
 def tags(config: Config, component: str) -> Tags:
     """The project's tags plus ``mlops:project`` and ``mlops:component``."""
     values: dict[str, Any] = dict(sorted(config.project.tags.items()))
@@ -70,7 +87,7 @@ def kms_key(
         Statement(
             Sid="AccountAdministers",
             Effect=Allow,
-            Principal=Principal("AWS", Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root")),
+            Principal=Principal("AWS", arn("iam", "root", region=False)),
             Action=[kms_actions.Action("*")],
             # A key policy's Resource "*" means "this key": it cannot name itself.
             Resource=["*"],
@@ -132,7 +149,7 @@ def logs_key_statement(sid: str) -> Statement:
         Condition=Condition(
             ArnLike(
                 "kms:EncryptionContext:aws:logs:arn",
-                Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
+                arn("logs", "log-group:*"),
             )
         ),
     )
@@ -157,14 +174,15 @@ def log_group(
     logical_id: str,
     config: Config,
     component: str,
-    key: kms.Key,
+    key: kms.Key | Any,
     retention_days: int,
     name: Any | None = None,
 ) -> logs.LogGroup:
-    """Log group encrypted with ``key``, with a retention period."""
+    """Log group encrypted with ``key`` (this stack's key, or a key ARN such as a
+    Parameter's ``Ref``), with a retention period."""
     group = logs.LogGroup(
         logical_id,
-        KmsKeyId=GetAtt(key, "Arn"),
+        KmsKeyId=GetAtt(key, "Arn") if isinstance(key, kms.Key) else key,
         RetentionInDays=retention_days,
         Tags=tags(config, component),
         DeletionPolicy="Retain",

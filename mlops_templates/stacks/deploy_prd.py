@@ -167,14 +167,9 @@ class _Api(serverless.Api):
     }
 
 
-def _arn(service: str, resource: str) -> Sub:
-    """``arn:<partition>:<service>:<region>:<account>:<resource>`` for this stack."""
-    return Sub(f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{resource}")
-
-
 def _function_arns(name: str) -> list[Sub]:
     """The function and its versions and aliases (``<arn>:<qualifier>``)."""
-    return [_arn("lambda", f"function:{name}"), _arn("lambda", f"function:{name}:*")]
+    return [common.arn("lambda", f"function:{name}"), common.arn("lambda", f"function:{name}:*")]
 
 
 def _tag_dict(config: Config, component: str) -> dict[str, str]:
@@ -634,15 +629,15 @@ class _Builder:
         ]
         network = self.config.network
         if network.subnet_ids:
-            interfaces = _arn("ec2", "network-interface/*")
+            interfaces = common.arn("ec2", "network-interface/*")
             base_statements += [
                 # Lambda creates the function's network interfaces with its role, in the
                 # configured subnets and security groups only.
                 iam_policy.allow(
                     [ec2_actions.CreateNetworkInterface],
                     [interfaces]
-                    + [_arn("ec2", f"subnet/{subnet}") for subnet in network.subnet_ids]
-                    + [_arn("ec2", f"security-group/{sg}") for sg in network.security_group_ids],
+                    + [common.arn("ec2", f"subnet/{subnet}") for subnet in network.subnet_ids]
+                    + [common.arn("ec2", f"security-group/{sg}") for sg in network.security_group_ids],
                     sid="CreateVpcInterfaces",
                 ),
                 iam_policy.allow(
@@ -730,9 +725,9 @@ class _Builder:
 
     def hooks(self) -> None:
         """The CodeDeploy PreTraffic and PostTraffic hook functions."""
-        deployment_group_arn = Sub(
-            "arn:${AWS::Partition}:codedeploy:${AWS::Region}:${AWS::AccountId}:deploymentgroup:"
-            f"${{{SAM_CODEDEPLOY_APPLICATION}}}/${{{SAM_DEPLOYMENT_GROUP}}}"
+        deployment_group_arn = common.arn(
+            "codedeploy",
+            f"deploymentgroup:${{{SAM_CODEDEPLOY_APPLICATION}}}/${{{SAM_DEPLOYMENT_GROUP}}}",
         )
         report = iam_policy.allow(
             [

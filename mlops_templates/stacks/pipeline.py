@@ -375,7 +375,7 @@ class _Builder:
                         ArnLike(
                             "aws:SourceArn",
                             [
-                                Sub(f"arn:${{AWS::Partition}}:s3:::{self.names.base}-${{AWS::AccountId}}-${{AWS::Region}}-{suffix}")
+                                common.arn("s3", self.names.bucket_text(suffix), region=False, account=False)
                                 for suffix in ("art", "data")
                             ],
                         ),
@@ -449,7 +449,7 @@ class _Builder:
                         Condition=Condition(
                             ArnEquals(
                                 "aws:SourceArn",
-                                self.names.arn("events", f"rule/{self.names.text('pipeline-failed')}"),
+                                common.arn("events", f"rule/{self.names.text('pipeline-failed')}"),
                             )
                         ),
                     )
@@ -878,7 +878,7 @@ class _Builder:
                 EventPattern={
                     "source": ["aws.codecommit"],
                     "detail-type": ["CodeCommit Repository State Change"],
-                    "resources": [names.arn("codecommit", self.source.repository)],
+                    "resources": [common.arn("codecommit", self.source.repository)],
                     "detail": {
                         "event": ["referenceCreated", "referenceUpdated"],
                         "referenceType": ["branch"],
@@ -914,7 +914,7 @@ class _Builder:
                 EventPattern={
                     "source": ["aws.cloudwatch"],
                     "detail-type": ["CloudWatch Alarm State Change"],
-                    "resources": [names.arn("cloudwatch", f"alarm:{names.text('prd-drift')}")],
+                    "resources": [common.arn("cloudwatch", f"alarm:{names.text('prd-drift')}")],
                     "detail": {"state": {"value": ["ALARM"]}},
                 },
             )
@@ -980,7 +980,7 @@ class _Builder:
 
         vpc = network.add_vpc(self.template, cfg, names, key, self.tags("network")) if cfg.network.create_vpc else None
         subnet_arns = [
-            Sub(f"arn:${{AWS::Partition}}:ec2:${{AWS::Region}}:${{AWS::AccountId}}:subnet/{subnet}")
+            common.arn("ec2", f"subnet/{subnet}")
             for subnet in cfg.network.subnet_ids
         ]
         res = roles.PipelineResources(
@@ -993,7 +993,7 @@ class _Builder:
             repository_arn=GetAtt(repo, "Arn"),
             log_group_arn=GetAtt(log_group, "Arn"),
             build_project_arns=[
-                names.arn("codebuild", f"project/{names.text(p)}") for p in ("build", "train-output")
+                common.arn("codebuild", f"project/{names.text(p)}") for p in ("build", "train-output")
             ],
             connection_arn=self.connection_arn(),
             codecommit_repository=self.source.repository if self.source.provider == "codecommit" else None,

@@ -30,6 +30,7 @@ from awacs.aws import Condition, ForAnyValueStringLike, StringEquals, StringLike
 from troposphere import GetAtt, Join, Sub, Tags, iam
 
 from mlops_templates import iam as iamdoc
+from mlops_templates.stacks import common
 from mlops_templates.stacks.common import LOG_GROUP_MANAGEMENT, skip_checkov
 from mlops_templates.stacks.pipeline_names import ProjectNames
 
@@ -95,14 +96,14 @@ class PipelineResources:
 
     @property
     def pipeline_arn(self) -> Sub:
-        return self.names.arn("codepipeline", self.names.text("pipeline"))
+        return common.arn("codepipeline", self.names.text("pipeline"))
 
     @property
     def state_machine_arn(self) -> Sub:
-        return self.names.arn("states", f"stateMachine:{self.names.text('training')}")
+        return common.arn("states", f"stateMachine:{self.names.text('training')}")
 
     def stack_arn(self, stack: str) -> Sub:
-        return self.names.arn("cloudformation", f"stack/{self.names.text(stack)}/*")
+        return common.arn("cloudformation", f"stack/{self.names.text(stack)}/*")
 
 
 VPC_INTERFACES_REASON = (
@@ -205,7 +206,7 @@ def codepipeline_role(
         # deploy-prd uses the SAM transform: CloudFormation checks the caller may use it.
         iamdoc.allow(
             [cfn.CreateChangeSet],
-            Sub("arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/Serverless-2016-10-31"),
+            common.arn("cloudformation", "transform/Serverless-2016-10-31", account="aws"),
             sid="UseSamTransform",
         ),
         # ValidateTemplate supports no resource-level permissions.
@@ -219,7 +220,7 @@ def codepipeline_role(
         # Execution names are generated per run.
         iamdoc.allow(
             [states.DescribeExecution, states.StopExecution],
-            names.arn("states", f"execution:{names.text('training')}:*"),
+            common.arn("states", f"execution:{names.text('training')}:*"),
             sid="WatchTraining",
         ),
         iamdoc.allow([sns.Publish], res.topic_arn, sid="ApprovalNotifications"),
@@ -246,7 +247,7 @@ def codepipeline_role(
                     cc.GetUploadArchiveStatus,
                     cc.CancelUploadArchive,
                 ],
-                names.arn("codecommit", res.codecommit_repository),
+                common.arn("codecommit", res.codecommit_repository),
                 sid="ReadSourceRepository",
             )
         )
@@ -335,7 +336,7 @@ def _vpc_network_interfaces(res: PipelineResources, service: str) -> list[Any]:
         # CodeBuild and the configured subnets (CodeBuild user guide, VPC support).
         iamdoc.allow(
             [ec2.CreateNetworkInterfacePermission],
-            Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:network-interface/*"),
+            common.arn("ec2", "network-interface/*"),
             conditions=Condition(
                 [
                     StringEquals("ec2:AuthorizedService", service),
@@ -376,7 +377,7 @@ def sagemaker_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.R
         # SageMaker writes to its fixed service log groups (/aws/sagemaker/TrainingJobs, ...).
         iamdoc.allow(
             [logs.CreateLogGroup, logs.CreateLogStream, logs.PutLogEvents, logs.DescribeLogStreams],
-            Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/sagemaker/*"),
+            common.arn("logs", "log-group:/aws/sagemaker/*"),
             sid="JobLogs",
         ),
         # PutMetricData supports no resource-level permissions; the namespace is pinned.
@@ -423,21 +424,21 @@ def states_role(
                 sm.AddTags,
             ],
             [
-                names.arn("sagemaker", f"training-job/{base}-*"),
-                names.arn("sagemaker", f"processing-job/{base}-*"),
+                common.arn("sagemaker", f"training-job/{base}-*"),
+                common.arn("sagemaker", f"processing-job/{base}-*"),
             ],
             sid="RunJobs",
         ),
         iamdoc.allow(
             [sm.CreateModel, sm.DescribeModel, sm.AddTags],
-            names.arn("sagemaker", f"model/{base}-*"),
+            common.arn("sagemaker", f"model/{base}-*"),
             sid="CreateModel",
         ),
         iamdoc.allow(
             [sm.CreateModelPackage, sm.DescribeModelPackage, sm.UpdateModelPackage, sm.AddTags],
             [
-                names.arn("sagemaker", f"model-package-group/{base}-models"),
-                names.arn("sagemaker", f"model-package/{base}-models/*"),
+                common.arn("sagemaker", f"model-package-group/{base}-models"),
+                common.arn("sagemaker", f"model-package/{base}-models/*"),
             ],
             sid="RegisterModel",
         ),
@@ -446,10 +447,7 @@ def states_role(
         iamdoc.allow(
             [ev.PutTargets, ev.PutRule, ev.DescribeRule],
             [
-                Sub(
-                    "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:"
-                    f"rule/StepFunctionsGetEventsFor{kind}"
-                )
+                common.arn("events", f"rule/StepFunctionsGetEventsFor{kind}")
                 for kind in ("SageMakerTrainingJobsRule", "SageMakerProcessingJobsRule")
             ],
             sid="SyncJobEvents",
@@ -511,10 +509,7 @@ def cloudformation_role(
     names = res.names
     base = names.base
 
-    def arn(service: str, resource: str) -> Sub:
-        return names.arn(service, resource)
-
-    stack_roles = Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{names.prefix}-*")
+    stack_roles = common.arn("iam", f"role/{names.prefix}-*", region=False)
     statements = [
         iamdoc.allow(
             [
@@ -529,7 +524,7 @@ def cloudformation_role(
                 sm.ListTags,
             ],
             # CloudFormation generates model and endpoint-config names.
-            [arn("sagemaker", "model/*"), arn("sagemaker", "endpoint-config/*")],
+            [common.arn("sagemaker", "model/*"), common.arn("sagemaker", "endpoint-config/*")],
             sid="ModelsAndEndpointConfigs",
         ),
         iamdoc.allow(
@@ -554,13 +549,13 @@ def cloudformation_role(
                 sm.ListTags,
             ],
             [
-                arn("sagemaker", f"endpoint/{base}-*"),
-                arn("sagemaker", f"model-package-group/{base}-*"),
-                arn("sagemaker", f"monitoring-schedule/{base}-*"),
+                common.arn("sagemaker", f"endpoint/{base}-*"),
+                common.arn("sagemaker", f"model-package-group/{base}-*"),
+                common.arn("sagemaker", f"monitoring-schedule/{base}-*"),
                 # CloudFormation generates the job-definition names.
-                arn("sagemaker", "data-quality-job-definition/*"),
+                common.arn("sagemaker", "data-quality-job-definition/*"),
                 # Endpoint updates reference the generated endpoint configs.
-                arn("sagemaker", "endpoint-config/*"),
+                common.arn("sagemaker", "endpoint-config/*"),
             ],
             sid="EndpointsAndMonitoring",
         ),
@@ -576,7 +571,7 @@ def cloudformation_role(
                 states.UntagResource,
                 states.ListTagsForResource,
             ],
-            arn("states", f"stateMachine:{base}-*"),
+            common.arn("states", f"stateMachine:{base}-*"),
             sid="StateMachine",
         ),
         # Roles of the per-run stacks (Lambda functions, CodeDeploy): CloudFormation
@@ -622,10 +617,11 @@ def cloudformation_role(
         ),
         iamdoc.allow(
             [iam_actions.CreateServiceLinkedRole],
-            Sub(
-                "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
-                "sagemaker.application-autoscaling.amazonaws.com/"
-                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"
+            common.arn(
+                "iam",
+                "role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant",
+                region=False,
             ),
             conditions=Condition(
                 StringEquals("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com")
@@ -654,14 +650,14 @@ def cloudformation_role(
                 awslambda.PutFunctionConcurrency,
                 awslambda.DeleteFunctionConcurrency,
             ],
-            arn("lambda", f"function:{base}-*"),
+            common.arn("lambda", f"function:{base}-*"),
             sid="Functions",
         ),
         iamdoc.allow(
             [apigw.GET, apigw.POST, apigw.PUT, apigw.PATCH, apigw.DELETE],
             # API Gateway generates REST API, usage plan and API key IDs.
             [
-                Sub(f"arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}::{path}")
+                common.arn("apigateway", path, account=False)
                 for path in (
                     "/restapis", "/restapis/*", "/usageplans", "/usageplans/*",
                     "/apikeys", "/apikeys/*", "/tags/*", "/account",
@@ -687,10 +683,10 @@ def cloudformation_role(
                 cd.GetDeploymentConfig,
             ],
             [
-                arn("codedeploy", f"application:{base}-*"),
-                arn("codedeploy", f"deploymentgroup:{base}-*"),
+                common.arn("codedeploy", f"application:{base}-*"),
+                common.arn("codedeploy", f"deploymentgroup:{base}-*"),
                 # The predefined CodeDeployDefault.Lambda* configurations.
-                arn("codedeploy", "deploymentconfig:*"),
+                common.arn("codedeploy", "deploymentconfig:*"),
             ],
             sid="TrafficShifting",
         ),
@@ -708,7 +704,7 @@ def cloudformation_role(
                 sns.UntagResource,
                 sns.ListTagsForResource,
             ],
-            [arn("sns", f"{base}-*")],
+            [common.arn("sns", f"{base}-*")],
             sid="Topics",
         ),
         iamdoc.allow(
@@ -721,8 +717,8 @@ def cloudformation_role(
                 cw.ListTagsForResource,
             ],
             [
-                arn("cloudwatch", f"alarm:{base}-*"),
-                arn("cloudwatch", f"alarm:TargetTracking-endpoint/{base}-*"),
+                common.arn("cloudwatch", f"alarm:{base}-*"),
+                common.arn("cloudwatch", f"alarm:TargetTracking-endpoint/{base}-*"),
             ],
             sid="Alarms",
         ),
@@ -735,7 +731,7 @@ def cloudformation_role(
                 aas.TagResource,
             ],
             # Application Auto Scaling generates scalable-target IDs.
-            arn("application-autoscaling", "scalable-target/*"),
+            common.arn("application-autoscaling", "scalable-target/*"),
             sid="AutoScaling",
         ),
         # Describe and log-delivery APIs support no resource-level permissions.
@@ -759,7 +755,7 @@ def cloudformation_role(
         iamdoc.allow(
             LOG_GROUP_MANAGEMENT,
             # Log groups of the per-run stacks carry the project's base name.
-            arn("logs", f"log-group:*{base}-*"),
+            common.arn("logs", f"log-group:*{base}-*"),
             sid="LogGroups",
         ),
         iamdoc.allow(
@@ -787,7 +783,7 @@ def cloudformation_role(
                 kms.GenerateDataKey,
             ],
             # Key IDs are generated; the tags limit this to the per-run stacks' keys.
-            names.arn("kms", "key/*"),
+            common.arn("kms", "key/*"),
             conditions=_resource_tags(names),
             sid="ManageStackKeys",
         ),

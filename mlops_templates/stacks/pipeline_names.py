@@ -96,14 +96,12 @@ class ProjectNames:
     def name(self, component: str) -> Sub:
         return Sub(self.text(component))
 
-    def bucket(self, suffix: str) -> Sub:
-        return Sub(f"{self.base}-${{AWS::AccountId}}-${{AWS::Region}}-{suffix}")
+    def bucket_text(self, suffix: str) -> str:
+        """A bucket name, for use inside ``Fn::Sub`` (names are global: account and region)."""
+        return f"{self.base}-${{AWS::AccountId}}-${{AWS::Region}}-{suffix}"
 
-    def arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> Sub:
-        """``arn:<partition>:<service>:<region>:<account>:<resource>`` (resource may use ``${...}``)."""
-        reg = "${AWS::Region}" if region else ""
-        acct = "${AWS::AccountId}" if account else ""
-        return Sub(f"arn:${{AWS::Partition}}:{service}:{reg}:{acct}:{resource}")
+    def bucket(self, suffix: str) -> Sub:
+        return Sub(self.bucket_text(suffix))
 
     def check(self) -> None:
         """Raise :class:`ConfigError` if a name could exceed its AWS limit."""

@@ -81,13 +81,8 @@ class _Arns:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
 
-    def sub(self, service: str, resource: str, region: bool = True, account: bool = True) -> Sub:
-        reg = "${AWS::Region}" if region else ""
-        acct = "${AWS::AccountId}" if account else ""
-        return Sub(f"arn:${{AWS::Partition}}:{service}:{reg}:{acct}:{resource}")
-
     def named(self, service: str, resource_prefix: str) -> Sub:
-        return self.sub(service, f"{resource_prefix}{self.prefix}-*")
+        return common.arn(service, f"{resource_prefix}{self.prefix}-*")
 
 
 Statements = list[Statement]
@@ -106,7 +101,7 @@ def _stack(arns: _Arns) -> Statements:
                 cfn.ContinueUpdateRollback,
             ],
             # Service Catalog names provisioned stacks SC-<account>-pp-<id>.
-            arns.sub("cloudformation", "stack/SC-${AWS::AccountId}-pp-*/*"),
+            common.arn("cloudformation", "stack/SC-${AWS::AccountId}-pp-*/*"),
             sid="ProvisionedStacks",
         ),
         # Template inspection supports no resource-level permissions.
@@ -144,7 +139,7 @@ def _kms(arns: _Arns) -> Statements:
             ],
             # Key IDs are generated; keys are reachable here only through the project's
             # own resources, and aliases are limited to the prefix.
-            [arns.sub("kms", "key/*"), arns.named("kms", "alias/")],
+            [common.arn("kms", "key/*"), arns.named("kms", "alias/")],
             sid="ConfigureProjectKey",
         ),
     ]
@@ -175,7 +170,7 @@ def _buckets(arns: _Arns) -> Statements:
                 s3.PutBucketTagging,
                 s3.GetBucketTagging,
             ],
-            arns.sub("s3", f"{arns.prefix}-*", region=False, account=False),
+            common.arn("s3", f"{arns.prefix}-*", region=False, account=False),
             sid="ProjectBuckets",
         )
     ]
@@ -185,7 +180,7 @@ def _bucket_policies(arns: _Arns) -> Statements:
     return [
         iamdoc.allow(
             [s3.PutBucketPolicy, s3.GetBucketPolicy, s3.DeleteBucketPolicy],
-            arns.sub("s3", f"{arns.prefix}-*", region=False, account=False),
+            common.arn("s3", f"{arns.prefix}-*", region=False, account=False),
             sid="ProjectBucketPolicies",
         )
     ]
@@ -206,7 +201,7 @@ def _topics(arns: _Arns) -> Statements:
                 sns.Unsubscribe,
                 sns.GetSubscriptionAttributes,
             ],
-            [arns.named("sns", ""), arns.sub("sns", f"{arns.prefix}-*:*")],
+            [arns.named("sns", ""), common.arn("sns", f"{arns.prefix}-*:*")],
             sid="ProjectTopics",
         )
     ]
@@ -238,7 +233,7 @@ def _log_groups(arns: _Arns) -> Statements:
     return [
         iamdoc.allow(
             common.LOG_GROUP_MANAGEMENT,
-            arns.sub("logs", f"log-group:/{arns.prefix}/*"),
+            common.arn("logs", f"log-group:/{arns.prefix}/*"),
             sid="ProjectLogGroups",
         ),
         # DescribeLogGroups supports no resource-level permissions.
@@ -248,7 +243,7 @@ def _log_groups(arns: _Arns) -> Statements:
 
 def _roles(arns: _Arns) -> Statements:
     role_arns = [
-        Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{arns.prefix}-*-{suffix}")
+        common.arn("iam", f"role/{arns.prefix}-*-{suffix}", region=False)
         for suffix in PIPELINE_ROLE_SUFFIXES
     ]
     return [
@@ -316,7 +311,7 @@ def _pipelines(arns: _Arns, config: Config) -> Statements:
                 iamdoc.allow(
                     [action],
                     # Without a configured connection, the product asks for one at launch.
-                    arn or arns.sub(service, "connection/*"),
+                    arn or common.arn(service, "connection/*"),
                     conditions=Condition(
                         StringEquals(f"{service}:PassedToService", "codepipeline.amazonaws.com")
                     ),
@@ -488,9 +483,9 @@ def _api_gateway_account(config: Config) -> list[Any]:
         Description="API Gateway pushes access and execution logs to CloudWatch Logs",
         AssumeRolePolicyDocument=iamdoc.trust("apigateway.amazonaws.com"),
         ManagedPolicyArns=[
-            Sub(
-                "arn:${AWS::Partition}:iam::aws:policy/service-role/"
-                "AmazonAPIGatewayPushToCloudWatchLogs"
+            common.arn(
+                "iam", "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+                region=False, account="aws",
             )
         ],
         Tags=common.tags(config, "studio"),

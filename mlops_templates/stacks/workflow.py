@@ -52,7 +52,6 @@ from troposphere import (
     Parameter,
     Ref,
     Template,
-    logs,
     sagemaker,
     stepfunctions,
 )
@@ -993,16 +992,15 @@ def build(config: Config) -> Template:
 
     name = naming.physical_name(config, "training", "state-machine")
     log_group = template.add_resource(
-        logs.LogGroup(
+        common.log_group(
             LOG_GROUP,
+            config,
+            COMPONENT,
+            Ref(KMS_KEY_ARN),
+            config.pipeline.log_retention_days,
             # The /aws/vendedlogs/ prefix keeps Step Functions from adding a statement
             # per state machine to the account's size-limited logs resource policy.
-            LogGroupName=f"/aws/vendedlogs/states/{name}",
-            KmsKeyId=Ref(KMS_KEY_ARN),
-            RetentionInDays=config.pipeline.log_retention_days,
-            Tags=common.tags(config, COMPONENT),
-            DeletionPolicy="Retain",
-            UpdateReplacePolicy="Retain",
+            name=f"/aws/vendedlogs/states/{name}",
         )
     )
     group = template.add_resource(
