@@ -11,6 +11,8 @@ import pytest
 from mlops_templates import config, lint, render
 from mlops_templates.stacks import deploy_dev, endpoint
 
+from .template_checks import assert_parameters_constrained_and_used, referenced
+
 #: Variants that change the dev template: VPC placement, another region and fleet.
 VARIANTS: dict[str, dict[str, Any]] = {
     "vpc": {
@@ -31,31 +33,6 @@ def _variant(name: str) -> config.Config:
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
-
-
-def _referenced(node: Any, found: set[str] | None = None) -> set[str]:
-    """Names used by Ref, GetAtt and ${...} in Fn::Sub anywhere under ``node``."""
-    found = set() if found is None else found
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref":
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(
-                    value[0].split(".")[0] if isinstance(value, list) else value.split(".")[0]
-                )
-            elif key == "Fn::Sub":
-                text, local = (value, {}) if isinstance(value, str) else (value[0], value[1])
-                for name in re.findall(r"\$\{([^!][^}]*)\}", text):
-                    if name.split(".")[0] not in local:
-                        found.add(name.split(".")[0])
-                _referenced(local, found)
-            else:
-                _referenced(value, found)
-    elif isinstance(node, list):
-        for item in node:
-            _referenced(item, found)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +86,8 @@ def test_endpoint_config_uses_dev_settings_and_kms(
 def test_parameters_are_constrained_and_all_used(dev: dict[str, Any]) -> None:
     params = dev["Parameters"]
     assert set(params) == {"ImageUri", "ModelDataUrl", "ExecutionRoleArn", "KmsKeyArn"}
-    for name, spec in params.items():
-        assert ("AllowedPattern" in spec and "MaxLength" in spec) or "AllowedValues" in spec, name
-        assert spec.get("ConstraintDescription"), name
-    assert set(params) <= _referenced(dev["Resources"])
+    assert_parameters_constrained_and_used(dev)
+    assert set(params) <= referenced(dev["Resources"])
 
 
 @pytest.mark.parametrize(

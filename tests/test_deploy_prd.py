@@ -22,6 +22,8 @@ from samtranslator.translator.transform import transform
 from mlops_templates import config, lint, regions, render
 from mlops_templates.stacks import deploy_prd, endpoint
 
+from .template_checks import assert_parameters_constrained_and_used, referenced
+
 #: Config variants beside mlops.yaml: API key + IP allow list, linear rollout, existing
 #: VPC subnets, 50% capture; all-at-once rollout with IAM auth behind an IP allow list.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -92,31 +94,6 @@ def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 def _one(template: dict[str, Any], kind: str) -> dict[str, Any]:
     (resource,) = _of_type(template, kind).values()
     return resource["Properties"]
-
-
-def _referenced(node: Any, found: set[str] | None = None) -> set[str]:
-    """Names used by Ref, GetAtt, Condition and ${...} in Fn::Sub under ``node``."""
-    found = set() if found is None else found
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("Ref", "Condition") and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(
-                    value[0].split(".")[0] if isinstance(value, list) else value.split(".")[0]
-                )
-            elif key == "Fn::Sub":
-                text, local = (value, {}) if isinstance(value, str) else (value[0], value[1])
-                for name in re.findall(r"\$\{([^!][^}]*)\}", text):
-                    if name.split(".")[0] not in local:
-                        found.add(name.split(".")[0])
-                _referenced(local, found)
-            else:
-                _referenced(value, found)
-    elif isinstance(node, list):
-        for item in node:
-            _referenced(item, found)
-    return found
 
 
 def _statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -349,11 +326,8 @@ def test_every_parameter_is_constrained_and_used(case) -> None:
         "BaselineConstraintsUri",
         "MonitoringOutputUri",
     } <= set(params)
-    for name, spec in params.items():
-        assert ("AllowedPattern" in spec and "MaxLength" in spec) or "AllowedValues" in spec, name
-        assert spec.get("ConstraintDescription"), name
-    used = _referenced(t["Resources"]) | _referenced(t.get("Conditions", {}))
-    assert set(params) <= used, set(params) - used
+    assert_parameters_constrained_and_used(t)
+    used = referenced(t["Resources"]) | referenced(t.get("Conditions", {}))
     assert set(t.get("Conditions", {})) <= used
 
 

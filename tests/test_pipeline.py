@@ -27,6 +27,7 @@ from mlops_templates.stacks.pipeline_names import ProjectNames, max_project_name
 
 from .conftest import EXAMPLE_CONFIG, REPO
 from .pipeline_variants import SUBNETS, VARIANTS, rendered, template, variant_config
+from .template_checks import assert_parameters_constrained_and_used
 
 
 def of_type(tpl: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -162,12 +163,9 @@ def test_image_repository_is_scanned_immutable_and_pruned() -> None:
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_every_parameter_is_constrained_and_used(name: str) -> None:
     tpl = template(name)
-    body = json.dumps({k: v for k, v in tpl.items() if k not in ("Parameters", "Metadata")})
+    assert_parameters_constrained_and_used(tpl)
     for parameter_name, parameter in tpl["Parameters"].items():
         assert "AllowedPattern" in parameter and "MaxLength" in parameter, parameter_name
-        assert parameter["ConstraintDescription"], parameter_name
-        used = f'{{"Ref": "{parameter_name}"}}' in body or f"${{{parameter_name}}}" in body
-        assert used, f"{name}: parameter {parameter_name} is never used"
 
 
 def test_project_name_parameter_fits_every_derived_name() -> None:

@@ -14,6 +14,7 @@ import pytest
 from mlops_templates import config, stacks
 
 from .conftest import EXAMPLE_CONFIG, REPO
+from .template_checks import assert_parameters_constrained_and_used
 
 CONFIGS = [EXAMPLE_CONFIG, *sorted((REPO / "tests" / "configs").glob("*.yaml"))]
 CASES = [(path, name) for path in CONFIGS for name in stacks.STACKS]
@@ -42,22 +43,6 @@ def resources(tpl: dict[str, Any], kind: str) -> Iterator[tuple[str, dict[str, A
             yield logical_id, resource.get("Properties", {})
 
 
-def referenced_names(tpl: dict[str, Any]) -> set[str]:
-    names: set[str] = set()
-    for node in walk({k: v for k, v in tpl.items() if k != "Parameters"}):
-        if isinstance(node, dict):
-            if "Ref" in node:
-                names.add(node["Ref"])
-            sub = node.get("Fn::Sub")
-            if sub is not None:
-                text = sub if isinstance(sub, str) else sub[0]
-                names.update(re.findall(r"\$\{([A-Za-z0-9]+)\}", text))
-        elif isinstance(node, str):
-            # DefinitionSubstitutions and buildspecs name parameters inside strings.
-            names.update(re.findall(r"\$\{([A-Za-z0-9]+)\}", node))
-    return names
-
-
 @pytest.fixture(params=CASES, ids=IDS)
 def tpl(request: pytest.FixtureRequest) -> dict[str, Any]:
     path, name = request.param
@@ -65,13 +50,7 @@ def tpl(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def test_every_parameter_is_used_and_constrained(tpl: dict[str, Any]) -> None:
-    used = referenced_names(tpl)
-    for name, parameter in tpl.get("Parameters", {}).items():
-        assert name in used, f"Parameter {name} is never used"
-        constrained = {"AllowedPattern", "AllowedValues"} & set(parameter) or parameter["Type"] != "String"
-        assert constrained, f"Parameter {name} has no AllowedPattern/AllowedValues"
-        if "AllowedPattern" in parameter:
-            assert parameter.get("ConstraintDescription"), f"Parameter {name}: no ConstraintDescription"
+    assert_parameters_constrained_and_used(tpl)
 
 
 def test_data_at_rest_is_encrypted_with_a_customer_managed_key(tpl: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from mlops_templates import asl, config, lint, naming, regions, render
 from mlops_templates.stacks import workflow
 
 from .conftest import REPO
+from .template_checks import assert_parameters_constrained_and_used
 
 ASL_VALIDATOR = REPO / ".venv" / "node" / "node_modules" / ".bin" / "asl-validator"
 
@@ -62,20 +63,6 @@ def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: state for name, state in asl.all_states(definition) if state["Type"] == "Task"}
 
 
-def _refs(value: Any) -> set[str]:
-    """Every ``Ref`` target inside ``value``."""
-    found: set[str] = set()
-    if isinstance(value, dict):
-        if "Ref" in value:
-            found.add(value["Ref"])
-        for item in value.values():
-            found |= _refs(item)
-    elif isinstance(value, list):
-        for item in value:
-            found |= _refs(item)
-    return found
-
-
 # ------------------------------------------------------------------- the template
 
 
@@ -113,11 +100,9 @@ def test_parameters_are_constrained_and_used(variant: tuple[str, config.Config])
         "StatesRoleArn",
         "NotificationTopicArn",
     }
-    used = _refs(template["Resources"])
+    assert_parameters_constrained_and_used(template)
     for name, parameter in parameters.items():
-        assert name in used, f"parameter {name} is never used"
         assert parameter.get("AllowedPattern") and parameter.get("MaxLength"), name
-        assert parameter.get("ConstraintDescription"), name
 
 
 @pytest.mark.parametrize(
