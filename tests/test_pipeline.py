@@ -72,7 +72,8 @@ def resource_text(resource: Any) -> str:
 # ----------------------------------------------------------------- lint
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+# tests/test_templates.py lints the rendering of mlops.yaml ("example").
+@pytest.mark.parametrize("name", [name for name in VARIANTS if name != "example"])
 def test_cfn_lint_has_no_findings(name: str) -> None:
     findings = lint.cfn_lint_text(rendered(name), f"{name}/pipeline.yaml", ["us-east-1", "eu-west-1"])
     assert findings == [], "\n".join(map(str, findings))

@@ -66,8 +66,12 @@ def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # ------------------------------------------------------------------- the template
 
 
-def test_every_variant_lints_clean(variant: tuple[str, config.Config]) -> None:
-    name, cfg = variant
+# tests/test_templates.py lints the renderings of the committed configs.
+@pytest.mark.parametrize(
+    "name", sorted(name for name, source in VARIANTS.items() if not isinstance(source, Path))
+)
+def test_every_variant_lints_clean(name: str) -> None:
+    cfg = _load(VARIANTS[name])
     text = render.to_yaml(workflow.build(cfg))
     findings = lint.cfn_lint_text(
         text, f"{name}/workflow.yaml", sorted({"us-east-1", cfg.project.region})
