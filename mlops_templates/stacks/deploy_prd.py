@@ -343,15 +343,17 @@ class _Builder:
         )
         self.endpoint_arn = Ref(self.endpoint_resource)  # Ref of an Endpoint is its ARN
 
-    def _endpoint_alarm(self, logical_id: str, **props: Any) -> cloudwatch.Alarm:
-        dimensions = [
-            cloudwatch.MetricDimension(Name="EndpointName", Value=self.endpoint_name),
-            cloudwatch.MetricDimension(Name="VariantName", Value=endpoint.VARIANT_NAME),
-        ]
+    def _rollback_alarm(
+        self, logical_id: str, namespace: str, dimensions: dict[str, Any], **props: Any
+    ) -> cloudwatch.Alarm:
+        """An alarm a deployment rolls back on: one-minute periods, notifying the topic."""
         return cloudwatch.Alarm(
             logical_id,
-            Namespace="AWS/SageMaker",
-            Dimensions=dimensions,
+            Namespace=namespace,
+            Dimensions=[
+                cloudwatch.MetricDimension(Name=name, Value=value)
+                for name, value in dimensions.items()
+            ],
             Period=60,
             ComparisonOperator="GreaterThanOrEqualToThreshold",
             # No requests means no datapoints: nothing to roll back for.
@@ -359,6 +361,10 @@ class _Builder:
             AlarmActions=self.topic_actions,
             **props,
         )
+
+    def _endpoint_alarm(self, logical_id: str, **props: Any) -> cloudwatch.Alarm:
+        dimensions = {"EndpointName": self.endpoint_name, "VariantName": endpoint.VARIANT_NAME}
+        return self._rollback_alarm(logical_id, "AWS/SageMaker", dimensions, **props)
 
     def _guardrail_alarms(self) -> None:
         prd = self.prd
@@ -863,59 +869,40 @@ class _Builder:
         )
 
     def _api_alarms(self, stage: str) -> list[cloudwatch.Alarm]:
-        def lambda_errors(logical_id: str, description: str, *extra: Any) -> cloudwatch.Alarm:
-            return cloudwatch.Alarm(
+        def errors(logical_id: str, namespace: str, metric: str, description: str,
+                   dimensions: dict[str, Any]) -> cloudwatch.Alarm:
+            return self._rollback_alarm(
                 logical_id,
+                namespace,
+                dimensions,
                 AlarmDescription=description,
-                Namespace="AWS/Lambda",
-                MetricName="Errors",
-                Dimensions=[
-                    cloudwatch.MetricDimension(Name="FunctionName", Value=self.api_name),
-                    cloudwatch.MetricDimension(Name="Resource", Value=f"{self.api_name}:{ALIAS}"),
-                    *extra,
-                ],
+                MetricName=metric,
                 Statistic="Sum",
-                Period=60,
                 EvaluationPeriods=1,
                 Threshold=1,
-                ComparisonOperator="GreaterThanOrEqualToThreshold",
-                TreatMissingData="notBreaching",
-                AlarmActions=self.topic_actions,
             )
 
+        alias = {"FunctionName": self.api_name, "Resource": f"{self.api_name}:{ALIAS}"}
         alias_errors = self.add(
-            lambda_errors(
-                ALIAS_ERRORS_ALARM, f"API function alias '{ALIAS}' raises errors (rollback)"
+            errors(
+                ALIAS_ERRORS_ALARM, "AWS/Lambda", "Errors",
+                f"API function alias '{ALIAS}' raises errors (rollback)", alias,
             ),
             "CodeDeploy rollback alarm: errors of the live alias (old and new version)",
         )
         new_version_errors = self.add(
-            lambda_errors(
-                NEW_VERSION_ERRORS_ALARM,
+            errors(
+                NEW_VERSION_ERRORS_ALARM, "AWS/Lambda", "Errors",
                 "The API function version being deployed raises errors (rollback)",
-                cloudwatch.MetricDimension(
-                    Name="ExecutedVersion", Value=GetAtt(f"{API_FUNCTION}.Version", "Version")
-                ),
+                {**alias, "ExecutedVersion": GetAtt(f"{API_FUNCTION}.Version", "Version")},
             ),
             "CodeDeploy rollback alarm: errors of the version being deployed",
         )
         api_5xx = self.add(
-            cloudwatch.Alarm(
-                API_5XX_ALARM,
-                AlarmDescription="The API answers 5XX errors (rollback)",
-                Namespace="AWS/ApiGateway",
-                MetricName="5XXError",
-                Dimensions=[
-                    cloudwatch.MetricDimension(Name="ApiName", Value=self.api_name),
-                    cloudwatch.MetricDimension(Name="Stage", Value=stage),
-                ],
-                Statistic="Sum",
-                Period=60,
-                EvaluationPeriods=1,
-                Threshold=1,
-                ComparisonOperator="GreaterThanOrEqualToThreshold",
-                TreatMissingData="notBreaching",
-                AlarmActions=self.topic_actions,
+            errors(
+                API_5XX_ALARM, "AWS/ApiGateway", "5XXError",
+                "The API answers 5XX errors (rollback)",
+                {"ApiName": self.api_name, "Stage": stage},
             ),
             "CodeDeploy rollback alarm: 5XX answers of the API stage",
         )
