@@ -19,10 +19,26 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from troposphere import AWSObject, GetAtt, Join, Ref, Sub, Tags, Template, kms, logs, s3
+from troposphere import (
+    AWSObject,
+    Equals,
+    GetAtt,
+    Join,
+    Not,
+    Parameter,
+    Ref,
+    Sub,
+    Tags,
+    Template,
+    kms,
+    logs,
+    s3,
+    sns,
+)
 
 from mlops_templates import iam
 from mlops_templates.config import Config
+from mlops_templates.stacks.pipeline_build import NO_EMAIL
 
 TEMPLATE_VERSION = "2010-09-09"
 
@@ -191,6 +207,39 @@ def log_group(
     if name is not None:
         group.LogGroupName = name
     return group
+
+
+EMAIL_PATTERN = rf"^({NO_EMAIL}|[^@\s]+@[^@\s]+\.[^@\s]+)$"
+
+
+def optional_email(template: Template, logical_id: str, condition: str, description: str) -> Parameter:
+    """An optional e-mail Parameter and the Condition that it is set.
+
+    "No address" is the value ``none``, not an empty string: Service Catalog (Studio)
+    passes no empty parameter values, and every stack follows the same convention.
+    """
+    parameter = template.add_parameter(
+        Parameter(
+            logical_id,
+            Type="String",
+            Description=description,
+            Default=NO_EMAIL,
+            MaxLength=254,
+            AllowedPattern=EMAIL_PATTERN,
+            ConstraintDescription=f"an e-mail address, or '{NO_EMAIL}' for no subscription",
+        )
+    )
+    template.add_condition(condition, Not(Equals(Ref(parameter), NO_EMAIL)))
+    return parameter
+
+
+def email_subscription(
+    logical_id: str, condition: str, email: Parameter, topic: sns.Topic
+) -> sns.SubscriptionResource:
+    """E-mail subscription to ``topic``, created only when ``condition`` holds."""
+    return sns.SubscriptionResource(
+        logical_id, Condition=condition, Protocol="email", Endpoint=Ref(email), TopicArn=Ref(topic)
+    )
 
 
 def tls_only_bucket_policy(logical_id: str, bucket: s3.Bucket) -> s3.BucketPolicy:

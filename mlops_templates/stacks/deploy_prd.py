@@ -35,12 +35,9 @@ from awacs import sns as sns_actions
 from awacs import xray as xray_actions
 from awacs.aws import Condition, Statement, StringLike
 from troposphere import (
-    Equals,
     GetAtt,
     Join,
-    Not,
     Output,
-    Parameter,
     PropsDictType,
     Ref,
     Select,
@@ -216,21 +213,13 @@ class _Builder:
         self.monitoring_uri = endpoint.s3_uri_parameter(
             t, MONITORING_OUTPUT_URI, "S3 prefix for Model Monitor reports (s3://bucket/prefix)"
         )
-        self.email = t.add_parameter(
-            Parameter(
-                NOTIFICATION_EMAIL,
-                Type="String",
-                Default="",
-                Description=(
-                    "Optional e-mail address subscribed to the stack's notifications "
-                    "(alarms, deployments); empty for none"
-                ),
-                AllowedPattern=r"^$|^[^@\s]+@[^@\s]+\.[^@\s]+$",
-                MaxLength=254,
-                ConstraintDescription="an e-mail address, or empty",
-            )
+        self.email = common.optional_email(
+            t,
+            NOTIFICATION_EMAIL,
+            HAS_NOTIFICATION_EMAIL,
+            "Optional e-mail address subscribed to the stack's notifications "
+            "(alarms, deployments), or 'none'",
         )
-        t.add_condition(HAS_NOTIFICATION_EMAIL, Not(Equals(Ref(self.email), "")))
         self.kms_key_arn = Ref(self.params[endpoint.KMS_KEY_ARN])
 
     # -- Notifications ----------------------------------------------------------------
@@ -260,12 +249,8 @@ class _Builder:
             "Notifications of endpoint, API and drift alarms and of API deployments",
         )
         self.add(
-            sns.SubscriptionResource(
-                NOTIFICATION_SUBSCRIPTION,
-                Condition=HAS_NOTIFICATION_EMAIL,
-                Protocol="email",
-                Endpoint=Ref(self.email),
-                TopicArn=Ref(self.topic),
+            common.email_subscription(
+                NOTIFICATION_SUBSCRIPTION, HAS_NOTIFICATION_EMAIL, self.email, self.topic
             ),
             "Optional e-mail subscription to the notification topic",
         )

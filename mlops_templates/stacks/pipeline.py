@@ -41,10 +41,8 @@ from awacs.aws import (
     StringEquals,
 )
 from troposphere import (
-    Equals,
     GetAtt,
     Join,
-    Not,
     Output,
     Parameter,
     Ref,
@@ -161,7 +159,6 @@ TRAIN_RESULT_DIR = "train-result"
 PYTHON_VERSION = "3.12"
 BUILD_TIMEOUT_MINUTES = 60
 BUILD_SCRIPT = "mlops_templates/stacks/pipeline_build.py"
-EMAIL_PATTERN = r"^(none|[^@\s]+@[^@\s]+\.[^@\s]+)$"
 CONNECTION_PATTERN = (
     r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]+$"
 )
@@ -256,18 +253,9 @@ class _Builder:
                 ConstraintDescription="1-20 letters, digits and hyphens, e.g. p-abcdef123456",
             )
         )
-        t.add_parameter(
-            Parameter(
-                NOTIFICATION_EMAIL,
-                Type="String",
-                Description="E-mail address for approvals and failures, or 'none'",
-                Default=contract.NO_EMAIL,
-                MaxLength=254,
-                AllowedPattern=EMAIL_PATTERN,
-                ConstraintDescription="an e-mail address, or 'none' for no subscription",
-            )
+        common.optional_email(
+            t, NOTIFICATION_EMAIL, HAS_EMAIL, "E-mail address for approvals and failures, or 'none'"
         )
-        t.add_condition(HAS_EMAIL, Not(Equals(Ref(NOTIFICATION_EMAIL), contract.NO_EMAIL)))
         groups = [{"Label": {"default": "SageMaker project"}, "Parameters": [PROJECT_NAME, PROJECT_ID]}]
         notification = [NOTIFICATION_EMAIL]
         if self.source.provider == "codeconnections" and self.source.connection_arn is None:
@@ -457,12 +445,8 @@ class _Builder:
             )
         )
         self.add(
-            sns.SubscriptionResource(
-                SUBSCRIPTION,
-                Condition=HAS_EMAIL,
-                Protocol="email",
-                Endpoint=Ref(NOTIFICATION_EMAIL),
-                TopicArn=Ref(topic),
+            common.email_subscription(
+                SUBSCRIPTION, HAS_EMAIL, self.template.parameters[NOTIFICATION_EMAIL], topic
             )
         )
         return topic
