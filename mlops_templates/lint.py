@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cfnlint.api import lint as cfn_lint
 from cfnlint.config import ManualArgs
@@ -37,14 +38,24 @@ class Finding:
         return f"{self.path}:{self.line}: [{self.tool} {self.rule}] {self.message}"
 
 
-def cfn_lint_text(text: str, path: str = "<template>", regions: list[str] | None = None) -> list[Finding]:
-    """cfn-lint one template (errors, warnings, informational and experimental rules)."""
+def cfn_lint_text(
+    text: str,
+    path: str = "<template>",
+    regions: list[str] | None = None,
+    configure_rules: dict[str, dict[str, Any]] | None = None,
+) -> list[Finding]:
+    """cfn-lint one template (errors, warnings, informational and experimental rules).
+
+    ``configure_rules`` passes rule options (cfn-lint's ``--configure-rule``), e.g. the
+    resources a generated template may leave without Metadata.
+    """
     matches = cfn_lint(
         text,
         config=ManualArgs(
             include_checks=["I"],
             include_experimental=True,
             regions=regions or ["us-east-1"],
+            configure_rules=configure_rules or {},
         ),
     )
     return sorted(

@@ -12,8 +12,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from cfnlint.api import lint as cfn_lint
-from cfnlint.config import ManualArgs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from samtranslator.translator.arn_generator import ArnGenerator
@@ -549,20 +547,17 @@ def test_sam_expansion_is_complete_and_lints_clean(name: str) -> None:
             assert schemes == expected, (path, method)
     # SAM's deployment-preference resources have no SAM resource to inherit Metadata
     # from; the Context rule counts them as incidental (like CDK framework resources).
-    matches = cfn_lint(
+    findings = lint.cfn_lint_text(
         json.dumps(expanded, indent=1),
-        config=ManualArgs(
-            include_checks=["I"],
-            include_experimental=True,
-            regions=sorted({"us-east-1", cfg.project.region}),
-            configure_rules={
-                "I4010": {
-                    "additional_incidental_patterns": [
-                        "^ServerlessDeploymentApplication$",
-                        f"^{deploy_prd.SAM_DEPLOYMENT_GROUP}$",
-                    ]
-                }
-            },
-        ),
+        f"{name}/deploy-prd.expanded.json",
+        sorted({"us-east-1", cfg.project.region}),
+        configure_rules={
+            "I4010": {
+                "additional_incidental_patterns": [
+                    "^ServerlessDeploymentApplication$",
+                    f"^{deploy_prd.SAM_DEPLOYMENT_GROUP}$",
+                ]
+            }
+        },
     )
-    assert matches == [], "\n".join(f"{m.rule.id} {m.linenumber}: {m.message}" for m in matches)
+    assert findings == [], "\n".join(map(str, findings))
