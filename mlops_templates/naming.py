@@ -36,8 +36,32 @@ COMPONENTS: dict[str, str] = {
     "models": "sagemaker",  # model package group
     "training": "state-machine",
     "api": "lambda",
+    # The pipeline stack (named from the Studio project name the same way).
+    "pipeline": "codepipeline",
+    "build": "codebuild",
+    "train-output": "codebuild",
+    "codepipeline": "iam-role",
+    "codebuild": "iam-role",
+    "cloudformation": "iam-role",
+    "sagemaker": "iam-role",
+    "states": "iam-role",
+    "events": "iam-role",
+    "flow-logs": "iam-role",
+    "source-push": "event-rule",
+    "data-upload": "event-rule",
+    "retrain-schedule": "event-rule",
+    "retrain-on-drift": "event-rule",
+    "pipeline-failed": "event-rule",
+    "workflow": "stack",
+    "deploy-dev": "stack",
     "deploy-prd": "stack",
 }
+
+#: The pipeline's buckets are named ``<base>-<account>-<region>-<suffix>`` (bucket names
+#: are global), so their length depends on the account id and the region's name.
+BUCKET_SUFFIXES = ("art", "data", "logs")
+ACCOUNT_ID_LENGTH = 12
+LONGEST_REGION = 14  # e.g. ap-southeast-2
 
 #: Characters reserved in SageMaker job names for the run id (``-<run id>-<step>``).
 RUN_ID_MAX_LENGTH = 24
@@ -78,3 +102,11 @@ def check_lengths(config: Config) -> None:
             f"fit in {LIMITS['sagemaker']} characters); keep prefix + name under "
             f"{LIMITS['sagemaker'] - RUN_ID_MAX_LENGTH - JOB_SUFFIX_MAX_LENGTH - 1} characters"
         )
+    for suffix in BUCKET_SUFFIXES:
+        length = len(base(config)) + 1 + ACCOUNT_ID_LENGTH + 1 + LONGEST_REGION + 1 + len(suffix)
+        if length > LIMITS["bucket"]:
+            raise ConfigError(
+                f"project.prefix/project.name: bucket names '{base(config)}-<account>-<region>-"
+                f"{suffix}' can reach {length} characters, over the S3 limit of "
+                f"{LIMITS['bucket']}; shorten the prefix or name"
+            )

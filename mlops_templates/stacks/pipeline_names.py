@@ -17,7 +17,6 @@ from functools import cache
 from troposphere import Sub
 
 from mlops_templates import config as config_mod
-from mlops_templates import naming
 from mlops_templates.errors import ConfigError
 
 PROJECT_NAME = "SageMakerProjectName"
@@ -27,33 +26,6 @@ PROJECT_ID = "SageMakerProjectId"
 STUDIO_NAME_MAX_LENGTH = 32
 #: The project-name rule of the config file (``project.name``).
 NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
-
-#: Fixed-suffix components of the pipeline stack and the AWS limit each respects.
-COMPONENTS: dict[str, str] = {
-    "pipeline": "codepipeline",
-    "build": "codebuild",
-    "train-output": "codebuild",
-    "codepipeline": "iam-role",
-    "codebuild": "iam-role",
-    "cloudformation": "iam-role",
-    "sagemaker": "iam-role",
-    "states": "iam-role",
-    "events": "iam-role",
-    "flow-logs": "iam-role",
-    "source-push": "event-rule",
-    "data-upload": "event-rule",
-    "retrain-schedule": "event-rule",
-    "retrain-on-drift": "event-rule",
-    "pipeline-failed": "event-rule",
-    "workflow": "stack",
-    "deploy-dev": "stack",
-    "deploy-prd": "stack",
-}
-#: Buckets are named ``<base>-<account>-<region>-<suffix>`` (globally unique).
-BUCKET_SUFFIXES = ("art", "data", "logs")
-ACCOUNT_ID_LENGTH = 12
-LONGEST_REGION = 14  # e.g. ap-southeast-2
-
 
 @cache
 def max_project_name_length(prefix: str) -> int:
@@ -97,28 +69,16 @@ class ProjectNames:
         return Sub(self.text(component))
 
     def bucket_text(self, suffix: str) -> str:
-        """A bucket name, for use inside ``Fn::Sub`` (names are global: account and region)."""
+        """A bucket name for use inside ``Fn::Sub`` (see ``naming.BUCKET_SUFFIXES``)."""
         return f"{self.base}-${{AWS::AccountId}}-${{AWS::Region}}-{suffix}"
 
     def bucket(self, suffix: str) -> Sub:
         return Sub(self.bucket_text(suffix))
 
     def check(self) -> None:
-        """Raise :class:`ConfigError` if a name could exceed its AWS limit."""
-        longest_base = len(self.prefix) + 1 + max_project_name_length(self.prefix)
-        for component, limit in COMPONENTS.items():
-            length = longest_base + 1 + len(component)
-            if length > naming.LIMITS[limit]:
-                raise ConfigError(
-                    f"project.prefix: the {limit} name '{self.prefix}-<project>-{component}' "
-                    f"can reach {length} characters, over the AWS limit of "
-                    f"{naming.LIMITS[limit]}; shorten the prefix"
-                )
-        for suffix in BUCKET_SUFFIXES:
-            length = longest_base + 1 + ACCOUNT_ID_LENGTH + 1 + LONGEST_REGION + 1 + len(suffix)
-            if length > naming.LIMITS["bucket"]:
-                raise ConfigError(
-                    f"project.prefix: bucket names '{self.prefix}-<project>-<account>-<region>-"
-                    f"{suffix}' can reach {length} characters, over the S3 limit of "
-                    f"{naming.LIMITS['bucket']}; shorten the prefix"
-                )
+        """Raise :class:`ConfigError` if no project name fits every derived name.
+
+        The longest accepted name is found by validating configs, and config validation
+        checks every component and bucket name (``naming.check_lengths``).
+        """
+        max_project_name_length(self.prefix)
