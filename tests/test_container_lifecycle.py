@@ -223,31 +223,255 @@ BAD_REQUESTS = [
 ]
 
 
+def error_message(headers: dict[str, str], answer: bytes) -> str:
+    """The message of an error answer: ``{"message": "<one line>"}``."""
+    assert headers["content-type"] == "application/json", answer[:200]
+    document = json.loads(answer)
+    assert set(document) == {"message"}, document
+    message = document["message"]
+    assert isinstance(message, str) and message and "\n" not in message
+    assert len(message) <= 1003, f"a {len(message)}-character message"
+    return message
+
+
 @pytest.mark.parametrize(("body", "content_type", "accept", "status", "message"), BAD_REQUESTS)
 def test_bad_requests_get_4xx_with_a_message(server, body, content_type, accept, status,
                                              message) -> None:
     got, headers, answer = post(server, body, content_type, accept)
     assert got == status, answer
-    assert headers["content-type"].startswith("text/plain")
-    assert message in answer.decode()
+    assert message in error_message(headers, answer)
     assert server.request("GET", "/ping")[0] == 200
     assert post(server, ROW)[0] == 200
 
 
 def test_wrong_routes_and_methods(server) -> None:
     status, headers, body = server.request("GET", "/invocations")
-    assert status == 405 and headers["allow"] == "POST" and b"use POST" in body
+    assert status == 405 and headers["allow"] == "POST"
+    assert "use POST" in error_message(headers, body)
     assert server.request("POST", "/ping")[0] == 405
-    status, _, body = server.request("GET", "/predict")
-    assert status == 404 and b"no route GET /predict" in body
+    status, headers, body = server.request("GET", "/predict")
+    assert status == 404 and "no route GET /predict" in error_message(headers, body)
 
 
 def test_oversize_body_is_refused_before_it_is_read(server) -> None:
     body = "\n".join([ROW] * 2000)  # ~90 KB over the test server's 64 KiB limit
     status, headers, answer = post(server, body)
     assert status == 413 and headers["connection"] == "close"
-    assert b"exceeds 65536 bytes" in answer
+    assert "exceeds 65536 bytes" in error_message(headers, answer)
     assert server.request("GET", "/ping")[0] == 200
+
+
+# --- pathological bodies: each a 4xx with a JSON message, and the worker serves on -----------
+
+VALUES = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15]
+JSON_ROW = json.dumps(["M", *VALUES])
+CSV = "text/csv"
+JS = "application/json"
+
+
+def _instances(*instances: str) -> str:
+    return '{"instances": [' + ",".join(instances) + "]}"
+
+
+def _with(position: int, value: str) -> str:
+    """An instance (JSON text) whose value at ``position`` is ``value`` (JSON text)."""
+    cells = [json.dumps("M"), *map(json.dumps, VALUES)]
+    cells[position] = value
+    return "[" + ",".join(cells) + "]"
+
+
+def _keyed(**raw: str) -> str:
+    cells = dict(zip(HEADER.split(","), [json.dumps("M"), *map(json.dumps, VALUES)]))
+    cells.update(raw)
+    return "{" + ",".join(f"{json.dumps(k)}:{v}" for k, v in cells.items()) + "}"
+
+
+# (id, body, content type, accept, status, words of the message); the test server takes
+# bodies up to 64 KiB (bigger ones: test_huge_pathological_bodies).
+PATHOLOGICAL = [
+    # nesting far past Python's recursion limit (RecursionError was a 500)
+    ("deep-arrays", "[" * 30000 + "]" * 30000, JS, None, 400, "nested too deeply"),
+    ("deep-unclosed", "[" * 60000, JS, None, 400, "nested too deeply"),
+    ("deep-instances", '{"instances": ' + "[" * 30000 + "]" * 30000 + "}", JS, None, 400,
+     "nested too deeply"),
+    ("deep-objects", '{"a":' * 10000 + "1" + "}" * 10000, JS, None, 400, "nested too deeply"),
+    ("deep-sex", _instances(_with(0, "[" * 500 + "]" * 500)), JS, None, 400,
+     "column 'sex': must be one of F, I, M (a string), got a list of 1 value"),
+    ("deep-measurement", _instances(_with(3, "[" * 500 + "]" * 500)), JS, None, 400,
+     "column 'height': must be a JSON number, got a list of 1 value"),
+    # numbers
+    ("1e400", _instances(_with(1, "1e400")), JS, None, 400,
+     "column 'length': must be a finite number >= 0, got inf"),
+    ("-1e400", _instances(_with(1, "-1e400")), JS, None, 400, "got -inf"),
+    ("int-past-float", _instances(_with(2, "9" * 400)), JS, None, 400,
+     "column 'diameter': must be a finite number >= 0, got inf"),
+    ("int-4301-digits", _instances(_with(2, "9" * 4301)), JS, None, 400,
+     "malformed JSON: a number has more than 4300 digits"),
+    ("NaN", _instances(_with(1, "NaN")), JS, None, 400, "NaN is not valid JSON"),
+    ("Infinity", _instances(_with(1, "Infinity")), JS, None, 400, "Infinity is not valid JSON"),
+    ("-Infinity", _instances(_with(1, "-Infinity")), JS, None, 400, "-Infinity is not valid JSON"),
+    ("csv-1e400", ROW.replace("0.455", "1e400"), CSV, None, 400, "finite number >= 0, got inf"),
+    ("csv-nan", ROW.replace("0.455", "NaN"), CSV, None, 400, "finite number >= 0, got nan"),
+    ("csv-arabic-digits", ROW.replace("0.455", "\u0660.\u0664"), CSV, None, 400,
+     "column 'length': '\u0660.\u0664' is not a number"),
+    ("csv-fullwidth-digits", ROW.replace("0.15", "\uff11"), CSV, None, 400,
+     "column 'shell_weight': '\uff11' is not a number"),
+    ("csv-hex", ROW.replace("0.455", "0x1p3"), CSV, None, 400, "'0x1p3' is not a number"),
+    # encodings
+    ("invalid-utf8", ROW.encode().replace(b"M", b"\xc3\x28"), CSV, None, 400,
+     "not UTF-8 text (invalid continuation byte at byte 0)"),
+    ("truncated-utf8", ROW.encode() + b"\xe2\x82", CSV, None, 400, "not UTF-8 text"),
+    ("utf16-json", JSON_ROW.encode("utf-16"), JS, None, 400, "not UTF-8 text"),
+    ("lone-surrogate", _instances(_with(0, '"\\ud800"')), JS, None, 400,
+     "column 'sex': unknown value '\\ud800'"),
+    ("bom-only", b"\xef\xbb\xbf", CSV, None, 400, "empty request body"),
+    ("double-bom", b"\xef\xbb\xbf\xef\xbb\xbf" + JSON_ROW.encode(), JS, None, 400,
+     "malformed JSON"),
+    # repeated keys (json.loads keeps the last silently)
+    ("duplicate-instances", '{"instances": [], "instances": [' + JSON_ROW + "]}", JS, None, 400,
+     "key 'instances' appears twice in one object"),
+    ("duplicate-column", _instances(_keyed()[:-1] + ',"sex":"F"}'), JS, None, 400,
+     "key 'sex' appears twice"),
+    # wrong types at every level
+    ("top-number", "5", JS, None, 400, "'instances' must be a list of rows"),
+    ("top-string", '"M,0.455"', JS, None, 400, "'instances' must be a list of rows"),
+    ("top-null", "null", JS, None, 400, "'instances' must be a list of rows"),
+    ("top-true", "true", JS, None, 400, "'instances' must be a list of rows"),
+    ("instances-null", '{"instances": null}', JS, None, 400, "'instances' must be a list"),
+    ("instances-object", '{"instances": {"sex": "M"}}', JS, None, 400,
+     "'instances' must be a list"),
+    ("instances-string", '{"instances": "' + ROW + '"}', JS, None, 400,
+     "'instances' must be a list"),
+    ("no-instances-key", '{"data": [' + JSON_ROW + "]}", JS, None, 400,
+     '{"instances": [...]}'),
+    ("empty-list", "[]", JS, None, 400, "no instances"),
+    ("instance-null", "[null]", JS, None, 400, "instance 1: each instance must be a list"),
+    ("instance-string", f'["{ROW}"]', JS, None, 400, "instance 1: each instance must be a list"),
+    ("instance-number", f"[{JSON_ROW}, 7]", JS, None, 400, "instance 2: each instance must be"),
+    ("instance-short", '[["M", 0.455]]', JS, None, 400, "instance 1: expected 8 columns"),
+    ("instance-long", "[" + json.dumps(["M", *VALUES, 9, 9]) + "]", JS, None, 400,
+     "got 10"),
+    ("sex-null", _instances(_with(0, "null")), JS, None, 400, "(a string), got null"),
+    ("sex-number", _instances(_with(0, "1")), JS, None, 400, "(a string), got 1"),
+    ("sex-object", _instances(_with(0, '{"M": 1}')), JS, None, 400, "got an object of 1 key"),
+    ("measurement-string", _instances(_with(4, '"0.5"')), JS, None, 400,
+     "column 'whole_weight': must be a JSON number, got \"0.5\""),
+    ("measurement-null", _instances(_with(5, "null")), JS, None, 400, "got null"),
+    ("measurement-bool", _instances(_with(6, "false")), JS, None, 400, "got false"),
+    ("measurement-list", _instances(_with(7, "[0.15]")), JS, None, 400, "got a list of 1 value"),
+    ("measurement-negative", _instances(_with(7, "-0.15")), JS, None, 400,
+     "column 'shell_weight': must be a finite number >= 0"),
+    ("keyed-unknown", _instances(_keyed(weight="1")), JS, None, 400, "unknown column 'weight'"),
+    ("keyed-long-key", _instances(_keyed(**{"k" * 20000: "1"})), JS, None, 400,
+     "... (20000 characters)"),
+    ("keyed-missing", '[{"sex": "M"}]', JS, None, 400, "missing column 'length'"),
+    ("keyed-nested", _instances(_keyed(length='{"value": 0.455}')), JS, None, 400,
+     "column 'length': must be a JSON number, got an object of 1 key"),
+    # malformed JSON
+    ("truncated-json", '{"instances": [' + JSON_ROW, JS, None, 400, "malformed JSON"),
+    ("trailing-data", f"[{JSON_ROW}] []", JS, None, 400, "malformed JSON: Extra data"),
+    ("single-quotes", "{'instances': []}", JS, None, 400, "malformed JSON"),
+    ("comment", f"// rows\n[{JSON_ROW}]", JS, None, 400, "malformed JSON"),
+    ("csv-sent-as-json", ROW, JS, None, 400, "malformed JSON"),
+    ("json-sent-as-csv", f"[{JSON_ROW}]", CSV, None, 400, "column 'sex'"),
+    # empty and blank
+    ("empty-csv", b"", CSV, None, 400, "empty request body"),
+    ("empty-json", b"", JS, None, 400, "empty request body"),
+    ("whitespace-csv", " \t\r\n \n", CSV, None, 400, "empty request body"),
+    ("whitespace-json", "\n\n   \t", JS, None, 400, "empty request body"),
+    # CSV shapes
+    ("csv-10000-columns", ",".join(["M", *["0.1"] * 9999]), CSV, None, 400,
+     "line 1: expected 8 columns"),
+    ("csv-10000-column-header", "sex," + ",".join(f"c{i}" for i in range(9999)) + "\n" + ROW,
+     CSV, None, 400, "line 1: header must be"),
+    ("csv-nul-in-number", ROW.replace("0.455", "0.4\x0055"), CSV, None, 400,
+     "column 'length': '0.4\\x0055' is not a number"),
+    ("csv-nul-row", f"{ROW}\n\x00\x00\x00\n{ROW}", CSV, None, 400, "line 2"),
+    ("csv-nul-sex", "\x00" + ROW, CSV, None, 400, "column 'sex': unknown value '\\x00M'"),
+    ("csv-only-commas", ",,,,,,,", CSV, None, 400, "column 'sex'"),
+    ("csv-unterminated-quote", '"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15', CSV, None, 400,
+     "line 1"),
+    ("csv-huge-cell", ROW.replace("0.455", "x" * 60000), CSV, None, 400,
+     "... (60000 characters) is not a number"),
+    ("csv-record-separator", ROW.replace(",0.365", "\x1e,0.365"), CSV, None, 400,
+     "expected 8 columns"),
+    # headers
+    ("content-type-xml", ROW, "application/xml", None, 415, "unsupported Content-Type"),
+    ("content-type-form", ROW, "multipart/form-data; boundary=x", None, 415,
+     "unsupported Content-Type"),
+    ("content-type-garbage", ROW, ";;;", None, 415, "unsupported Content-Type"),
+    ("charset-utf16", ROW.encode("utf-16"), "text/csv; charset=utf-16", None, 415,
+     "unsupported charset 'utf-16' in Content-Type; send UTF-8"),
+    ("charset-unknown", ROW, 'application/json; charset="x-klingon"', None, 415,
+     "unsupported charset"),
+    ("charset-ascii-not-ascii", ROW.replace("M", "\u00e9").encode(), "text/csv; charset=us-ascii",
+     None, 400, "the body is not US-ASCII text"),
+    ("accept-html", ROW, CSV, "text/html", 406, "cannot answer in 'text/html'"),
+    ("accept-image", ROW, CSV, "image/*", 406, "accept text/csv or application/json"),
+    ("accept-all-refused", ROW, CSV, "text/csv;q=0, application/json;q=0", 406, "cannot answer"),
+    ("accept-garbage", ROW, CSV, ";;;,,,", 406, "cannot answer"),
+    ("accept-bad-q", ROW, CSV, "application/json;q=lots", 406, "cannot answer"),
+]
+
+
+@pytest.mark.parametrize(("body", "content_type", "accept", "status", "message"),
+                         [pytest.param(*case[1:], id=case[0]) for case in PATHOLOGICAL])
+def test_pathological_bodies_get_4xx_json_and_the_worker_lives_on(
+        server, body, content_type, accept, status, message) -> None:
+    workers = _children(server.pid) if Path("/proc/self/task").exists() else None
+    got, headers, answer = post(server, body, content_type, accept)
+    assert got == status, answer[:300]
+    assert message in error_message(headers, answer)
+    assert post(server, ROW)[0] == 200
+    assert server.request("GET", "/ping")[0] == 200
+    if workers is not None:
+        assert _children(server.pid) == workers, "a worker died on the request"
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    pytest.param(b"\xef\xbb\xbf" + ROW.encode(), CSV, id="bom-csv"),
+    pytest.param(b"\xef\xbb\xbf" + f"{HEADER}\r\n{ROW}\r\n".encode(), CSV, id="bom-csv-header"),
+    pytest.param(b"\xef\xbb\xbf" + _instances(JSON_ROW).encode(), JS, id="bom-json"),
+    pytest.param(ROW, "text/csv; charset=utf-8", id="charset-utf-8"),
+    pytest.param(ROW, 'text/csv; charset="UTF-8"', id="charset-quoted"),
+    pytest.param(ROW, "text/csv;charset=us-ascii", id="charset-ascii"),
+    pytest.param(ROW.encode("latin-1"), "text/csv; charset=ISO-8859-1", id="charset-latin-1"),
+    pytest.param(_instances(JSON_ROW), "Application/JSON; charset=utf-8", id="json-charset"),
+    pytest.param(f"  {ROW}  \r\n\r\n", CSV, id="padded-csv"),
+    pytest.param(f"\n\t{_instances(_keyed())}\n", JS, id="padded-json"),
+])
+def test_tolerated_oddities_are_answered(server, body, content_type) -> None:
+    expected = post(server, ROW)[2]
+    status, _, answer = post(server, body, content_type)
+    assert status == 200, answer
+    assert answer == expected
+
+
+def test_huge_pathological_bodies(lifecycle, tmp_path: Path) -> None:
+    """Bodies past the shared test server's 64 KiB limit, under the default 6 MiB."""
+    srv = lifecycle.serve(workers=1, log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready()
+        cases = [
+            ("[" * 100_000 + "]" * 100_000, JS, "nested too deeply"),
+            ('{"instances": ' + "[" * 100_000 + "]" * 100_000 + "}", JS, "nested too deeply"),
+            ('{"a":' * 100_000 + "1" + "}" * 100_000, JS, "nested too deeply"),
+            # csv's field limit (128 KiB) raised csv.Error: a 500
+            ('"' + "M" * 200_000 + '",' + ROW[2:], CSV, "line 1: not valid CSV"),
+            ("\n".join([",".join(["M", *["0.1"] * 9999])] * 100), CSV, "expected 8 columns"),
+            ("[" + ",".join([_with(1, "1e400")] * 20_000) + "]", JS, "got inf"),
+        ]
+        workers = _children(srv.pid) if Path("/proc/self/task").exists() else None
+        for body, content_type, message in cases:
+            status, headers, answer = post(srv, body, content_type)
+            assert status == 400, answer[:300]
+            assert message in error_message(headers, answer)
+            assert post(srv, ROW)[0] == 200
+        if workers is not None:
+            assert _children(srv.pid) == workers
+        assert "Traceback" not in srv.log()
+    finally:
+        srv.stop()
 
 
 def _raw(server, payload: bytes, *, read_until_close: bool = True,
@@ -337,10 +561,86 @@ def test_server_stops_cleanly_on_sigterm(lifecycle, tmp_path: Path) -> None:
     assert "stopped" in srv.log()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not hasattr(os, "fork"), reason="needs root")
-def test_server_workers_drop_root(lifecycle, tmp_path: Path) -> None:
-    srv = lifecycle.serve(workers=1, log=tmp_path / "serve.log",
-                          extra_env={"MLCONTAINER_USER": "nobody"})
+# --- dropping root -------------------------------------------------------------------------
+# Nothing here depends on where the repository is cloned: the package is copied where the
+# test needs it (readable by ``nobody``, or not), and so is the model.
+
+NEEDS_ROOT = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not hasattr(os, "fork"),
+    reason="needs root: the workers drop root to MLCONTAINER_USER=nobody")
+
+
+def _nobody() -> None:
+    import pwd
+
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this machine")
+
+
+def _package_copy(parent: Path) -> Path:
+    """The container package copied to ``parent/container``, the directory returned (for
+    PYTHONPATH)."""
+    import shutil
+
+    target = parent / "container"
+    shutil.copytree(REPO / "container" / "mlcontainer", target / "mlcontainer",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def _unpacked_model(lifecycle, root: Path) -> Path:
+    """An /opt/ml-shaped root with the trained model.tar.gz unpacked in ``model/``."""
+    (root / "model").mkdir(parents=True)
+    with tarfile.open(lifecycle.model_tarball) as archive:
+        archive.extractall(root / "model", filter="data")
+    return root
+
+
+def _as_nobody(code: Path) -> dict[str, str]:
+    """The environment of a server as ``nobody``, running the package copied to ``code``
+    (PYTHONSAFEPATH: ``python -m`` must not import it from the working directory)."""
+    others = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+              if entry and Path(entry).resolve() != REPO / "container"]
+    return {"MLCONTAINER_USER": "nobody", "PYTHONPATH": os.pathsep.join([str(code), *others]),
+            "PYTHONSAFEPATH": "1"}
+
+
+@pytest.fixture
+def readable_dir() -> Iterator[Path]:
+    """A temporary directory anyone may read (pytest's own are 0700)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="mlcontainer-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@NEEDS_ROOT
+def test_server_workers_drop_root(lifecycle, tmp_path: Path, readable_dir: Path) -> None:
+    """The workers serve as ``nobody``, even from a model only root can read (the master
+    reads it before forking)."""
+    import subprocess
+
+    _nobody()
+    env = _as_nobody(_package_copy(readable_dir))
+    # The package copy is readable; this Python (standard library, NumPy, XGBoost, uvloop,
+    # httptools) belongs to the machine: one installed in root's home is not, and then the
+    # server rightly refuses to start (test_server_refuses_to_start_...).
+    check = subprocess.run(
+        [sys.executable, "-c", "from mlcontainer import privileges; privileges.check_server()"],
+        env=local.container_env(tmp_path, env), capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        pytest.skip("nobody cannot run this Python: " + check.stderr.strip().splitlines()[-1])
+    private = tmp_path / "root-only"
+    root = _unpacked_model(lifecycle, private)
+    private.chmod(0o700)
+    srv = local.Server(root, workers=1, extra_env=env, log=tmp_path / "serve.log")
     try:
         srv.wait_ready()
         assert post(srv, ROW)[0] == 200
@@ -353,12 +653,117 @@ def test_server_workers_drop_root(lifecycle, tmp_path: Path) -> None:
         srv.stop()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not hasattr(os, "fork"), reason="needs root")
+@NEEDS_ROOT
+def test_server_refuses_to_start_when_the_user_cannot_read_its_code(lifecycle,
+                                                                    tmp_path: Path) -> None:
+    """A checkout in a 0700 home: the workers could not import after dropping root (they
+    hung, /ping unanswered, nothing logged). The server must exit at once, naming the
+    path and the user."""
+    import subprocess
+
+    _nobody()
+    home = tmp_path / "home"
+    code = _package_copy(home / "checkout")
+    home.chmod(0o700)
+    root = _unpacked_model(lifecycle, tmp_path / "hosting")
+    srv = local.Server(root, workers=2, extra_env=_as_nobody(code), log=tmp_path / "serve.log")
+    started = time.monotonic()
+    try:
+        returncode = srv.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the server neither exited nor said why within 30 s:\n" + srv.log())
+    finally:
+        srv.stop()
+    assert returncode == 1
+    assert time.monotonic() - started < 30
+    log = srv.log()
+    reasons = [line for line in log.splitlines() if "cannot read" in line]
+    assert len(reasons) == 1, log
+    assert re.fullmatch(
+        rf"\[\d+\] serve: MLCONTAINER_USER=nobody: user nobody cannot read "
+        rf"{re.escape(str(code / 'mlcontainer'))}, .*unset MLCONTAINER_USER", reasons[0]), log
+    assert "Traceback" not in log and "serving" not in log
+
+
+_WORKER_IMPORT_AUDIT = """
+import mmap, os, socket, sys
+from pathlib import Path
+from mlcontainer import privileges, server
+from mlcontainer.model import read_model_files
+
+dropped = []
+def audit(event, args):
+    if dropped and event == "import":
+        os.write(2, b"imported after the drop: " + str(args[0]).encode() + b"\\n")
+sys.addaudithook(audit)
+privileges.drop_for_server = lambda: dropped.append(True)
+sock = socket.create_server(("127.0.0.1", int(sys.argv[2])))
+shared = memoryview(mmap.mmap(-1, 8)).cast("d")
+cfg = server.ServerConfig.from_env({"MODEL_SERVER_WORKERS": "1", "MAX_REQUEST_BYTES": "65536"})
+server.run_worker(sock, read_model_files(Path(sys.argv[1])), cfg, shared, 0)
+"""
+
+
+class _Endpoint:
+    """A server on 127.0.0.1:``port`` for ``post`` and ``_raw`` (local.Server's requests)."""
+
+    request = local.Server.request
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+
+def test_a_worker_imports_nothing_once_it_has_dropped_root(lifecycle, tmp_path: Path) -> None:
+    """The root cause of the silent hang: modules imported after the drop, from where the
+    user may not read (uvloop in the event loop set-up, httptools per connection; asyncio
+    drops a connection whose protocol cannot be made without a word). A worker (its
+    drop replaced by a marker) answers every kind of request and error; an import audit
+    hook reports any module loaded after the marker."""
+    import subprocess
+
+    port = local.free_port()
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as output:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_IMPORT_AUDIT, str(lifecycle.jobs / "model"), str(port)],
+            env=local.container_env(tmp_path), stdout=output, stderr=subprocess.STDOUT)
+    srv = _Endpoint(port)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if srv.request("GET", "/ping", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        # Every path through the worker: the statuses are other tests' business.
+        for _, body, content_type, accept, _, _ in PATHOLOGICAL:
+            post(srv, body, content_type, accept)
+        post(srv, "\n".join([ROW] * 200), accept="application/json")
+        post(srv, _instances(_keyed()), JS, "application/json")
+        srv.request("GET", "/execution-parameters")
+        srv.request("GET", "/nowhere")
+        srv.request("PUT", "/invocations")
+        post(srv, "\n".join([ROW] * 2000))
+        _raw(srv, b"BREW /pot HTCPCP/1.0\r\n\r\n")
+        assert post(srv, ROW)[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    imports = [line for line in log.read_text().splitlines() if "imported after the drop" in line]
+    assert not imports, imports
+
+
+@NEEDS_ROOT
 def test_batch_jobs_drop_root_only_where_the_user_can_read(tmp_path: Path) -> None:
-    """Here the job's inputs (pytest's directories) or this Python (in root's home) may
-    be unreadable by ``nobody``: the job must then stay root, say why, and succeed."""
+    """The job's inputs are in pytest's directories (0700), unreadable by ``nobody``: the
+    job must then stay root, say why, and succeed."""
     import shutil
 
+    _nobody()
     raw = tmp_path / "processing/input/raw"
     raw.mkdir(parents=True)
     shutil.copy(local.SAMPLE_DATA, raw / "abalone.csv")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "container"))
@@ -237,6 +239,149 @@ def test_content_type() -> None:
     assert caught.value.status == 415
 
 
+@pytest.mark.parametrize(("content_type", "encoding"), [
+    (None, "utf-8"), ("text/csv", "utf-8"), ("text/csv; charset=UTF-8", "utf-8"),
+    ('application/json;charset="utf8"', "utf-8"), ("text/csv; header=present", "utf-8"),
+    ("text/csv; charset=US-ASCII", "ascii"), ("text/csv ; Charset = iso-8859-1", "latin-1"),
+])
+def test_body_encoding(content_type: str | None, encoding: str) -> None:
+    assert inference.body_encoding(content_type) == encoding
+
+
+@pytest.mark.parametrize("content_type", ["text/csv; charset=utf-16", "text/csv; charset=",
+                                          "application/json; charset=cp1252"])
+def test_unsupported_charset_is_415(content_type: str) -> None:
+    with pytest.raises(inference.RequestError) as caught:
+        inference.body_encoding(content_type)
+    assert caught.value.status == 415 and "unsupported charset" in caught.value.message
+
+
+# --- request bodies, however pathological ----------------------------------------------------
+
+VALUES = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15]
+
+
+def _instance(position: int, value: str) -> bytes:
+    cells = [json.dumps("M"), *map(json.dumps, VALUES)]
+    cells[position] = value
+    return ("[[" + ",".join(cells) + "]]").encode()
+
+
+JSON_BODIES = [
+    # (body, words of the message); every one a 400
+    (b"[" * 100_000 + b"]" * 100_000, "malformed JSON: nested too deeply"),
+    (b"[" * 100_000, "malformed JSON: nested too deeply"),
+    (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, "nested too deeply"),
+    (_instance(0, "[" * 500 + "]" * 500), "column 'sex': must be one of F, I, M (a string), got a list"),
+    (_instance(1, "1e400"), "column 'length': must be a finite number >= 0, got inf"),
+    (_instance(1, "-" + "9" * 400), "column 'length': must be a finite number >= 0, got -inf"),
+    (_instance(1, "9" * 5000), "malformed JSON: a number has more than 4300 digits"),
+    (_instance(1, "NaN"), "malformed JSON: NaN is not valid JSON"),
+    (_instance(1, "-Infinity"), "malformed JSON: -Infinity is not valid JSON"),
+    (_instance(2, '"' + "x" * 100_000 + '"'), '... (100000 characters)'),
+    (_instance(0, '"\\udcff"'), "column 'sex': unknown value '\\udcff'"),
+    (b'{"instances": [], "instances": []}', "key 'instances' appears twice in one object"),
+    (b'[{"sex": "M", "sex": "F"}]', "key 'sex' appears twice"),
+    (b"[1] [2]", "malformed JSON: Extra data"),
+    (b"\xef\xbb\xbf\xef\xbb\xbf[]", "malformed JSON"),
+    (b"\xef\xbb\xbf \n", "empty request body"),
+    (b"\xff\xfe[\x00]\x00", "not UTF-8 text"),
+    (b"null", "'instances' must be a list of rows"),
+    (b'{"instances": 1}', "'instances' must be a list of rows"),
+]
+
+CSV_BODIES = [
+    (",".join(["M", *["1"] * 9_999]), "line 1: expected 8 columns"),
+    ("sex," + ",".join(["x" * 50] * 9_999), "line 1: header must be"),
+    ("M,\u0661,1,1,1,1,1,1", "column 'length': '\u0661' is not a number"),
+    ("M,1,1,1,1,1,1,\U0001d7d9", "column 'shell_weight': '\U0001d7d9' is not a number"),
+    ('"' + "M" * 200_000 + '",1,1,1,1,1,1,1', "line 1: not valid CSV (field larger than"),
+    ("M,1,1,1,1,1,1," + "1" * 100_000 + "x", "... (100001 characters) is not a number"),
+    ("M,1,1\x00,1,1,1,1,1", "column 'diameter': '1\\x00' is not a number"),
+    ("\x00", "line 1: expected 8 columns"),
+    ("M,1e999,1,1,1,1,1,1", "must be a finite number >= 0, got inf"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), JSON_BODIES, ids=range(len(JSON_BODIES)))
+def test_pathological_json_bodies_are_400_with_a_short_message(body: bytes, message: str) -> None:
+    with pytest.raises(inference.RequestError) as caught:
+        inference.parse_body(body, "application/json")
+    assert caught.value.status == 400
+    assert message in caught.value.message
+    assert len(caught.value.message) < 300 and "\n" not in caught.value.message
+
+
+@pytest.mark.parametrize(("text", "message"), CSV_BODIES, ids=range(len(CSV_BODIES)))
+def test_pathological_csv_bodies_are_400_with_a_short_message(text: str, message: str) -> None:
+    with pytest.raises(inference.RequestError) as caught:
+        inference.parse_body(text.encode(), "text/csv")
+    assert caught.value.status == 400
+    assert message in caught.value.message
+    assert len(caught.value.message) < 500 and "\n" not in caught.value.message
+
+
+def test_a_leading_byte_order_mark_is_dropped() -> None:
+    expected = inference.parse_body(ROW.encode(), "text/csv")
+    for body, kind in ((b"\xef\xbb\xbf" + ROW.encode(), "text/csv"),
+                       (b"\xef\xbb\xbf" + f"{HEADER}\n{ROW}".encode(), "text/csv"),
+                       (b"\xef\xbb\xbf" + json.dumps([["M", *VALUES]]).encode(), "application/json")):
+        rows = inference.parse_body(body, kind)
+        assert rows.sex.tolist() == expected.sex.tolist()
+        assert rows.numeric.tolist() == expected.numeric.tolist()
+
+
+def test_instances_nested_deeper_than_the_recursion_limit_are_described_not_walked() -> None:
+    deep: list = []
+    for _ in range(100_000):  # built without recursion, as a decoder with no limit would
+        deep = [deep]
+    for position in range(8):
+        instance: list = ["M", *VALUES]
+        instance[position] = deep
+        with pytest.raises(DataError, match=r"got a list of 1 value$"):
+            schema.parse_instances([instance])
+    with pytest.raises(DataError, match="unknown column"):
+        schema.parse_instances([{"x" * 10: deep}])
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300), kind=st.sampled_from(["text/csv", "application/json"]))
+def test_any_bytes_are_rows_or_a_4xx(body: bytes, kind: str) -> None:
+    try:
+        inference.parse_body(body, kind)
+    except inference.RequestError as err:
+        assert 400 <= err.status < 500 and err.message
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+    | st.sampled_from(["M", "F", "I", "sex", "length"]),
+    lambda children: st.lists(children, max_size=9)
+    | st.dictionaries(st.sampled_from([*schema.COLUMNS, "instances", "x"]), children, max_size=9),
+    max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(document=_JSON_VALUES)
+def test_any_json_document_is_rows_or_a_400(document: object) -> None:
+    body = json.dumps(document).encode()  # NaN and Infinity included: rejected
+    try:
+        rows = inference.parse_body(body, "application/json")
+    except inference.RequestError as err:
+        assert err.status == 400 and err.message and "\n" not in err.message
+    else:
+        assert len(rows) >= 1 and np.isfinite(rows.numeric).all()
+
+
+def test_error_bodies_are_one_line_of_ascii_json() -> None:
+    from mlcontainer.server import error_body
+
+    body = error_body("unknown value '\udcff' \u00e9\n")
+    assert body.isascii() and body.endswith(b"}\n") and body.count(b"\n") == 1
+    assert json.loads(body) == {"message": "unknown value '\udcff' \u00e9\n"}
+
+
 # --- prediction --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -345,3 +490,45 @@ def test_watchdog_kills_a_worker_stuck_past_the_timeout() -> None:
         for proc in (stuck, busy):
             proc.kill()
             proc.wait()
+
+
+def _exited(code: int) -> int:
+    """A wait status for an exit with ``code``."""
+    return code << 8
+
+
+@pytest.mark.parametrize(("status", "reason"), [
+    (_exited(3), "could not start (see above)"),  # the worker said why, EXIT_STARTUP
+    (_exited(1), "could not start (exit status 1)"),
+    (9, "could not start (killed by signal 9)"),
+])
+def test_a_worker_that_dies_before_serving_stops_the_server(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], status: int,
+        reason: str) -> None:
+    """Restarting it would fail the same way, forever: the master stops, non-zero."""
+    from mlcontainer import server
+
+    master = server.Master(ServerConfig.from_env({"MODEL_SERVER_WORKERS": "2"}), sock=None,
+                           files=None)
+    master.workers = {101: 0, 102: 1}
+    master.started[1] = 1.0  # slot 1 serves; slot 0 is still starting
+    exits = [(101, status), (0, 0)]
+    monkeypatch.setattr(server.os, "waitpid", lambda pid, options: exits.pop(0))
+    master.reap()
+    assert master.stopping and master.exit_code == 1
+    assert f"worker 101 {reason}; stopping" in capsys.readouterr().err
+
+
+def test_a_worker_that_dies_while_serving_is_restarted(monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from mlcontainer import server
+
+    master = server.Master(ServerConfig.from_env({"MODEL_SERVER_WORKERS": "2"}), sock=None,
+                           files=None)
+    master.workers = {101: 0, 102: 1}
+    master.started[0] = master.started[1] = 1.0
+    exits = [(101, 9), (0, 0)]
+    monkeypatch.setattr(server.os, "waitpid", lambda pid, options: exits.pop(0))
+    master.reap()
+    assert not master.stopping and master.exit_code == 0 and master.workers == {102: 1}
+    assert "worker 101 exited with status -9; starting a new one" in capsys.readouterr().err

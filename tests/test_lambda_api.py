@@ -287,6 +287,35 @@ def test_model_error_passes_the_original_status_and_message(
     assert message(response) == "bad row: expected 8 features"
 
 
+@pytest.mark.parametrize(
+    ("original_status", "body", "expected"),
+    [
+        # The project's container answers {"message": ...} JSON: the caller gets the message,
+        # not JSON inside a message.
+        (400, '{"message": "row 1, column 2 (length): not a number (got \'x\')"}',
+         "row 1, column 2 (length): not a number (got 'x')"),
+        (415, '{"message": "unsupported Content-Type"}', "unsupported Content-Type"),
+        # Other images answer plain text or other JSON: passed through as it is.
+        (400, "plain text error", "plain text error"),
+        (400, '{"error": "x"}', '{"error": "x"}'),
+        (503, "[1, 2]", "[1, 2]"),
+    ],
+)
+def test_model_error_unwraps_the_containers_json_message(
+    api: ModuleType, stub: Stubber, original_status: int, body: str, expected: str
+) -> None:
+    stub.add_client_error(
+        "invoke_endpoint",
+        service_error_code="ModelError",
+        service_message="Received client error from primary.",
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": original_status, "OriginalMessage": body},
+    )
+    response = api.handler(event(), CONTEXT)
+    assert response["statusCode"] == original_status
+    assert message(response) == expected
+
+
 def test_model_error_without_original_status_is_a_bad_gateway(
     api: ModuleType, stub: Stubber
 ) -> None:

@@ -17,13 +17,20 @@ Answers (``Accept``): ``text/csv`` (default; one prediction per line) or
 ``application/json`` (``{"predictions": [9.87, ...]}``). A prediction is the estimated
 number of rings, with 7 significant digits.
 
+Bodies are UTF-8 (a leading byte-order mark is dropped); a ``charset`` parameter may
+also say ``us-ascii`` or ``iso-8859-1``. JSON is read strictly: no ``NaN`` or
+``Infinity``, no key twice in one object.
+
 Every bad request raises :class:`RequestError` with an HTTP status (400 bad data or JSON,
-406 unsupported Accept, 413 too large, 415 unsupported Content-Type) and a message.
+406 unsupported Accept, 413 too large, 415 unsupported Content-Type or charset) and a
+one-line message, whatever the body holds (nesting thousands of levels deep, numbers past
+float's range, invalid UTF-8, ...).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from mlcontainer.errors import DataError, UserError
@@ -33,6 +40,31 @@ from mlcontainer.schema import parse_csv, parse_instances
 CSV = "text/csv"
 JSON = "application/json"
 SUPPORTED = (CSV, JSON)
+#: ``charset`` values a body may declare, to the codecs that decode them. All three are
+#: built into the interpreter: decoding never imports a codec (workers run unprivileged).
+CHARSETS = {"utf-8": "utf-8", "utf8": "utf-8", "us-ascii": "ascii", "ascii": "ascii",
+            "iso-8859-1": "latin-1", "latin-1": "latin-1", "latin1": "latin-1"}
+_CHARSET_NAMES = {"utf-8": "UTF-8", "ascii": "US-ASCII", "latin-1": "ISO-8859-1"}
+_BOM = b"\xef\xbb\xbf"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (send finite numbers)")
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key[:40]!r} appears twice in one object")
+            seen.add(key)
+    return value
+
+
+#: Strict JSON: NaN/Infinity and repeated keys (which json.loads accepts) are errors.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_reject_constant)
 
 
 class RequestError(Exception):
@@ -51,6 +83,22 @@ def media_type(content_type: str | None) -> str:
         raise RequestError(415, f"unsupported Content-Type {content_type!r}; "
                                 f"send {' or '.join(SUPPORTED)}")
     return kind
+
+
+def body_encoding(content_type: str | None) -> str:
+    """The codec for a body from the ``charset`` parameter of its ``Content-Type``
+    (UTF-8 when there is none)."""
+    if not content_type or ";" not in content_type:
+        return "utf-8"
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+            if charset not in CHARSETS:
+                raise RequestError(415, f"unsupported charset {value.strip()[:40]!r} in "
+                                        "Content-Type; send UTF-8")
+            return CHARSETS[charset]
+    return "utf-8"
 
 
 def accept_type(accept: str | None) -> str:
@@ -82,22 +130,33 @@ def accept_type(accept: str | None) -> str:
     raise RequestError(406, f"cannot answer in {accept!r}; accept {' or '.join(SUPPORTED)}")
 
 
-def parse_body(body: bytes, kind: str):
+def _json_error(err: ValueError) -> RequestError:
+    reason = str(err)
+    if "integer string conversion" in reason:  # int()'s guard against huge digit strings
+        reason = f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return RequestError(400, f"malformed JSON: {reason}")
+
+
+def parse_body(body: bytes, kind: str, encoding: str = "utf-8"):
     """Validated rows of a request body."""
+    body = body.removeprefix(_BOM)
     if not body.strip():
         raise RequestError(400, "empty request body: send one or more rows")
     try:
-        text = body.decode("utf-8")
+        text = body.decode(encoding)
     except UnicodeDecodeError as err:
-        raise RequestError(400, f"the body is not UTF-8 text ({err.reason} at byte "
-                                f"{err.start})") from None
+        raise RequestError(400, f"the body is not {_CHARSET_NAMES.get(encoding, encoding)} text "
+                                f"({err.reason} at byte {err.start})") from None
     try:
         if kind == CSV:
             return parse_csv(text, where="request body", label="optional")
         try:
-            document = json.loads(text)
+            document = _DECODER.decode(text)
         except ValueError as err:
-            raise RequestError(400, f"malformed JSON: {err}") from None
+            raise _json_error(err) from None
+        except RecursionError:  # the C decoder's guard: the error path only
+            raise RequestError(400, "malformed JSON: nested too deeply (instances are lists "
+                                    "of values, 2 or 3 levels deep)") from None
         if isinstance(document, dict):
             if "instances" not in document:
                 raise RequestError(400, 'JSON body must be {"instances": [...]} or a list of '
@@ -127,7 +186,7 @@ class InvocationHandler:
         """(answer media type, answer body); raises :class:`RequestError`."""
         kind = media_type(content_type)
         answer = accept_type(accept)
-        rows = parse_body(body, kind)
+        rows = parse_body(body, kind, body_encoding(content_type))
         try:
             predictions = self.predictor.predict(rows)
         except UserError as err:

@@ -6,7 +6,10 @@ starts as root and each entry point drops to ``$MLCONTAINER_USER`` itself:
 
 * ``serve``: each worker loads the model and imports all it needs, then drops, before
   it accepts a connection: the processes that parse requests never run as root. The
-  master, which only forks and watches them, keeps root to restart them.
+  master, which only forks and watches them, keeps root to restart them. Before it
+  starts any worker it checks, as the user, that the code is readable (a checkout in a
+  0700 home is not); if not, the server does not start and says which path and user.
+  The model need not be: the master reads it, as root, before forking.
 * batch jobs hand their output directories to the user and drop, but only after checking,
   as that user, that every input is readable; if one is not (a volume mounted 0700), the
   job stays root and says why, instead of failing.
@@ -24,7 +27,12 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from mlcontainer.errors import UserError
+
 USER_ENV = "MLCONTAINER_USER"
+#: Packages whose code runs after the drop, besides the standard library.
+JOB_PACKAGES = ("mlcontainer", "numpy", "scipy", "xgboost")
+SERVER_PACKAGES = ("mlcontainer", "numpy", "xgboost", "uvloop", "httptools")
 
 
 def _target() -> pwd.struct_passwd | None:
@@ -45,20 +53,23 @@ def _switch(user: pwd.struct_passwd) -> None:
     os.environ["HOME"] = user.pw_dir if os.path.isdir(user.pw_dir) else "/tmp"
 
 
-def _runtime_dirs() -> list[Path]:
-    """Directories a job imports from after dropping: the standard library and the
-    packages it uses (a Python installed in root's home is not readable by others)."""
-    dirs = [Path(os.__file__).parent]
-    for name in ("numpy", "scipy", "xgboost", "mlcontainer"):
+def _runtime_dirs(packages: Iterable[str] = JOB_PACKAGES) -> list[Path]:
+    """Directories a process imports from after dropping: the packages it uses (found,
+    not imported) and the standard library (a Python installed in root's home is not
+    readable by others)."""
+    dirs = []
+    for name in packages:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.origin:
             dirs.append(Path(spec.origin).parent)
+    dirs.append(Path(os.__file__).parent)
     return dirs
 
 
-def _unreadable_as(user: pwd.struct_passwd, paths: Iterable[Path]) -> str | None:
+def _unreadable_as(user: pwd.struct_passwd, paths: Iterable[Path],
+                   packages: Iterable[str] = JOB_PACKAGES) -> str | None:
     """The first path ``user`` could not read (checked in a child that switched to it)."""
-    runtime = _runtime_dirs()
+    runtime = _runtime_dirs(packages)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
@@ -107,6 +118,20 @@ def drop_for_job(readable: Iterable[Path], writable: Iterable[Path]) -> None:
               file=sys.stderr)
         return
     _switch(user)
+
+
+def check_server() -> None:
+    """Raise :class:`UserError` unless ``$MLCONTAINER_USER`` can read the code the server's
+    workers run once they drop root. Run by the master, before it forks any worker."""
+    user = _target()
+    if user is None:
+        return
+    problem = _unreadable_as(user, [], SERVER_PACKAGES)
+    if problem:
+        raise UserError(f"{USER_ENV}={user.pw_name}: user {user.pw_name} cannot read {problem}, "
+                        "which the server's workers run after they drop root; make it readable "
+                        f"by {user.pw_name} (e.g. not under a 0700 home directory) or unset "
+                        f"{USER_ENV}")
 
 
 def drop_for_server() -> None:

@@ -73,12 +73,47 @@ def _expected_columns(label: LabelPolicy) -> str:
     return f"{_N_FEATURES} columns ({', '.join(FEATURES)}), optionally followed by '{LABEL}'"
 
 
+#: Longest piece of a bad value an error message quotes: a message stays one short line
+#: whatever the request holds (a 60 KB cell, a key of a million characters).
+_QUOTE_LIMIT = 40
+
+
+def _quote(text: str, limit: int = _QUOTE_LIMIT) -> str:
+    """``repr(text)``, cut to ``limit`` characters of ``text``."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def _describe(value: Any) -> str:
+    """A JSON value for an error message, written as JSON: short, and never recursive (a
+    request may nest values thousands of levels deep)."""
+    if isinstance(value, str):
+        if len(value) <= _QUOTE_LIMIT:
+            return json.dumps(value)
+        return f"{json.dumps(value[:_QUOTE_LIMIT])}... ({len(value)} characters)"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        text = repr(value)
+        return text if len(text) <= _QUOTE_LIMIT else f"a number of {len(text)} digits"
+    if isinstance(value, list):
+        return f"a list of {len(value)} value{'' if len(value) == 1 else 's'}"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} key{'' if len(value) == 1 else 's'}"
+    return type(value).__name__
+
+
 def _bad_number(text: str) -> str:
-    return "is empty (a number is required)" if not text.strip() else f"{text.strip()!r} is not a number"
+    return "is empty (a number is required)" if not text.strip() else f"{_quote(text.strip())} is not a number"
 
 
 def _sex_error(value: object) -> str:
-    return f"unknown value {value!r}; expected one of {', '.join(SEX_VALUES)}"
+    if isinstance(value, str):
+        return f"unknown value {_quote(value)}; expected one of {', '.join(SEX_VALUES)}"
+    return f"must be one of {', '.join(SEX_VALUES)} (a string), got {_describe(value)}"
 
 
 def _check_ranges(numeric: np.ndarray, rows: list[int], *, where: str, row_name: str,
@@ -94,8 +129,10 @@ def _check_ranges(numeric: np.ndarray, rows: list[int], *, where: str, row_name:
 
 
 def _to_float(text: str) -> float:
-    """Python's float() with NumPy's text rules (no digit-group underscores)."""
-    if "_" in text:
+    """Python's float() with NumPy's text rules: no digit-group underscores, and ASCII
+    only (float() also reads other scripts' digits, e.g. Arabic-Indic, which NumPy does
+    not); both strip the same white space."""
+    if "_" in text or not text.strip().isascii():
         raise ValueError(text)
     return float(text)
 
@@ -192,7 +229,10 @@ def _parse_general(text: str, *, where: str, label: LabelPolicy, keep_fields: bo
     for number, line in enumerate(text.splitlines(), 1):
         if line.strip():
             if quoted:  # rare: a real CSV reader for quoted fields, the plain split otherwise
-                fields = next(csv.reader([line]))
+                try:
+                    fields = next(csv.reader([line]), None) or [""]
+                except csv.Error as err:  # e.g. a quoted field over csv's 128 KiB limit
+                    raise DataError(f"not valid CSV ({err})", where=where, row=number) from None
                 line = ",".join(fields)
             lines.append((number, line, fields if quoted else line.split(",")))
     if lines and lines[0][2][0].strip().lower() == FEATURES[0]:
@@ -200,9 +240,11 @@ def _parse_general(text: str, *, where: str, label: LabelPolicy, keep_fields: bo
         names = tuple(name.strip().lower() for name in header)
         allowed = (COLUMNS,) if label == "required" else (FEATURES, COLUMNS)
         if names not in allowed:
+            got = ",".join(names)
+            got = got if len(got) <= 200 else f"{got[:200]}... ({len(names)} columns)"
             raise DataError(f"header must be {','.join(allowed[-1])}"
                             + ("" if label == "required" else f" (or without '{LABEL}')")
-                            + f", got {','.join(names)}", where=where, row=number)
+                            + f", got {got}", where=where, row=number)
         lines = lines[1:]
     if not lines:
         raise DataError("no data rows", where=where)
@@ -224,10 +266,12 @@ def _parse_general(text: str, *, where: str, label: LabelPolicy, keep_fields: bo
 
     try:
         values = _values([line for _, line, _ in lines], label)
-    except ValueError:
+    except ValueError as err:
         columns = range(1, _N_COLUMNS if label == "required" else _N_FEATURES)
         _locate_bad_number(lines, columns, where=where)
-        raise  # pragma: no cover - the locator always finds the cell NumPy rejected
+        # Not reached while _to_float reads what NumPy reads; still a bad request, not a 500.
+        raise DataError(f"a value is not a number ({str(err)[:200]})",  # pragma: no cover
+                        where=where) from None
     kept = [[f.strip() for f in fields] for _, _, fields in lines] if keep_fields else None
     return _finish(sex, values, [number for number, _, _ in lines], where=where, label=label,
                    fields=kept)
@@ -235,9 +279,12 @@ def _parse_general(text: str, *, where: str, label: LabelPolicy, keep_fields: bo
 
 def _json_number(value: Any, *, where: str, row: int, column: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"must be a JSON number, got {json.dumps(value)}", where=where,
+        raise DataError(f"must be a JSON number, got {_describe(value)}", where=where,
                         row=row, row_name="instance", column=column)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer past float's range: rejected as infinite
+        return float("inf") if value > 0 else float("-inf")
 
 
 def parse_instances(instances: Any, *, where: str = "request body") -> Rows:
@@ -255,7 +302,7 @@ def parse_instances(instances: Any, *, where: str = "request body") -> Rows:
         if isinstance(instance, dict):
             unknown = sorted(set(instance) - set(COLUMNS))
             if unknown:
-                raise DataError(f"unknown column {unknown[0]!r}; expected {', '.join(FEATURES)}",
+                raise DataError(f"unknown column {_quote(unknown[0])}; expected {', '.join(FEATURES)}",
                                 where=where, row=row, row_name="instance")
             missing = [name for name in FEATURES if name not in instance]
             if missing:

@@ -9,9 +9,12 @@ Design, for single-row latency and throughput:
 
 * The master binds one listening socket, reads the model files and forks
   ``MODEL_SERVER_WORKERS`` workers (default: the CPUs it may use); each worker loads the
-  model and drops root (``MLCONTAINER_USER``) before it accepts a connection. It restarts a worker
-  that dies, kills one stuck on a request longer than ``MODEL_SERVER_TIMEOUT`` seconds
-  (shared-memory heartbeat), and passes SIGTERM on for a graceful stop.
+  model, imports all it runs and drops root (``MLCONTAINER_USER``) before it accepts a
+  connection. The master first checks, as that user, that the code is readable; a worker
+  that cannot start stops the server with the reason (restarting it would fail again).
+  It restarts a worker that dies once started, kills one stuck on a request longer than
+  ``MODEL_SERVER_TIMEOUT`` seconds (shared-memory heartbeat), and passes SIGTERM on for
+  a graceful stop.
 * Each worker is one process with one event loop (uvloop when installed) and the
   ``httptools`` C parser: no WSGI/ASGI layers, no proxy hop, no thread pool. Requests
   are answered in order on each keep-alive connection; prediction (XGBoost
@@ -21,6 +24,7 @@ Design, for single-row latency and throughput:
   limit) get 413 before they are read; headers over 64 KiB get 431; a request that stays
   incomplete for ``MODEL_SERVER_TIMEOUT`` seconds gets 408; idle keep-alive connections
   close after ``MODEL_SERVER_KEEP_ALIVE`` seconds.
+* Every error is a JSON body, ``{"message": "<one line>"}``, with its 4xx (or 500) status.
 
 Module-level imports are stdlib only, so the master never starts a thread before fork.
 """
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import json
 import mmap
 import os
 import select
@@ -48,8 +53,9 @@ from mlcontainer import paths, privileges
 from mlcontainer.errors import UserError
 from mlcontainer.model import ModelFiles, cpu_count, read_model_files
 
-#: A worker exits with this status when the model cannot be loaded: retrying is useless.
-EXIT_MODEL_LOAD = 3
+#: A worker exits with this status when it cannot start (the model does not load, the
+#: event loop cannot be set up): retrying is useless, so the server stops.
+EXIT_STARTUP = 3
 MAX_HEADER_BYTES = 64 * 1024
 GRACEFUL_STOP_SECONDS = 10.0
 WARMUP_ROW = b"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
@@ -107,12 +113,20 @@ _REASONS = {
     500: b"Internal Server Error", 503: b"Service Unavailable",
 }
 _TEXT = b"text/plain; charset=utf-8"
+_JSON = b"application/json"
+#: Error messages are cut to this many characters (they may quote the request).
+MAX_ERROR_CHARS = 1000
 _CLOSE = b"Connection: close\r\n"
 _KEEP = b"Connection: keep-alive\r\n"
 
 
 class _Abort(Exception):
     """Stops the parser after an answer that ends the connection was sent."""
+
+
+def error_body(message: str) -> bytes:
+    """``{"message": ...}``: ASCII whatever the message quotes (lone surrogates included)."""
+    return json.dumps({"message": message}).encode("ascii") + b"\n"
 
 
 class Worker:
@@ -250,7 +264,10 @@ class HttpProtocol(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as err:
             if not isinstance(err.__context__, _Abort):
-                raise
+                # A bug in a callback: answer it rather than drop the connection unanswered.
+                log("internal error in a request callback:\n" + "".join(
+                    traceback.format_exception(err.__context__ or err)))
+                self.send_error(500, "internal error; see the server log", close=True)
             return
         except httptools.HttpParserUpgrade:
             self.send_error(400, "protocol upgrades are not supported", close=True)
@@ -378,15 +395,17 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def send_error(self, status: int, message: str, *, close: bool, extra: bytes = b"") -> None:
+        if len(message) > MAX_ERROR_CHARS:
+            message = message[:MAX_ERROR_CHARS] + "..."
         if status >= 500 or status in (408, 413, 431):
             log(f"{status}: {message}")
-        self.send(status, _TEXT, (message + "\n").encode(), not close, extra)
+        self.send(status, _JSON, error_body(message), not close, extra)
 
     def reject_oversize(self) -> None:
         """413, then read and drop what the client still sends so it sees the answer."""
         limit = self.worker.cfg.max_bytes
-        self.send(413, _TEXT, f"request body exceeds {limit} bytes (MAX_REQUEST_BYTES)\n"
-                  .encode(), keep_alive=True, extra=_CLOSE)
+        self.send(413, _JSON, error_body(f"request body exceeds {limit} bytes (MAX_REQUEST_BYTES)"),
+                  keep_alive=True, extra=_CLOSE)
         log(f"413: body of {max(self.declared, self.size)} bytes refused")
         self.lingering = True
         self.discarded = self.size
@@ -425,8 +444,11 @@ def _new_loop() -> Any:
 
 
 def run_worker(sock: socket.socket, files: ModelFiles, cfg: ServerConfig,
-               heartbeat: memoryview, slot: int) -> NoReturn:
-    """A forked worker: load the model, then serve until SIGTERM."""
+               heartbeat: memoryview, slot: int, started: memoryview | None = None) -> NoReturn:
+    """A forked worker: load the model, then serve until SIGTERM.
+
+    Exits with :data:`EXIT_STARTUP`, after logging why, when it cannot start. Sets
+    ``started[slot]`` once it is about to serve."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the master, which stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -441,25 +463,38 @@ def run_worker(sock: socket.socket, files: ModelFiles, cfg: ServerConfig,
         # lazy import) happens here, off the request path and before root is dropped.
         handler(WARMUP_ROW, "text/csv", None)
         handler(b"\n".join([WARMUP_ROW] * 100), "text/csv", "application/json")
+    except UserError as err:
+        log(f"cannot load the model: {err}")
+        os._exit(EXIT_STARTUP)
+    except Exception:  # noqa: BLE001
+        log("cannot load the model:\n" + traceback.format_exc())
+        os._exit(EXIT_STARTUP)
+    try:
+        # Everything the worker runs is imported, and its loop and server made, before root
+        # is dropped: after the drop nothing needs to be read from disk. (An import that
+        # failed there once hung the server: uvloop fell back to asyncio unseen, and a
+        # protocol factory failing on ``import httptools`` makes asyncio drop every
+        # connection without a word.)
+        import httptools  # noqa: F401 - HttpProtocol imports it from sys.modules
+
+        loop = _new_loop()
+        worker = Worker(handler, cfg, heartbeat, slot, RequestError)
+        worker.loop = loop
+        worker.server = loop.run_until_complete(
+            loop.create_server(lambda: HttpProtocol(worker), sock=sock, backlog=cfg.backlog))
+        loop.add_signal_handler(signal.SIGTERM, worker.stop)
+        loop.call_later(1.0, worker.sweep)
         privileges.drop_for_server()
         # Everything allocated so far lives as long as the worker: keep it out of the
         # cyclic collector's full passes, which otherwise walk it again and again.
         gc.collect()
         gc.freeze()
-    except UserError as err:
-        log(f"cannot load the model: {err}")
-        os._exit(EXIT_MODEL_LOAD)
     except Exception:  # noqa: BLE001
-        log("cannot load the model:\n" + traceback.format_exc())
-        os._exit(EXIT_MODEL_LOAD)
+        log("cannot start the worker:\n" + traceback.format_exc())
+        os._exit(EXIT_STARTUP)
 
-    loop = _new_loop()
-    worker = Worker(handler, cfg, heartbeat, slot, RequestError)
-    worker.loop = loop
-    worker.server = loop.run_until_complete(
-        loop.create_server(lambda: HttpProtocol(worker), sock=sock, backlog=cfg.backlog))
-    loop.add_signal_handler(signal.SIGTERM, worker.stop)
-    loop.call_later(1.0, worker.sweep)
+    if started is not None:
+        started[slot] = 1.0
     try:
         loop.run_forever()
     except Exception:  # noqa: BLE001 - exit status tells the master to restart us
@@ -482,11 +517,16 @@ class Master:
         self.stopping = False
         self.exit_code = 0
         self.restarts: deque[float] = deque()
-        self.shared = mmap.mmap(-1, 8 * cfg.workers)
-        self.heartbeat = memoryview(self.shared).cast("d")
+        # Per slot, shared with the workers: when the current request began (0: idle), and
+        # whether the worker got as far as serving (1.0) or is still starting (0.0).
+        self.shared = mmap.mmap(-1, 2 * 8 * cfg.workers)
+        shared = memoryview(self.shared).cast("d")
+        self.heartbeat = shared[:cfg.workers]
+        self.started = shared[cfg.workers:]
 
     def spawn(self, slot: int) -> None:
         self.heartbeat[slot] = 0.0
+        self.started[slot] = 0.0
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -495,7 +535,9 @@ class Master:
                 signal.set_wakeup_fd(-1)
                 os.close(self.wake_read)
                 os.close(self.wake_write)
-                run_worker(self.sock, self.files, self.cfg, self.heartbeat, slot)
+                run_worker(self.sock, self.files, self.cfg, self.heartbeat, slot, self.started)
+            except BaseException:  # noqa: BLE001 - said, not swallowed
+                log("worker failed:\n" + traceback.format_exc())
             finally:
                 os._exit(1)
         self.workers[pid] = slot
@@ -518,8 +560,11 @@ class Master:
             code = os.waitstatus_to_exitcode(status)
             if self.stopping:
                 continue
-            if code == EXIT_MODEL_LOAD:
-                log("the model did not load (see above); stopping")
+            if code == EXIT_STARTUP or not self.started[slot]:
+                # A worker that cannot start would fail the same way again: stop, saying why.
+                why = "see above" if code == EXIT_STARTUP else (
+                    f"killed by signal {-code}" if code < 0 else f"exit status {code}")
+                log(f"worker {pid} could not start ({why}); stopping")
                 self.stopping = True
                 self.exit_code = 1
                 continue
@@ -621,6 +666,9 @@ def main(argv: list[str]) -> int:
     try:
         cfg = ServerConfig.from_env()
         files = read_model_files(cfg.model_dir)
+        # The workers drop root once they have loaded the model (read here, as root): the
+        # code they run must be readable by MLCONTAINER_USER, or the server cannot run.
+        privileges.check_server()
         sock = bind(cfg)
     except UserError as err:
         log(f"serve: {err}")

@@ -212,6 +212,20 @@ def _parse_request(event: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def _container_message(text: str | None) -> str | None:
+    """The message of a model container's error body: ``{"message": ...}`` JSON (the
+    project's container) or plain text (other images)."""
+    if not text:
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(parsed, dict) and isinstance(parsed.get("message"), str):
+        return parsed["message"]
+    return text
+
+
 def _error_for(err: ClientError, endpoint_name: str) -> tuple[int, str]:
     """Map an InvokeEndpoint error to the status and message the caller sees."""
     code = err.response.get("Error", {}).get("Code", "")
@@ -221,7 +235,7 @@ def _error_for(err: ClientError, endpoint_name: str) -> tuple[int, str]:
         # The model container answered with an error: pass its status and message through.
         original = err.response.get("OriginalStatusCode")
         status = original if isinstance(original, int) and 400 <= original <= 599 else 502
-        original_message = err.response.get("OriginalMessage")
+        original_message = _container_message(err.response.get("OriginalMessage"))
         return status, original_message or message or "The model returned an error."
     if code in THROTTLING_CODES or http_status == 429:
         return 429, "Too many requests; retry later."
