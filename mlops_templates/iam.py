@@ -98,4 +98,76 @@ def inline_policy(name: str, *statements: Statement) -> iam.Policy:
     return iam.Policy(PolicyName=name, PolicyDocument=document(*statements))
 
 
-__all__ = ["Policy", "allow", "deny", "document", "inline_policy", "pass_role", "trust"]
+
+
+#: IAM's size limits (characters, whitespace not counted): one managed policy, and all
+#: inline policies of one role together.
+MANAGED_POLICY_LIMIT = 6144
+INLINE_POLICIES_LIMIT = 10240
+#: The longest value a ``${...}`` in a ``Fn::Sub`` can take, for size estimates.
+SUB_LENGTHS = {
+    "AWS::Partition": len("aws-iso-b"),
+    "AWS::Region": len("ap-southeast-2"),
+    "AWS::AccountId": 12,
+    "AWS::URLSuffix": len("amazonaws.com.cn"),
+}
+DEFAULT_SUB_LENGTH = 64
+
+
+def estimated_size(node: Any, lengths: dict[str, int] | None = None) -> int:
+    """Characters ``node`` (a policy document or statement, troposphere/awacs objects
+    allowed) takes once CloudFormation resolves it, whitespace excluded, taking every
+    ``${...}`` at its longest (``SUB_LENGTHS``, then ``lengths``; others at 64)."""
+    import json
+    import re
+
+    from troposphere import encode_to_dict
+
+    known = {**SUB_LENGTHS, **(lengths or {})}
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Fn::Sub"}:
+                text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+                return re.sub(
+                    r"\$\{([^}]+)\}",
+                    lambda m: "x" * known.get(m.group(1), DEFAULT_SUB_LENGTH),
+                    text,
+                )
+            if len(value) == 1 and next(iter(value)).startswith(("Fn::", "Ref")):
+                return "x" * 2 * DEFAULT_SUB_LENGTH
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    text = json.dumps(plain(encode_to_dict(node)), separators=(",", ":"))
+    return len(re.sub(r"\s", "", text))
+
+
+def pack(
+    statements: Sequence[Statement],
+    limit: int = MANAGED_POLICY_LIMIT,
+    lengths: dict[str, int] | None = None,
+) -> list[list[Statement]]:
+    """``statements`` in order, split into documents that each fit ``limit``
+    (``lengths``: the longest values of ``${...}`` names, see :func:`estimated_size`)."""
+    overhead = estimated_size(document())
+    packs: list[list[Statement]] = [[]]
+    used = overhead
+    for statement in statements:
+        size = estimated_size(statement, lengths) + 1
+        if size + overhead > limit:
+            raise ValueError(f"statement {getattr(statement, 'Sid', '?')} alone exceeds {limit} characters")
+        if used + size > limit and packs[-1]:
+            packs.append([])
+            used = overhead
+        packs[-1].append(statement)
+        used += size
+    return packs
+
+
+__all__ = [
+    "Policy", "allow", "deny", "document", "estimated_size", "inline_policy", "pack", "pass_role",
+    "trust",
+]

@@ -20,6 +20,8 @@ LIMITS: dict[str, int] = {
     "sagemaker": 63,  # endpoints, jobs, model package groups, schedules
     "state-machine": 80,
     "lambda": 64,
+    "sns": 256,
+    "alarm": 255,
     "iam-role": 64,
     "codebuild": 150,
     "codepipeline": 100,
@@ -33,6 +35,12 @@ COMPONENTS: dict[str, str] = {
     "dev": "sagemaker",  # dev endpoint
     "prd": "sagemaker",  # prod endpoint
     "prd-data-quality": "sagemaker",  # monitoring schedule / job definition
+    "prd-drift": "alarm",
+    "prd-notifications": "sns",
+    "prd-pre-traffic": "lambda",  # hook functions and their roles
+    "prd-post-traffic": "lambda",
+    "prd-api": "iam-role",
+    "prd-codedeploy": "iam-role",
     "models": "sagemaker",  # model package group
     "training": "state-machine",
     "api": "lambda",

@@ -114,20 +114,19 @@ def test_kms_on_every_volume_capture_topic_log_group_and_function(case) -> None:
     job = _one(t, "AWS::SageMaker::DataQualityJobDefinition")
     assert job["DataQualityJobOutputConfig"]["KmsKeyId"] == key_param
     assert job["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key_param
+    # The project key (its policy admits CloudWatch alarms and Logs): the stack creates
+    # no key of its own, so its deploying role never needs to manage one.
+    assert _of_type(t, "AWS::KMS::Key") == {}
     for props in [r["Properties"] for r in _of_type(t, "AWS::SNS::Topic").values()]:
-        assert props["KmsMasterKeyId"] == {"Fn::GetAtt": [deploy_prd.NOTIFICATION_KEY, "Arn"]}
+        assert props["KmsMasterKeyId"] == key_param
     log_groups = _of_type(t, "AWS::Logs::LogGroup")
     assert len(log_groups) == 4  # API access logs + three functions
     for group in log_groups.values():
-        assert group["Properties"]["KmsKeyId"] == {
-            "Fn::GetAtt": [deploy_prd.NOTIFICATION_KEY, "Arn"]
-        }
+        assert group["Properties"]["KmsKeyId"] == key_param
     functions = _of_type(t, "AWS::Serverless::Function")
     assert len(functions) == 3
     for function in functions.values():
         assert function["Properties"]["KmsKeyArn"] == key_param
-    key = t["Resources"][deploy_prd.NOTIFICATION_KEY]["Properties"]
-    assert key["EnableKeyRotation"] is True
 
 
 def test_api_is_authenticated_and_never_open(case) -> None:

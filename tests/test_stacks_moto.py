@@ -271,9 +271,17 @@ def test_roles_are_named_for_the_project_and_scoped_to_it(
         role = iam.get_role(RoleName=name)["Role"]
         trust = role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
         assert trust in ([service], service)
-        (policy_name,) = iam.list_role_policies(RoleName=name)["PolicyNames"]
-        document = iam.get_role_policy(RoleName=name, PolicyName=policy_name)["PolicyDocument"]
-        for statement in document["Statement"]:
+        documents = [
+            iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+        ]
+        for attached in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+            version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+            documents.append(
+                iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]
+            )
+        assert documents, name
+        for statement in [s for d in documents for s in d["Statement"]]:
             assert all(a != "*" for a in statement["Action"])
             resources = json.dumps(statement["Resource"])
             assert "${" not in resources and "Fn::" not in resources, resources  # all resolved
@@ -312,7 +320,7 @@ def test_studio_launch_role_and_its_policies(deployed: dict[str, dict[str, str]]
     principal = role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]
     assert principal in (["servicecatalog.amazonaws.com"], "servicecatalog.amazonaws.com")
     attached = {p["PolicyName"] for p in iam.list_attached_role_policies(RoleName="mlops-abalone-launch")["AttachedPolicies"]}
-    groups = studio.launch_statements(variant_config("example"))
-    assert attached == {f"mlops-abalone-launch-{group}" for group in groups}
+    packs = studio.launch_policies(variant_config("example"))
+    assert attached == {f"mlops-abalone-launch-{index}" for index in range(1, len(packs) + 1)}
     # Outputs of the Service Catalog resources moto does not implement are not there.
     assert set(deployed["studio"]) == {"LaunchRoleArn"}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from mlops_templates import config, lint, naming
+from mlops_templates.permissions import data
 from mlops_templates.stacks import pipeline, studio
 
 from .pipeline_variants import rendered, variant_config
@@ -138,16 +139,18 @@ def test_launch_constraint_uses_the_launch_role_after_its_policies() -> None:
 
 @pytest.mark.parametrize("name", STUDIO_VARIANTS)
 def test_launch_role_covers_every_resource_type_of_the_product(name: str) -> None:
+    """Every resource type of the product has handler permissions in the table the launch
+    role is generated from (tests/test_permissions.py evaluates them)."""
     types = studio.pipeline_resource_types(variant_config(name))
-    assert types <= set(studio.PERMISSIONS)
-    groups = studio.launch_statements(variant_config(name))
-    assert ("network" in groups) is variant_config(name).network.create_vpc
+    assert types <= set(data.handlers())
+    actions = {a for s in launch_statements(name) for a in s["Action"]}
+    assert ("ec2:CreateVpc" in actions) is variant_config(name).network.create_vpc
 
 
-def test_a_resource_type_without_launch_permissions_fails_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
-    permissions = dict(studio.PERMISSIONS)
-    del permissions["AWS::Events::Rule"]
-    monkeypatch.setattr(studio, "PERMISSIONS", permissions)
+def test_a_resource_type_without_handler_permissions_fails_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = dict(data.handlers())
+    del table["AWS::Events::Rule"]
+    monkeypatch.setattr(data, "handlers", lambda: table)
     with pytest.raises(KeyError, match="AWS::Events::Rule"):
         studio.launch_statements(variant_config("example"))
 
@@ -199,28 +202,29 @@ def test_launch_role_can_create_every_named_resource_of_a_project(name: str) -> 
 
 def test_launch_role_cannot_change_itself_or_other_roles() -> None:
     statements = launch_statements("example")
-    own = f"arn:aws:iam::111122223333:role/{naming.physical_name(variant_config('example'), 'launch', 'iam-role')}"
+    cfg = variant_config("example")
+    own = f"arn:aws:iam::111122223333:role/{naming.physical_name(cfg, 'launch', 'iam-role')}"
+    own_policy = f"arn:aws:iam::111122223333:policy/{naming.physical_name(cfg, 'launch-1', 'iam-role')}"
     for action in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:CreateRole"):
         assert not allowed(statements, action, own), action
         assert not allowed(statements, action, "arn:aws:iam::111122223333:role/Admin"), action
-    assert not any("iam:AttachRolePolicy" in s["Action"] for s in statements)
-    assert not any("iam:CreatePolicy" in s["Action"] for s in statements)
+    for action in ("iam:CreatePolicyVersion", "iam:CreatePolicy", "iam:DeletePolicy"):
+        assert not allowed(statements, action, own_policy), action
+        assert allowed(statements, action, "arn:aws:iam::111122223333:policy/mlops-demo-cloudformation-1")
 
 
-def test_launch_statements_with_wildcard_resources_are_the_documented_exceptions() -> None:
-    exceptions = {
-        "cloudformation:GetTemplateSummary", "cloudformation:ValidateTemplate", "kms:CreateKey",
-        "logs:DescribeLogGroups", "s3:GetObject",
-    }
+def test_launch_statements_with_wildcard_resources_act_on_no_resource_type() -> None:
+    """Resource "*" only for actions the Service Authorization Reference lists without
+    resource types, and two documented exceptions."""
+    exceptions = {"cloudformation:ValidateTemplate", "cloudformation:GetTemplateSummary", "s3:GetObject"}
     for name in STUDIO_VARIANTS:
         for statement in launch_statements(name):
             assert all(a != "*" and not a.endswith(":*") for a in statement["Action"])
             if "*" not in statement["Resource"]:
                 continue
-            if statement["Sid"] == "ProjectNetwork":
-                assert variant_config(name).network.create_vpc
-                continue
-            assert set(statement["Action"]) <= exceptions, statement["Sid"]
+            for action in statement["Action"]:
+                info = data.action(action)
+                assert action in exceptions or (info is not None and not info.resource_types), action
             if "s3:GetObject" in statement["Action"]:
                 assert statement["Condition"] == {
                     "StringEquals": {"s3:ExistingObjectTag/servicecatalog:provisioning": "true"}
@@ -246,9 +250,19 @@ def test_source_connection_is_passed_only_to_codepipeline() -> None:
     assert statement["Condition"] == {
         "StringEquals": {"codeconnections:PassedToService": "codepipeline.amazonaws.com"}
     }
-    at_launch = [s for s in launch_statements("connection-at-launch") if s["Sid"].endswith("SourceConnection")]
+    at_launch = [
+        s for s in launch_statements("connection-at-launch")
+        if {"codeconnections:PassConnection", "codestar-connections:PassConnection"} & set(s["Action"])
+    ]
     assert len(at_launch) == 2  # codeconnections and legacy codestar-connections ARNs
-    assert not any(s["Sid"].endswith("SourceConnection") for s in launch_statements("codecommit-schedule"))
+    for statement in at_launch:
+        (service,) = {a.split(":")[0] for a in statement["Action"]}
+        assert statement["Condition"] == {
+            "StringEquals": {f"{service}:PassedToService": "codepipeline.amazonaws.com"}
+        }
+    assert not any(
+        a.endswith(":PassConnection") for s in launch_statements("codecommit-schedule") for a in s["Action"]
+    )
 
 
 def test_outputs_name_what_make_project_needs() -> None:

@@ -74,7 +74,6 @@ NOTIFICATION_EMAIL = "NotificationEmail"
 HAS_NOTIFICATION_EMAIL = "HasNotificationEmail"
 
 # Logical IDs
-NOTIFICATION_KEY = "NotificationKey"
 NOTIFICATION_TOPIC = "NotificationTopic"
 NOTIFICATION_SUBSCRIPTION = "NotificationEmailSubscription"
 MODEL = "Model"
@@ -225,25 +224,14 @@ class _Builder:
     # -- Notifications ----------------------------------------------------------------
 
     def notifications(self) -> None:
-        key = common.kms_key(
-            NOTIFICATION_KEY,
-            self.config,
-            COMPONENT,
-            "Encrypts the production stack's notification topic and log groups",
-            # CloudWatch alarms publish to the encrypted topic.
-            service_principals=["cloudwatch.amazonaws.com"],
-        )
-        key.KeyPolicy.Statement.append(common.logs_key_statement("LogsEncryptThisAccountsLogGroups"))
-        self.key = self.add(
-            key,
-            "Customer-managed key of this stack's SNS topic and log groups; its policy lets "
-            "CloudWatch alarms and CloudWatch Logs use it, which an external key may not",
-        )
         self.topic = self.add(
             sns.Topic(
                 NOTIFICATION_TOPIC,
+                TopicName=naming.physical_name(self.config, "prd-notifications", "sns"),
                 DisplayName=f"{naming.base(self.config)} production",
-                KmsMasterKeyId=GetAtt(self.key, "Arn"),
+                # The project key: its policy lets CloudWatch alarms, EventBridge and
+                # CloudWatch Logs use it (the pipeline stack's KmsKey).
+                KmsMasterKeyId=self.kms_key_arn,
                 Tags=common.tags(self.config, COMPONENT),
             ),
             "Notifications of endpoint, API and drift alarms and of API deployments",
@@ -594,14 +582,14 @@ class _Builder:
                 logical_id,
                 self.config,
                 COMPONENT,
-                self.key,
+                self.kms_key_arn,
                 self.config.api.log_retention_days,
             ),
             why,
         )
 
     def _function_role(
-        self, logical_id: str, log_group: Any, statements: list[Statement], why: str
+        self, logical_id: str, component: str, log_group: Any, statements: list[Statement], why: str
     ) -> iam.Role:
         base_statements = [
             iam_policy.allow(
@@ -650,6 +638,7 @@ class _Builder:
         return self.add(
             iam.Role(
                 logical_id,
+                RoleName=naming.physical_name(self.config, component, "iam-role"),
                 AssumeRolePolicyDocument=iam_policy.trust("lambda.amazonaws.com"),
                 Policies=[iam_policy.inline_policy("function", *base_statements, *statements)],
                 Tags=common.tags(self.config, COMPONENT),
@@ -735,7 +724,7 @@ class _Builder:
             iam_policy.allow([sns_actions.Publish], Ref(self.topic), sid="DeadLetters"),
             iam_policy.allow(
                 [kms_actions.GenerateDataKey, kms_actions.Decrypt],
-                GetAtt(self.key, "Arn"),
+                self.kms_key_arn,
                 sid="EncryptDeadLetters",
             ),
         ]
@@ -746,6 +735,7 @@ class _Builder:
         pre_logs = self._log_group(f"{PRE_TRAFFIC_HOOK}LogGroup", "Logs of the PreTraffic hook")
         pre_role = self._function_role(
             f"{PRE_TRAFFIC_HOOK}Role",
+            "prd-pre-traffic",
             pre_logs,
             [report, check_endpoint, *dead_letters],
             "PreTraffic hook: report to its deployment group, describe and invoke the endpoint",
@@ -785,6 +775,7 @@ class _Builder:
         post_logs = self._log_group(f"{POST_TRAFFIC_HOOK}LogGroup", "Logs of the PostTraffic hook")
         post_role = self._function_role(
             f"{POST_TRAFFIC_HOOK}Role",
+            "prd-post-traffic",
             post_logs,
             [report, check_endpoint, *read_capture, *dead_letters],
             "PostTraffic hook: report to its deployment group, invoke the endpoint, read "
@@ -813,6 +804,7 @@ class _Builder:
         self.codedeploy = self.add(
             iam.Role(
                 CODEDEPLOY_ROLE,
+                RoleName=naming.physical_name(self.config, "prd-codedeploy", "iam-role"),
                 AssumeRolePolicyDocument=iam_policy.trust("codedeploy.amazonaws.com"),
                 Policies=[
                     iam_policy.inline_policy(
@@ -842,7 +834,7 @@ class _Builder:
                         ),
                         iam_policy.allow(
                             [kms_actions.GenerateDataKey, kms_actions.Decrypt],
-                            GetAtt(self.key, "Arn"),
+                            self.kms_key_arn,
                             sid="EncryptNotifications",
                         ),
                     )
@@ -1023,6 +1015,7 @@ class _Builder:
         function_logs = self._log_group(f"{API_FUNCTION}LogGroup", "Logs of the API function")
         role = self._function_role(
             f"{API_FUNCTION}Role",
+            "prd-api",
             function_logs,
             [iam_policy.allow([sm.InvokeEndpoint], self.endpoint_arn, sid="InvokeEndpoint")],
             "API function: invoke the production endpoint only",

@@ -783,7 +783,7 @@ class _Builder:
                 Actions=[
                     self._deploy(
                         "DeployPrd", "deploy-prd", deploy_role,
-                        capabilities="CAPABILITY_IAM,CAPABILITY_AUTO_EXPAND",
+                        capabilities="CAPABILITY_NAMED_IAM,CAPABILITY_AUTO_EXPAND",
                     )
                 ],
             ),
@@ -988,15 +988,12 @@ class _Builder:
             roles.sagemaker_role(SAGEMAKER_ROLE, _with_vpc(res, cfg.network.enabled), tags)
         )
         states_role = self.add(roles.states_role(STATES_ROLE, res, GetAtt(sagemaker_role, "Arn"), tags))
-        deploy_role = self.add(
-            roles.cloudformation_role(
-                CLOUDFORMATION_ROLE,
-                _with_vpc(res, cfg.network.enabled),
-                GetAtt(sagemaker_role, "Arn"),
-                GetAtt(states_role, "Arn"),
-                tags,
-            )
+        deploy_role, deploy_policies = roles.cloudformation_role(
+            CLOUDFORMATION_ROLE, _with_vpc(res, cfg.network.enabled), run_resource_types(cfg), tags
         )
+        self.add(deploy_role)
+        for policy in deploy_policies:
+            self.add(policy)
         codebuild_role = self.add(
             roles.codebuild_role(CODEBUILD_ROLE, _with_vpc(res, bool(cfg.network.vpc_id)), tags)
         )
@@ -1014,6 +1011,8 @@ class _Builder:
         pipeline = self.pipeline(
             pipeline_role, deploy_role, artifact, key, topic, build, train_output, res.state_machine_arn
         )
+        # A new pipeline starts a run at once: its deploy stages need the role's policies.
+        pipeline.DependsOn = [p.title for p in deploy_policies]
         self.rules(res.pipeline_arn, events_role, topic, data)
 
         outputs: dict[str, tuple[str, Any]] = {
@@ -1039,7 +1038,10 @@ class _Builder:
             outputs["SecurityGroupId"] = ("Security group of jobs and endpoints", vpc.security_group_id)
         self.outputs(outputs)
         for logical_id, resource in self.template.resources.items():
-            describe(resource, WHY.get(logical_id) or network.WHY[logical_id])
+            why = WHY.get(logical_id) or network.WHY.get(logical_id)
+            if why is None and logical_id.startswith(roles.CLOUDFORMATION_POLICY):
+                why = "Permissions of the CloudFormation role, generated from the handler permissions"
+            describe(resource, why)
         describe_template(
             self.template,
             "Per-project MLOps pipeline: a push or a data upload runs CodePipeline, which "
@@ -1055,6 +1057,32 @@ class _Builder:
             ],
         )
         return self.template
+
+
+#: What the SAM transform turns each serverless type of deploy-prd into (checked against
+#: the real transform by the tests).
+SAM_EXPANSION: dict[str, tuple[str, ...]] = {
+    "AWS::Serverless::Function": (
+        "AWS::Lambda::Function",
+        "AWS::Lambda::Version",
+        "AWS::Lambda::Alias",
+        "AWS::Lambda::Permission",
+        "AWS::CodeDeploy::Application",
+        "AWS::CodeDeploy::DeploymentGroup",
+    ),
+    "AWS::Serverless::Api": ("AWS::ApiGateway::RestApi", "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage"),
+}
+
+
+def run_resource_types(config: Config) -> set[str]:
+    """Resource types of the per-run stacks as CloudFormation creates them."""
+    from mlops_templates import stacks
+
+    found: set[str] = set()
+    for name in contract.RUN_STACKS:
+        for resource in stacks.module(name).build(config).resources.values():
+            found.update(SAM_EXPANSION.get(resource.resource_type, (resource.resource_type,)))
+    return found
 
 
 def _with_vpc(res: roles.PipelineResources, in_vpc: bool) -> roles.PipelineResources:

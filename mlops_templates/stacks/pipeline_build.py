@@ -247,7 +247,9 @@ def template_configuration(
             continue
         if name in values:
             chosen[name] = values[name]
-        elif getattr(parameter, "properties", {}).get("Default") is None:
+        elif (
+            parameter if isinstance(parameter, Mapping) else getattr(parameter, "properties", {})
+        ).get("Default") is None:
             raise BuildError(
                 f"stack {stack}: parameter {name} has no value; set parameters.{stack}.{name} "
                 "in the config file or give the parameter a Default"

@@ -12,27 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from awacs import apigateway as apigw
-from awacs import application_autoscaling as aas
-from awacs import awslambda, ec2, ecr, kms, logs, s3, sns, states, xray
 from awacs import cloudformation as cfn
 from awacs import cloudwatch as cw
 from awacs import codebuild as cb
 from awacs import codecommit as cc
 from awacs import codeconnections as ccn
-from awacs import codedeploy as cd
 from awacs import codepipeline as cp
 from awacs import codestar_connections as csc
+from awacs import ec2, ecr, kms, logs, s3, sns, states, xray
 from awacs import events as ev
-from awacs import iam as iam_actions
 from awacs import sagemaker as sm
 from awacs.aws import Condition, ForAnyValueStringLike, StringEquals, StringLike
-from troposphere import GetAtt, Join, Sub, Tags, iam
+from troposphere import GetAtt, Join, Ref, Sub, Tags, iam
 
 from mlops_templates import iam as iamdoc
+from mlops_templates.permissions import grants, scopes
 from mlops_templates.stacks import common
-from mlops_templates.stacks.common import LOG_GROUP_MANAGEMENT, skip_checkov
-from mlops_templates.stacks.pipeline_names import ProjectNames
+from mlops_templates.stacks.common import skip_checkov
+from mlops_templates.stacks.pipeline_names import ProjectNames, max_project_name_length
 
 _BASE = r"[a-z][a-z0-9-]*-\$\{SageMakerProjectName\}"
 
@@ -115,32 +112,6 @@ VPC_INTERFACES_REASON = (
 
 def _objects(bucket_arn: Any, prefix: str = "") -> Join:
     return Join("", [bucket_arn, f"/{prefix}*"])
-
-
-#: ``mlops:component`` tags of the per-run stacks (``common.tags``), which the
-#: CloudFormation role may manage; the pipeline stack's own resources carry others.
-RUN_COMPONENTS = ("workflow", "deploy-dev", "deploy-prd")
-
-
-def _run_tags(names: ProjectNames, kind: str, **extra: Any) -> Condition:
-    """Tags of the per-run stacks' resources (``kind``: ``aws:RequestTag`` or ``aws:ResourceTag``)."""
-    return Condition(
-        StringEquals(
-            {
-                f"{kind}/mlops:project": Sub(names.base),
-                f"{kind}/mlops:component": list(RUN_COMPONENTS),
-                **extra,
-            }
-        )
-    )
-
-
-def _request_tags(names: ProjectNames) -> Condition:
-    return _run_tags(names, "aws:RequestTag")
-
-
-def _resource_tags(names: ProjectNames, **extra: Any) -> Condition:
-    return _run_tags(names, "aws:ResourceTag", **extra)
 
 
 def _role(
@@ -498,301 +469,27 @@ def events_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.Role
     )
 
 
+#: Logical-ID prefix of the CloudFormation role's managed policies: its generated
+#: statements outgrow IAM's 10,240-character limit on a role's inline policies.
+CLOUDFORMATION_POLICY = "CloudFormationPolicy"
+
+
 def cloudformation_role(
     logical_id: str,
     res: PipelineResources,
-    sagemaker_role_arn: Any,
-    states_role_arn: Any,
+    run_types: set[str],
     tags: Tags,
-) -> iam.Role:
-    """The CloudFormation role that deploys the workflow, deploy-dev and deploy-prd stacks."""
-    names = res.names
-    base = names.base
+) -> tuple[iam.Role, list[iam.ManagedPolicy]]:
+    """The CloudFormation role that deploys the workflow, deploy-dev and deploy-prd
+    stacks, and the managed policies that hold its permissions.
 
-    stack_roles = common.arn("iam", f"role/{names.prefix}-*", region=False)
-    statements = [
-        iamdoc.allow(
-            [
-                sm.CreateModel,
-                sm.DeleteModel,
-                sm.DescribeModel,
-                sm.CreateEndpointConfig,
-                sm.DeleteEndpointConfig,
-                sm.DescribeEndpointConfig,
-                sm.AddTags,
-                sm.DeleteTags,
-                sm.ListTags,
-            ],
-            # CloudFormation generates model and endpoint-config names.
-            [common.arn("sagemaker", "model/*"), common.arn("sagemaker", "endpoint-config/*")],
-            sid="ModelsAndEndpointConfigs",
-        ),
-        iamdoc.allow(
-            [
-                sm.CreateEndpoint,
-                sm.UpdateEndpoint,
-                sm.DeleteEndpoint,
-                sm.DescribeEndpoint,
-                sm.UpdateEndpointWeightsAndCapacities,
-                sm.CreateModelPackageGroup,
-                sm.DeleteModelPackageGroup,
-                sm.DescribeModelPackageGroup,
-                sm.CreateDataQualityJobDefinition,
-                sm.DeleteDataQualityJobDefinition,
-                sm.DescribeDataQualityJobDefinition,
-                sm.CreateMonitoringSchedule,
-                sm.UpdateMonitoringSchedule,
-                sm.DeleteMonitoringSchedule,
-                sm.DescribeMonitoringSchedule,
-                sm.AddTags,
-                sm.DeleteTags,
-                sm.ListTags,
-            ],
-            [
-                common.arn("sagemaker", f"endpoint/{base}-*"),
-                common.arn("sagemaker", f"model-package-group/{base}-*"),
-                common.arn("sagemaker", f"monitoring-schedule/{base}-*"),
-                # CloudFormation generates the job-definition names.
-                common.arn("sagemaker", "data-quality-job-definition/*"),
-                # Endpoint updates reference the generated endpoint configs.
-                common.arn("sagemaker", "endpoint-config/*"),
-            ],
-            sid="EndpointsAndMonitoring",
-        ),
-        iamdoc.pass_role(sagemaker_role_arn, "sagemaker.amazonaws.com", sid="PassSageMakerRole"),
-        iamdoc.pass_role(states_role_arn, "states.amazonaws.com", sid="PassStatesRole"),
-        iamdoc.allow(
-            [
-                states.CreateStateMachine,
-                states.UpdateStateMachine,
-                states.DeleteStateMachine,
-                states.DescribeStateMachine,
-                states.TagResource,
-                states.UntagResource,
-                states.ListTagsForResource,
-            ],
-            common.arn("states", f"stateMachine:{base}-*"),
-            sid="StateMachine",
-        ),
-        # Roles of the per-run stacks (Lambda functions, CodeDeploy): CloudFormation
-        # generates their names and may shorten the stack-name part, so the per-run
-        # stacks' tags scope them; the name pattern keeps them inside the prefix.
-        iamdoc.allow(
-            [iam_actions.CreateRole, iam_actions.TagRole],
-            stack_roles,
-            conditions=_request_tags(names),
-            sid="CreateStackRoles",
-        ),
-        iamdoc.allow(
-            [
-                iam_actions.DeleteRole,
-                iam_actions.GetRole,
-                iam_actions.TagRole,
-                iam_actions.UntagRole,
-                iam_actions.UpdateAssumeRolePolicy,
-                iam_actions.PutRolePolicy,
-                iam_actions.DeleteRolePolicy,
-                iam_actions.GetRolePolicy,
-                iam_actions.AttachRolePolicy,
-                iam_actions.DetachRolePolicy,
-                iam_actions.ListRolePolicies,
-                iam_actions.ListAttachedRolePolicies,
-            ],
-            stack_roles,
-            conditions=_resource_tags(names),
-            sid="ManageStackRoles",
-        ),
-        iamdoc.allow(
-            [iam_actions.PassRole],
-            stack_roles,
-            conditions=_resource_tags(
-                names,
-                **{
-                    "iam:PassedToService": [
-                        "lambda.amazonaws.com", "codedeploy.amazonaws.com", "apigateway.amazonaws.com",
-                    ]
-                },
-            ),
-            sid="PassStackRoles",
-        ),
-        iamdoc.allow(
-            [iam_actions.CreateServiceLinkedRole],
-            common.arn(
-                "iam",
-                "role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant",
-                region=False,
-            ),
-            conditions=Condition(
-                StringEquals("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com")
-            ),
-            sid="AutoScalingServiceLinkedRole",
-        ),
-        iamdoc.allow(
-            [
-                awslambda.CreateFunction,
-                awslambda.DeleteFunction,
-                awslambda.GetFunction,
-                awslambda.GetFunctionConfiguration,
-                awslambda.UpdateFunctionCode,
-                awslambda.UpdateFunctionConfiguration,
-                awslambda.PublishVersion,
-                awslambda.ListVersionsByFunction,
-                awslambda.CreateAlias,
-                awslambda.UpdateAlias,
-                awslambda.DeleteAlias,
-                awslambda.GetAlias,
-                awslambda.AddPermission,
-                awslambda.RemovePermission,
-                awslambda.TagResource,
-                awslambda.UntagResource,
-                awslambda.ListTags,
-                awslambda.PutFunctionConcurrency,
-                awslambda.DeleteFunctionConcurrency,
-            ],
-            common.arn("lambda", f"function:{base}-*"),
-            sid="Functions",
-        ),
-        iamdoc.allow(
-            [apigw.GET, apigw.POST, apigw.PUT, apigw.PATCH, apigw.DELETE],
-            # API Gateway generates REST API, usage plan and API key IDs.
-            [
-                common.arn("apigateway", path, account=False)
-                for path in (
-                    "/restapis", "/restapis/*", "/usageplans", "/usageplans/*",
-                    "/apikeys", "/apikeys/*", "/tags/*", "/account",
-                )
-            ],
-            sid="Api",
-        ),
-        iamdoc.allow(
-            [
-                cd.CreateApplication,
-                cd.DeleteApplication,
-                cd.GetApplication,
-                cd.TagResource,
-                cd.CreateDeploymentGroup,
-                cd.UpdateDeploymentGroup,
-                cd.DeleteDeploymentGroup,
-                cd.GetDeploymentGroup,
-                cd.CreateDeployment,
-                cd.GetDeployment,
-                cd.StopDeployment,
-                cd.RegisterApplicationRevision,
-                cd.GetApplicationRevision,
-                cd.GetDeploymentConfig,
-            ],
-            [
-                common.arn("codedeploy", f"application:{base}-*"),
-                common.arn("codedeploy", f"deploymentgroup:{base}-*"),
-                # The predefined CodeDeployDefault.Lambda* configurations.
-                common.arn("codedeploy", "deploymentconfig:*"),
-            ],
-            sid="TrafficShifting",
-        ),
-        iamdoc.allow(
-            [
-                sns.CreateTopic,
-                sns.DeleteTopic,
-                sns.GetTopicAttributes,
-                sns.SetTopicAttributes,
-                sns.Subscribe,
-                sns.Unsubscribe,
-                sns.GetSubscriptionAttributes,
-                sns.ListSubscriptionsByTopic,
-                sns.TagResource,
-                sns.UntagResource,
-                sns.ListTagsForResource,
-            ],
-            [common.arn("sns", f"{base}-*")],
-            sid="Topics",
-        ),
-        iamdoc.allow(
-            [
-                cw.PutMetricAlarm,
-                cw.DeleteAlarms,
-                cw.DescribeAlarms,
-                cw.TagResource,
-                cw.UntagResource,
-                cw.ListTagsForResource,
-            ],
-            [
-                common.arn("cloudwatch", f"alarm:{base}-*"),
-                common.arn("cloudwatch", f"alarm:TargetTracking-endpoint/{base}-*"),
-            ],
-            sid="Alarms",
-        ),
-        iamdoc.allow(
-            [
-                aas.RegisterScalableTarget,
-                aas.DeregisterScalableTarget,
-                aas.PutScalingPolicy,
-                aas.DeleteScalingPolicy,
-                aas.TagResource,
-            ],
-            # Application Auto Scaling generates scalable-target IDs.
-            common.arn("application-autoscaling", "scalable-target/*"),
-            sid="AutoScaling",
-        ),
-        # Describe and log-delivery APIs support no resource-level permissions.
-        iamdoc.allow(
-            [
-                aas.DescribeScalableTargets,
-                aas.DescribeScalingPolicies,
-                aas.DescribeScalingActivities,
-                logs.DescribeLogGroups,
-                logs.CreateLogDelivery,
-                logs.GetLogDelivery,
-                logs.UpdateLogDelivery,
-                logs.DeleteLogDelivery,
-                logs.ListLogDeliveries,
-                logs.PutResourcePolicy,
-                logs.DescribeResourcePolicies,
-            ],
-            "*",
-            sid="DescribeAndLogDelivery",
-        ),
-        iamdoc.allow(
-            LOG_GROUP_MANAGEMENT,
-            # Log groups of the per-run stacks carry the project's base name.
-            common.arn("logs", f"log-group:*{base}-*"),
-            sid="LogGroups",
-        ),
-        iamdoc.allow(
-            [kms.Decrypt, kms.Encrypt, kms.GenerateDataKey, kms.DescribeKey, kms.CreateGrant],
-            res.key_arn,
-            sid="UseProjectKey",
-        ),
-        # deploy-prd creates its own key for the production topic and logs. CreateKey
-        # names no key; the request must carry the per-run stacks' tags.
-        iamdoc.allow([kms.CreateKey], "*", conditions=_request_tags(names), sid="CreateStackKeys"),
-        iamdoc.allow(
-            [
-                kms.DescribeKey,
-                kms.GetKeyPolicy,
-                kms.PutKeyPolicy,
-                kms.EnableKeyRotation,
-                kms.GetKeyRotationStatus,
-                kms.UpdateKeyDescription,
-                kms.TagResource,
-                kms.UntagResource,
-                kms.ListResourceTags,
-                kms.ScheduleKeyDeletion,
-                kms.CreateGrant,
-                kms.Decrypt,
-                kms.GenerateDataKey,
-            ],
-            # Key IDs are generated; the tags limit this to the per-run stacks' keys.
-            common.arn("kms", "key/*"),
-            conditions=_resource_tags(names),
-            sid="ManageStackKeys",
-        ),
-        iamdoc.allow(
-            [s3.GetObject, s3.GetObjectVersion],
-            _objects(res.artifact_bucket_arn),
-            sid="ReadPackagedCode",
-        ),
-    ]
+    Its statements are generated (``permissions.grants``): for every resource type of the
+    per-run stacks (``run_types``, the SAM template's after its expansion), what
+    CloudFormation's handler of that type calls, scoped to this project's names.
+    """
+    names = res.names
+    scope = scopes.run_scope(names.base, res.key_arn, res.artifact_bucket_arn)
+    statements = grants.statements(run_types, scope)
     if res.in_vpc:
         # Models and jobs in a VPC: SageMaker checks the caller may describe the network.
         statements.append(
@@ -802,10 +499,30 @@ def cloudformation_role(
                 sid="DescribeNetwork",
             )
         )
-    return _role(
-        logical_id, names, "cloudformation", "cloudformation.amazonaws.com", statements, tags,
-        "CloudFormation role that deploys the project's workflow, deploy-dev and deploy-prd stacks",
+    role = iam.Role(
+        logical_id,
+        RoleName=names.name("cloudformation"),
+        Description="CloudFormation role that deploys the project's workflow, deploy-dev and "
+        "deploy-prd stacks",
+        AssumeRolePolicyDocument=iamdoc.trust("cloudformation.amazonaws.com"),
+        Tags=tags,
     )
+    lengths = {"SageMakerProjectName": max_project_name_length(names.prefix)}
+    policies = []
+    for index, part in enumerate(iamdoc.pack(statements, lengths=lengths), start=1):
+        policies.append(
+            iam.ManagedPolicy(
+                f"{CLOUDFORMATION_POLICY}{index}",
+                ManagedPolicyName=names.name(f"cloudformation-{index}"),
+                Description=Sub(
+                    f"Deploys the per-run stacks of {names.base} ({index}): generated from "
+                    "the resource types' CloudFormation handler permissions"
+                ),
+                PolicyDocument=iamdoc.document(*part),
+                Roles=[Ref(role)],
+            )
+        )
+    return role, policies
 
 
 def flow_logs_role(logical_id: str, names: ProjectNames, log_group_arn: Any, tags: Tags) -> iam.Role:

@@ -12,24 +12,17 @@ resource types need, and shares the portfolio with the Studio execution roles in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from awacs import cloudformation as cfn
-from awacs import codebuild as cb
-from awacs import codeconnections as ccn
-from awacs import codepipeline as cp
-from awacs import codestar_connections as csc
-from awacs import ec2, ecr, kms, logs, route53, s3, sns
-from awacs import events as ev
-from awacs import iam as iam_actions
+from awacs import s3
 from awacs.aws import Condition, Statement, StringEquals
 from troposphere import (
     GetAtt,
     Output,
     Parameter,
     Ref,
-    Sub,
     Tags,
     Template,
     apigateway,
@@ -40,6 +33,7 @@ from troposphere import (
 from mlops_templates import iam as iamdoc
 from mlops_templates import naming
 from mlops_templates.config import Config
+from mlops_templates.permissions import grants, scopes
 from mlops_templates.stacks import common, pipeline
 from mlops_templates.stacks.context import describe, describe_template
 
@@ -52,43 +46,17 @@ LAUNCH_CONSTRAINT = "LaunchRoleConstraint"
 PRINCIPAL_PREFIX = "StudioPrincipal"
 API_LOGS_ROLE = "ApiGatewayLogsRole"
 API_ACCOUNT = "ApiGatewayAccount"
-#: Managed policies of the launch role (one per group, each under the IAM size limit).
-POLICY_IDS = {
-    "stack": "LaunchStackPolicy",
-    "storage": "LaunchStoragePolicy",
-    "delivery": "LaunchDeliveryPolicy",
-    "network": "LaunchNetworkPolicy",
-}
+#: Logical-ID prefix of the launch role's managed policies (``LaunchPolicy1``, ...):
+#: the statements are packed into as many as IAM's size limit needs.
+LAUNCH_POLICY = "LaunchPolicy"
 URL_PATTERN = r"^https://[a-z0-9.-]+\.amazonaws\.com(\.cn)?/\S+$"
 STUDIO_VISIBILITY_TAG = "sagemaker:studio-visibility"
-
-#: Role-name suffixes of the pipeline stack (``<prefix>-<project>-<suffix>``).
-PIPELINE_ROLE_SUFFIXES = (
-    "codepipeline", "codebuild", "cloudformation", "sagemaker", "states", "events", "flow-logs",
-)
-#: Services the pipeline stack passes its roles to while creating resources.
-PASSED_TO = (
-    "codebuild.amazonaws.com",
-    "codepipeline.amazonaws.com",
-    "events.amazonaws.com",
-    "vpc-flow-logs.amazonaws.com",
-)
-
-
-class _Arns:
-    """ARN patterns of every resource any project's pipeline stack creates."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def named(self, service: str, resource_prefix: str) -> Sub:
-        return common.arn(service, f"{resource_prefix}{self.prefix}-*")
-
 
 Statements = list[Statement]
 
 
-def _stack(arns: _Arns) -> Statements:
+def _stack_statements() -> Statements:
+    """What Service Catalog needs the launch role for beyond the resources: the stack."""
     return [
         iamdoc.allow(
             [
@@ -116,333 +84,25 @@ def _stack(arns: _Arns) -> Statements:
     ]
 
 
-def _kms(arns: _Arns) -> Statements:
-    return [
-        # CreateKey names no key (it does not exist yet).
-        iamdoc.allow([kms.CreateKey], "*", sid="CreateProjectKey"),
-        iamdoc.allow(
-            [
-                kms.PutKeyPolicy,
-                kms.GetKeyPolicy,
-                kms.EnableKeyRotation,
-                kms.GetKeyRotationStatus,
-                kms.DescribeKey,
-                kms.UpdateKeyDescription,
-                kms.TagResource,
-                kms.UntagResource,
-                kms.ListResourceTags,
-                kms.CreateGrant,
-                kms.RetireGrant,
-                kms.CreateAlias,
-                kms.DeleteAlias,
-                kms.UpdateAlias,
-            ],
-            # Key IDs are generated; keys are reachable here only through the project's
-            # own resources, and aliases are limited to the prefix.
-            [common.arn("kms", "key/*"), arns.named("kms", "alias/")],
-            sid="ConfigureProjectKey",
-        ),
-    ]
-
-
-def _buckets(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            [
-                s3.CreateBucket,
-                s3.DeleteBucket,
-                s3.ListBucket,
-                s3.GetBucketLocation,
-                s3.PutEncryptionConfiguration,
-                s3.GetEncryptionConfiguration,
-                s3.PutBucketVersioning,
-                s3.GetBucketVersioning,
-                s3.PutBucketPublicAccessBlock,
-                s3.GetBucketPublicAccessBlock,
-                s3.PutBucketOwnershipControls,
-                s3.GetBucketOwnershipControls,
-                s3.PutBucketLogging,
-                s3.GetBucketLogging,
-                s3.PutBucketNotification,
-                s3.GetBucketNotification,
-                s3.PutLifecycleConfiguration,
-                s3.GetLifecycleConfiguration,
-                s3.PutBucketTagging,
-                s3.GetBucketTagging,
-            ],
-            common.arn("s3", f"{arns.prefix}-*", region=False, account=False),
-            sid="ProjectBuckets",
-        )
-    ]
-
-
-def _bucket_policies(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            [s3.PutBucketPolicy, s3.GetBucketPolicy, s3.DeleteBucketPolicy],
-            common.arn("s3", f"{arns.prefix}-*", region=False, account=False),
-            sid="ProjectBucketPolicies",
-        )
-    ]
-
-
-def _topics(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            [
-                sns.CreateTopic,
-                sns.DeleteTopic,
-                sns.GetTopicAttributes,
-                sns.SetTopicAttributes,
-                sns.TagResource,
-                sns.UntagResource,
-                sns.ListTagsForResource,
-                sns.Subscribe,
-                sns.Unsubscribe,
-                sns.GetSubscriptionAttributes,
-            ],
-            [arns.named("sns", ""), common.arn("sns", f"{arns.prefix}-*:*")],
-            sid="ProjectTopics",
-        )
-    ]
-
-
-def _repositories(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            [
-                ecr.CreateRepository,
-                ecr.DeleteRepository,
-                ecr.DescribeRepositories,
-                ecr.PutLifecyclePolicy,
-                ecr.GetLifecyclePolicy,
-                ecr.DeleteLifecyclePolicy,
-                ecr.PutImageScanningConfiguration,
-                ecr.PutImageTagMutability,
-                ecr.TagResource,
-                ecr.UntagResource,
-                ecr.ListTagsForResource,
-            ],
-            arns.named("ecr", "repository/"),
-            sid="ProjectRepositories",
-        )
-    ]
-
-
-def _log_groups(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            common.LOG_GROUP_MANAGEMENT,
-            common.arn("logs", f"log-group:/{arns.prefix}/*"),
-            sid="ProjectLogGroups",
-        ),
-        # DescribeLogGroups supports no resource-level permissions.
-        iamdoc.allow([logs.DescribeLogGroups], "*", sid="FindLogGroups"),
-    ]
-
-
-def _roles(arns: _Arns) -> Statements:
-    role_arns = [
-        common.arn("iam", f"role/{arns.prefix}-*-{suffix}", region=False)
-        for suffix in PIPELINE_ROLE_SUFFIXES
-    ]
-    return [
-        iamdoc.allow(
-            [
-                iam_actions.CreateRole,
-                iam_actions.DeleteRole,
-                iam_actions.GetRole,
-                iam_actions.UpdateRoleDescription,
-                iam_actions.UpdateAssumeRolePolicy,
-                iam_actions.TagRole,
-                iam_actions.UntagRole,
-                iam_actions.PutRolePolicy,
-                iam_actions.DeleteRolePolicy,
-                iam_actions.GetRolePolicy,
-                iam_actions.ListRolePolicies,
-                iam_actions.ListAttachedRolePolicies,
-            ],
-            role_arns,
-            sid="ProjectRoles",
-        ),
-        iamdoc.pass_role(role_arns, list(PASSED_TO), sid="PassProjectRoles"),
-    ]
-
-
-def _builds(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            [cb.CreateProject, cb.UpdateProject, cb.DeleteProject, cb.BatchGetProjects],
-            arns.named("codebuild", "project/"),
-            sid="ProjectBuilds",
-        )
-    ]
-
-
-def _pipelines(arns: _Arns, config: Config) -> Statements:
-    statements = [
-        iamdoc.allow(
-            [
-                cp.CreatePipeline,
-                cp.UpdatePipeline,
-                cp.DeletePipeline,
-                cp.GetPipeline,
-                cp.GetPipelineState,
-                cp.TagResource,
-                cp.UntagResource,
-                cp.ListTagsForResource,
-            ],
-            arns.named("codepipeline", ""),
-            sid="ProjectPipelines",
-        )
-    ]
-    source = config.pipeline.source
-    if source.provider == "codeconnections":
-        # Connections created before the CodeConnections rename keep codestar-connections
-        # ARNs; each service checks its own action and condition key.
-        for service, action, sid in (
-            ("codeconnections", ccn.PassConnection, "PassSourceConnection"),
-            ("codestar-connections", csc.PassConnection, "PassLegacySourceConnection"),
-        ):
-            arn = source.connection_arn
-            if arn is not None and f":{service}:" not in arn:
-                continue
-            statements.append(
-                iamdoc.allow(
-                    [action],
-                    # Without a configured connection, the product asks for one at launch.
-                    arn or common.arn(service, "connection/*"),
-                    conditions=Condition(
-                        StringEquals(f"{service}:PassedToService", "codepipeline.amazonaws.com")
-                    ),
-                    sid=sid,
-                )
-            )
-    return statements
-
-
-def _rules(arns: _Arns) -> Statements:
-    return [
-        iamdoc.allow(
-            [
-                ev.PutRule,
-                ev.DeleteRule,
-                ev.DescribeRule,
-                ev.EnableRule,
-                ev.DisableRule,
-                ev.PutTargets,
-                ev.RemoveTargets,
-                ev.ListTargetsByRule,
-                ev.TagResource,
-                ev.UntagResource,
-                ev.ListTagsForResource,
-            ],
-            arns.named("events", "rule/"),
-            sid="ProjectRules",
-        )
-    ]
-
-
-def _network(arns: _Arns) -> Statements:
-    return [
-        # EC2 creation APIs act on IDs that exist only after the call (VPC, subnets,
-        # route tables, security groups, endpoints, flow logs); describe calls and the
-        # private-DNS association of interface endpoints support no resource scoping.
-        iamdoc.allow(
-            [
-                ec2.CreateVpc,
-                ec2.DeleteVpc,
-                ec2.ModifyVpcAttribute,
-                ec2.DescribeVpcAttribute,
-                ec2.DescribeVpcs,
-                ec2.CreateSubnet,
-                ec2.DeleteSubnet,
-                ec2.DescribeSubnets,
-                ec2.DescribeAvailabilityZones,
-                ec2.CreateRouteTable,
-                ec2.DeleteRouteTable,
-                ec2.AssociateRouteTable,
-                ec2.DisassociateRouteTable,
-                ec2.DescribeRouteTables,
-                ec2.CreateSecurityGroup,
-                ec2.DeleteSecurityGroup,
-                ec2.DescribeSecurityGroups,
-                ec2.AuthorizeSecurityGroupIngress,
-                ec2.AuthorizeSecurityGroupEgress,
-                ec2.RevokeSecurityGroupIngress,
-                ec2.RevokeSecurityGroupEgress,
-                ec2.CreateVpcEndpoint,
-                ec2.DeleteVpcEndpoints,
-                ec2.ModifyVpcEndpoint,
-                ec2.DescribeVpcEndpoints,
-                ec2.DescribePrefixLists,
-                ec2.CreateFlowLogs,
-                ec2.DeleteFlowLogs,
-                ec2.DescribeFlowLogs,
-                ec2.CreateTags,
-                ec2.DeleteTags,
-                logs.CreateLogDelivery,
-                logs.DeleteLogDelivery,
-                route53.AssociateVPCWithHostedZone,
-            ],
-            "*",
-            sid="ProjectNetwork",
-        )
-    ]
-
-
-#: Resource type of the pipeline stack -> (policy group, statement factory).
-PERMISSIONS: dict[str, tuple[str, Callable[..., Statements]]] = {
-    "AWS::KMS::Key": ("storage", _kms),
-    "AWS::KMS::Alias": ("storage", _kms),
-    "AWS::S3::Bucket": ("storage", _buckets),
-    "AWS::S3::BucketPolicy": ("storage", _bucket_policies),
-    "AWS::SNS::Topic": ("storage", _topics),
-    "AWS::SNS::TopicPolicy": ("storage", _topics),
-    "AWS::SNS::Subscription": ("storage", _topics),
-    "AWS::ECR::Repository": ("storage", _repositories),
-    "AWS::Logs::LogGroup": ("storage", _log_groups),
-    "AWS::IAM::Role": ("delivery", _roles),
-    "AWS::CodeBuild::Project": ("delivery", _builds),
-    "AWS::CodePipeline::Pipeline": ("delivery", _pipelines),
-    "AWS::Events::Rule": ("delivery", _rules),
-    **{
-        f"AWS::EC2::{kind}": ("network", _network)
-        for kind in (
-            "VPC", "Subnet", "RouteTable", "SubnetRouteTableAssociation", "SecurityGroup",
-            "SecurityGroupIngress", "SecurityGroupEgress", "VPCEndpoint", "FlowLog",
-        )
-    },
-}
-
-
 def pipeline_resource_types(config: Config) -> set[str]:
     """Resource types the pipeline product creates for ``config``."""
     return {r.resource_type for r in pipeline.build(config).resources.values()}
 
 
-def launch_statements(config: Config) -> dict[str, Statements]:
-    """Launch-role statements per policy group, for the pipeline product's resource types.
+def launch_statements(config: Config) -> Statements:
+    """The launch role's statements: the provisioned stack, then, for every resource type
+    the pipeline product creates, what CloudFormation's handler of that type calls
+    (``permissions.grants``), scoped to names under the organisation prefix."""
+    source = config.pipeline.source
+    uses_connection = source.provider == "codeconnections"
+    connection = source.connection_arn if uses_connection else None
+    scope = scopes.launch_scope(config.project.prefix, connection, uses_connection)
+    return [*_stack_statements(), *grants.statements(pipeline_resource_types(config), scope)]
 
-    Raises ``KeyError`` naming a resource type the launch role has no permissions for,
-    so a new resource in the pipeline stack cannot ship without them.
-    """
-    arns = _Arns(config.project.prefix)
-    groups: dict[str, Statements] = {"stack": _stack(arns)}
-    seen: set[Callable[..., Statements]] = set()
-    for resource_type in sorted(pipeline_resource_types(config)):
-        if resource_type not in PERMISSIONS:
-            raise KeyError(
-                f"the launch role has no permissions for {resource_type}: add it to "
-                "mlops_templates.stacks.studio.PERMISSIONS"
-            )
-        group, factory = PERMISSIONS[resource_type]
-        if factory in seen:
-            continue
-        seen.add(factory)
-        args = (arns, config) if factory is _pipelines else (arns,)
-        groups.setdefault(group, []).extend(factory(*args))
-    return groups
+
+def launch_policies(config: Config) -> list[Statements]:
+    """``launch_statements`` packed into managed policies under IAM's size limit."""
+    return iamdoc.pack(launch_statements(config))
 
 
 def _principal_id(arn: str) -> str:
@@ -462,10 +122,6 @@ WHY: dict[str, str] = {
     LAUNCH_ROLE: "Service Catalog creates each project's resources with this role, not "
     "with the Studio user's permissions",
     LAUNCH_CONSTRAINT: "Makes Service Catalog launch the product with the launch role",
-    POLICY_IDS["stack"]: "Lets the launch role run the provisioned stack",
-    POLICY_IDS["storage"]: "Key, buckets, topic, repository and log groups of a project",
-    POLICY_IDS["delivery"]: "Roles, builds, pipeline and rules of a project",
-    POLICY_IDS["network"]: "The private VPC of a project",
     API_LOGS_ROLE: "API Gateway writes the projects' API access logs with this role",
     API_ACCOUNT: "Account-wide API Gateway setting that access logging requires",
 }
@@ -549,23 +205,14 @@ def build(config: Config) -> Template:
         Tags=tags,
     )
     policies = []
-    for group, statements in launch_statements(config).items():
+    for index, statements in enumerate(launch_policies(config), start=1):
         policy = iam.ManagedPolicy(
-            POLICY_IDS[group],
-            ManagedPolicyName=naming.physical_name(config, f"launch-{group}", "iam-role"),
-            Description=f"Service Catalog launch permissions: {group}",
+            f"{LAUNCH_POLICY}{index}",
+            ManagedPolicyName=naming.physical_name(config, f"launch-{index}", "iam-role"),
+            Description=f"Service Catalog launch permissions of the project product ({index})",
             PolicyDocument=iamdoc.document(*statements),
             Roles=[Ref(role)],
         )
-        if group == "network":
-            common.skip_checkov(
-                policy,
-                {
-                    "CKV_AWS_111": "EC2 creates the VPC, subnets, route table, security groups, "
-                    "endpoints and flow log under IDs that exist only after the call; describe "
-                    "calls and Route 53's private-DNS association support no resource scoping",
-                },
-            )
         policies.append(policy)
     constraint = servicecatalog.LaunchRoleConstraint(
         LAUNCH_CONSTRAINT,
@@ -585,7 +232,11 @@ def build(config: Config) -> Template:
     if studio.api_gateway_logging_role:
         _add_all(template, _api_gateway_account(config))
     for logical_id, resource in template.resources.items():
-        why = WHY.get(logical_id) or "Lets this Studio execution role create projects from the portfolio"
+        why = WHY.get(logical_id) or (
+            "Lets the launch role create, update and delete a project's pipeline stack"
+            if logical_id.startswith(LAUNCH_POLICY)
+            else "Lets this Studio execution role create projects from the portfolio"
+        )
         describe(resource, why)
     describe_template(
         template,

@@ -1,0 +1,203 @@
+"""Where each deploying role may act: the project's ARNs per IAM resource type.
+
+Two roles deploy stacks:
+
+* the Service Catalog **launch role** (studio stack) creates any project's pipeline
+  stack, so its scope is every name under the organisation prefix (``<prefix>-*``);
+* the pipeline's **CloudFormation role** deploys one project's per-run stacks, so its
+  scope is that project's names (``<prefix>-<project>-*``).
+
+What each needs is not listed here: :mod:`grants` derives it from the resource types
+of the stacks (the registry schemas' handler permissions). A comment says why a
+pattern is a wildcard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from awacs.aws import Condition, StringEquals, StringLike
+
+from mlops_templates.permissions.grants import Scope
+from mlops_templates.stacks.common import arn
+
+#: Role-name suffixes of the pipeline stack (``<prefix>-<project>-<suffix>``).
+PIPELINE_ROLE_SUFFIXES = (
+    "codepipeline", "codebuild", "cloudformation", "sagemaker", "states", "events",
+    "flow-logs", "teardown",
+)
+#: Services the pipeline stack hands its roles to.
+PIPELINE_PASSED_TO = (
+    "codebuild.amazonaws.com",
+    "codepipeline.amazonaws.com",
+    "events.amazonaws.com",
+    "lambda.amazonaws.com",
+    "vpc-flow-logs.amazonaws.com",
+)
+#: Name prefixes of the roles the per-run stacks create (``<prefix>-<project>-<component>-``).
+RUN_ROLE_COMPONENTS = ("prd",)
+#: Services the per-run stacks hand roles to.
+RUN_PASSED_TO = (
+    "codedeploy.amazonaws.com",
+    "lambda.amazonaws.com",
+    "sagemaker.amazonaws.com",
+    "states.amazonaws.com",
+)
+#: Application Auto Scaling's service-linked role for SageMaker endpoint variants.
+AUTOSCALING_SLR = (
+    "role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"
+)
+
+_APIGW = {"region": True, "account": False}
+
+
+def _apigw(*paths: str) -> tuple[Any, ...]:
+    # API Gateway generates API, stage, deployment, key and plan IDs; management ARNs
+    # carry no account.
+    return tuple(arn("apigateway", path, **_APIGW) for path in paths)
+
+
+def _ec2(kind: str) -> tuple[Any, ...]:
+    # EC2 generates every ID these resources get.
+    return (arn("ec2", f"{kind}/*"),)
+
+
+def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool = True) -> Scope:
+    """Any project's pipeline stack under ``prefix`` (the Service Catalog launch role).
+
+    ``connection_arn``: the configured source connection (None: asked for at launch);
+    ``uses_connection``: False when the source is CodeCommit.
+    """
+    named = f"{prefix}-*"
+    roles = tuple(arn("iam", f"role/{prefix}-*-{suffix}", region=False) for suffix in PIPELINE_ROLE_SUFFIXES)
+    resources: dict[tuple[str, str], tuple[Any, ...]] = {
+        ("codebuild", "project"): (arn("codebuild", f"project/{named}"),),
+        ("codepipeline", "pipeline"): (arn("codepipeline", named),),
+        ("ecr", "repository"): (arn("ecr", f"repository/{named}"),),
+        ("events", "rule-on-default-event-bus"): (arn("events", f"rule/{named}"),),
+        ("iam", "role"): roles,
+        # The CloudFormation role's managed policies only (never the launch role's own).
+        ("iam", "policy"): (arn("iam", f"policy/{prefix}-*-cloudformation-*", region=False),),
+        ("kms", "alias"): (arn("kms", f"alias/{named}"),),
+        # Key IDs are generated: the tag condition scopes what happens after creation.
+        ("kms", "key"): (arn("kms", "key/*"),),
+        ("lambda", "function"): (arn("lambda", f"function:{named}"),),
+        ("logs", "log-group"): (arn("logs", f"log-group:/{prefix}/*"),),
+        ("s3", "bucket"): (arn("s3", named, region=False, account=False),),
+        ("sns", "topic"): (arn("sns", named),),
+        ("ec2", "vpc"): _ec2("vpc"),
+        ("ec2", "subnet"): _ec2("subnet"),
+        ("ec2", "route-table"): _ec2("route-table"),
+        ("ec2", "security-group"): _ec2("security-group"),
+        ("ec2", "vpc-endpoint"): _ec2("vpc-endpoint"),
+        ("vpce", "vpc-endpoint"): _ec2("vpc-endpoint"),
+        ("ec2", "vpc-flow-log"): _ec2("vpc-flow-log"),
+    }
+    for service in ("codestar-connections", "codeconnections"):
+        if not uses_connection:
+            continue
+        if connection_arn is None:
+            # Without a configured connection, the product asks for one at launch.
+            resources[(service, "Connection")] = (arn(service, "connection/*"),)
+        elif f":{service}:" in connection_arn:
+            resources[(service, "Connection")] = (connection_arn,)
+    return Scope(
+        resources=resources,
+        tagged=frozenset({("kms", "key")}),
+        absent=frozenset()
+        if uses_connection
+        else frozenset({("codestar-connections", "Connection"), ("codeconnections", "Connection")}),
+        tag=("mlops:project", named),
+        tag_operator=StringLike,
+        conditions={
+            "iam:PassRole": Condition(StringEquals("iam:PassedToService", list(PIPELINE_PASSED_TO))),
+            "codestar-connections:PassConnection": Condition(
+                StringEquals("codestar-connections:PassedToService", "codepipeline.amazonaws.com")
+            ),
+            "codeconnections:PassConnection": Condition(
+                StringEquals("codeconnections:PassedToService", "codepipeline.amazonaws.com")
+            ),
+        },
+    )
+
+
+def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any) -> Scope:
+    """One project's per-run stacks (the pipeline's CloudFormation role).
+
+    ``base``: ``<prefix>-${SageMakerProjectName}`` (a ``Fn::Sub`` text).
+    """
+    from troposphere import Join, Sub
+
+    named = f"{base}-*"
+    stack_roles = tuple(
+        arn("iam", f"role/{base}-{component}-*", region=False) for component in RUN_ROLE_COMPONENTS
+    )
+    passed = stack_roles + tuple(
+        arn("iam", f"role/{base}-{suffix}", region=False) for suffix in ("sagemaker", "states")
+    )
+    resources: dict[tuple[str, str], tuple[Any, ...]] = {
+        ("apigateway", "RestApi"): _apigw("/restapis", "/restapis/*", "/tags/*"),
+        ("apigateway", "Deployment"): _apigw("/restapis", "/restapis/*"),
+        ("apigateway", "Stage"): _apigw("/restapis", "/restapis/*"),
+        ("apigateway", "ApiKey"): _apigw("/apikeys", "/apikeys/*", "/tags/*"),
+        ("apigateway", "UsagePlan"): _apigw("/usageplans", "/usageplans/*", "/tags/*"),
+        ("apigateway", "UsagePlanKey"): _apigw("/usageplans", "/usageplans/*"),
+        # Application Auto Scaling generates scalable-target IDs.
+        ("application-autoscaling", "ScalableTarget"): (
+            arn("application-autoscaling", "scalable-target/*"),
+        ),
+        ("cloudwatch", "alarm"): (
+            arn("cloudwatch", f"alarm:{named}"),
+            # Target tracking names its alarms after the endpoint.
+            arn("cloudwatch", f"alarm:TargetTracking-endpoint/{named}"),
+        ),
+        ("codedeploy", "application"): (arn("codedeploy", f"application:{named}"),),
+        ("codedeploy", "deploymentgroup"): (arn("codedeploy", f"deploymentgroup:{named}"),),
+        # CodeDeploy's predefined CodeDeployDefault.Lambda* configurations.
+        ("codedeploy", "deploymentconfig"): (arn("codedeploy", "deploymentconfig:*"),),
+        ("iam", "role"): stack_roles,
+        ("kms", "key"): (key_arn,),
+        ("lambda", "function"): (arn("lambda", f"function:{named}"),),
+        ("lambda", "function alias"): (arn("lambda", f"function:{named}:*"),),
+        ("lambda", "function version"): (arn("lambda", f"function:{named}:*"),),
+        ("logs", "log-group"): (
+            arn("logs", f"log-group:{named}"),
+            arn("logs", f"log-group:/aws/vendedlogs/states/{named}"),
+        ),
+        # Packaged Lambda code.
+        ("s3", "object"): (Join("", [artifact_bucket_arn, "/packages/*"]),),
+        ("sagemaker", "endpoint"): (arn("sagemaker", f"endpoint/{named}"),),
+        # CloudFormation generates model, endpoint-config and job-definition names so that
+        # replacements never collide: tags scope what happens after creation.
+        ("sagemaker", "endpoint-config"): (arn("sagemaker", "endpoint-config/*"),),
+        ("sagemaker", "model"): (arn("sagemaker", "model/*"),),
+        ("sagemaker", "data-quality-job-definition"): (
+            arn("sagemaker", "data-quality-job-definition/*"),
+        ),
+        ("sagemaker", "model-package-group"): (arn("sagemaker", f"model-package-group/{named}"),),
+        ("sagemaker", "monitoring-schedule"): (arn("sagemaker", f"monitoring-schedule/{named}"),),
+        ("sns", "topic"): (arn("sns", named),),
+        ("states", "statemachine"): (arn("states", f"stateMachine:{named}"),),
+    }
+    return Scope(
+        resources=resources,
+        tagged=frozenset(
+            {
+                ("sagemaker", "endpoint-config"),
+                ("sagemaker", "model"),
+                ("sagemaker", "data-quality-job-definition"),
+            }
+        ),
+        tag=("mlops:project", Sub(base)),
+        overrides={
+            "iam:PassRole": passed,
+            "iam:CreateServiceLinkedRole": (arn("iam", AUTOSCALING_SLR, region=False),),
+        },
+        conditions={
+            "iam:PassRole": Condition(StringEquals("iam:PassedToService", list(RUN_PASSED_TO))),
+            "iam:CreateServiceLinkedRole": Condition(
+                StringEquals("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com")
+            ),
+        },
+    )
