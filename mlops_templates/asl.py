@@ -112,6 +112,16 @@ def string_split(text: str, separator: str) -> str:
     return f"States.StringSplit({text}, {literal(separator)})"
 
 
+def array_get_item(array: str, index: int) -> str:
+    """``States.ArrayGetItem``: item ``index`` (from 0) of an intrinsic array."""
+    return f"States.ArrayGetItem({array}, {index})"
+
+
+def uuid() -> str:
+    """``States.UUID()``: a random version 4 UUID (lower-case hex), new on each call."""
+    return "States.UUID()"
+
+
 # ------------------------------------------------------------------- retry and catch
 
 
@@ -606,6 +616,7 @@ __all__ = [
     "Succeed",
     "Task",
     "all_states",
+    "array_get_item",
     "fmt",
     "is_numeric",
     "is_present",
@@ -619,4 +630,5 @@ __all__ = [
     "string_to_json",
     "substitute",
     "transitions",
+    "uuid",
 ]

@@ -71,14 +71,40 @@ BUCKET_SUFFIXES = ("art", "data", "logs")
 ACCOUNT_ID_LENGTH = 12
 LONGEST_REGION = 14  # e.g. ap-southeast-2
 
-#: Characters reserved in SageMaker job names for the run id (``-<run id>-<step>``).
-RUN_ID_MAX_LENGTH = 24
-JOB_SUFFIX_MAX_LENGTH = 11  # e.g. "-preprocess"
+#: SageMaker job and model names of the training workflow are
+#: ``<base>-<run id>-<step>-<attempt>-<redrive count>``: unique per attempt (SageMaker
+#: refuses a name used before in the account and region, so a retried run needs new ones)
+#: and still led by the run id. The most characters of each part after ``<base>``, which
+#: :func:`check_lengths` adds up. ``-<run id>``: ``[a-z0-9-]``; the pipeline passes 13, the
+#: first two groups of its execution id (``stacks/pipeline_build.run_id``).
+RUN_ID_MAX_LENGTH = 13
+#: ``-<step>``: the longest workflow step ("-train", "-stats", "-model").
+JOB_SUFFIX_MAX_LENGTH = 6
+#: ``-<attempt>``: eight hex digits drawn once per execution (``States.UUID``).
+ATTEMPT_ID_LENGTH = 8
+#: ``-<redrive count>``: ``$$.Execution.RedriveCount``. Step Functions redrives an
+#: execution only while its history has under 25,000 events and each redrive adds at
+#: least three (redriven, a state entered, the end), so the count has at most 4 digits.
+REDRIVE_COUNT_MAX_DIGITS = 4
+ATTEMPT_SUFFIX_MAX_LENGTH = 1 + ATTEMPT_ID_LENGTH + 1 + REDRIVE_COUNT_MAX_DIGITS
+#: Characters a workflow job name has after ``<base>``, at most.
+JOB_NAME_AFTER_BASE = 1 + RUN_ID_MAX_LENGTH + JOB_SUFFIX_MAX_LENGTH + ATTEMPT_SUFFIX_MAX_LENGTH
 
 
 def base(config: Config) -> str:
     """``<prefix>-<project>``: the start of every physical name."""
     return f"{config.project.prefix}-{config.project.name}"
+
+
+def job_name_format(config: Config, step: str) -> str:
+    """``<base>-{}-<step>-{}-{}``: a workflow job or model name with ``{}`` for the run
+    id, the attempt id and the redrive count (``States.Format`` and ``str.format`` alike)."""
+    return f"{base(config)}-{{}}-{step}-{{}}-{{}}"
+
+
+def job_name_max_length(config: Config) -> int:
+    """The longest workflow job or model name any accepted run id can produce."""
+    return len(base(config)) + JOB_NAME_AFTER_BASE
 
 
 def physical_name(config: Config, component: str, limit: str = "sagemaker") -> str:
@@ -93,8 +119,20 @@ def physical_name(config: Config, component: str, limit: str = "sagemaker") -> s
     return name
 
 
+#: Stacks deployed once per account and region for every project of the prefix: named
+#: ``<prefix>-<stack>``, not after a project.
+ORG_STACKS = frozenset({"account"})
+
+
+def org_name(config: Config, component: str) -> str:
+    """``<prefix>-<component>``: a name shared by every project of the prefix."""
+    return f"{config.project.prefix}-{component}"
+
+
 def stack_name(config: Config, stack: str) -> str:
     """CloudFormation stack name for one of this library's stacks."""
+    if stack in ORG_STACKS:
+        return org_name(config, stack)
     return physical_name(config, stack, "stack")
 
 
@@ -102,13 +140,13 @@ def check_lengths(config: Config) -> None:
     """Raise :class:`ConfigError` if any name this library derives is too long."""
     for component, limit in COMPONENTS.items():
         physical_name(config, component, limit)
-    job_budget = len(base(config)) + 1 + RUN_ID_MAX_LENGTH + JOB_SUFFIX_MAX_LENGTH
-    if job_budget > LIMITS["sagemaker"]:
+    if job_name_max_length(config) > LIMITS["sagemaker"]:
+        room = LIMITS["sagemaker"] - JOB_NAME_AFTER_BASE
         raise ConfigError(
             f"project.prefix/project.name: '{base(config)}' leaves too little room for "
-            f"SageMaker job names (<name>-<run id of up to {RUN_ID_MAX_LENGTH}>-<step> must "
-            f"fit in {LIMITS['sagemaker']} characters); keep prefix + name under "
-            f"{LIMITS['sagemaker'] - RUN_ID_MAX_LENGTH - JOB_SUFFIX_MAX_LENGTH - 1} characters"
+            f"SageMaker job names (<name>-<run id of up to {RUN_ID_MAX_LENGTH}>-<step>-"
+            f"<attempt>-<redrive count> must fit in {LIMITS['sagemaker']} characters); "
+            f"keep prefix + name (with the hyphen between) within {room} characters"
         )
     for suffix in BUCKET_SUFFIXES:
         length = len(base(config)) + 1 + ACCOUNT_ID_LENGTH + 1 + LONGEST_REGION + 1 + len(suffix)

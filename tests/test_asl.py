@@ -94,6 +94,11 @@ def test_other_intrinsics() -> None:
     assert asl.string_to_json("$.Body") == "States.StringToJson($.Body)"
     assert asl.json_merge("$.a", "$.b") == "States.JsonMerge($.a, $.b, false)"
     assert asl.string_split("$.s", ",") == "States.StringSplit($.s, ',')"
+    assert asl.array_get_item("$.a", 2) == "States.ArrayGetItem($.a, 2)"
+    # Intrinsics nest: the first group of a fresh UUID.
+    assert asl.array_get_item(asl.string_split(asl.uuid(), "-"), 0) == (
+        "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)"
+    )
 
 
 # ---------------------------------------------------------------------- rendering

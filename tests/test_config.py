@@ -131,5 +131,13 @@ def test_every_accepted_name_fits_every_aws_limit(prefix: str, name: str) -> Non
         return
     for component, limit in naming.COMPONENTS.items():
         assert len(naming.physical_name(cfg, component, limit)) <= naming.LIMITS[limit]
-    longest_job = f"{naming.base(cfg)}-{'r' * naming.RUN_ID_MAX_LENGTH}-preprocess"
+    # The longest workflow job name: longest run id and step, the most redrives.
+    from mlops_templates.stacks import workflow
+
+    step = max(workflow.STEPS, key=len)
+    longest_job = naming.job_name_format(cfg, step).format(
+        "r" * naming.RUN_ID_MAX_LENGTH,
+        "a" * naming.ATTEMPT_ID_LENGTH,
+        "9" * naming.REDRIVE_COUNT_MAX_DIGITS,
+    )
     assert len(longest_job) <= naming.LIMITS["sagemaker"]

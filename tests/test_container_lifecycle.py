@@ -137,25 +137,79 @@ def test_evaluation_report_shape(lifecycle) -> None:
     assert 0.3 < metrics["r2"]["value"] < 0.8
 
 
-def test_evaluate_scores_a_builtin_xgboost_model(lifecycle, tmp_path: Path) -> None:
-    """A model.tar.gz from the built-in algorithm, trained on preprocess's encoded copies."""
+def _builtin_artifact(lifecycle, tmp_path: Path, version: str):
+    """``model.tar.gz`` as built-in XGBoost ``version`` writes it (trained on preprocess's
+    encoded copies), raw rows, and what XGBoost predicts for them."""
     import numpy as np
     import xgboost as xgb
 
-    encoded = np.loadtxt(lifecycle.jobs / "processing/output/xgboost/train/train.csv",
-                         delimiter=",")
-    booster = xgb.train({"max_depth": 3, "eta": 0.3, "nthread": 1},
-                        xgb.DMatrix(encoded[:, 1:], label=encoded[:, 0]), num_boost_round=20)
-    booster.save_model(str(tmp_path / "model.ubj"))
-    (tmp_path / "xgboost-model").write_bytes((tmp_path / "model.ubj").read_bytes())
+    from .test_container_units import (
+        BUILTIN_1_7_MODEL,
+        BUILTIN_1_7_PREDICTIONS,
+        BUILTIN_1_7_ROWS,
+        schema,
+    )
+
+    artifact = tmp_path / "xgboost-model"
+    if version == "1.7-1":  # XGBoost 1.7's legacy binary format
+        artifact.write_bytes(BUILTIN_1_7_MODEL)
+        rows, expected = BUILTIN_1_7_ROWS, BUILTIN_1_7_PREDICTIONS
+    else:  # 3.0-5 saves the same way, which XGBoost 3 writes as UBJSON
+        encoded = np.loadtxt(lifecycle.jobs / "processing/output/xgboost/train/train.csv",
+                             delimiter=",")
+        booster = xgb.train({"max_depth": 3, "eta": 0.3, "nthread": 1},
+                            xgb.DMatrix(encoded[:, 1:], label=encoded[:, 0]),
+                            num_boost_round=20)
+        # save_model("xgboost-model") writes these bytes (and warns of its default).
+        artifact.write_bytes(booster.save_raw("ubj"))
+        rows = BUILTIN_1_7_ROWS
+        features = schema.FeatureSpec().encode(schema.parse_csv("\n".join(rows)))
+        expected = booster.inplace_predict(features)
     with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as archive:
-        archive.add(tmp_path / "xgboost-model", arcname="xgboost-model")
-    step = local.run_step("evaluate", tmp_path, "--model", str(tmp_path / "model.tar.gz"),
+        archive.add(artifact, arcname="xgboost-model")
+    return tmp_path / "model.tar.gz", rows, expected
+
+
+@pytest.mark.parametrize("version", ["1.7-1", "3.0-5"])
+def test_evaluate_scores_a_builtin_xgboost_model(lifecycle, tmp_path: Path, version: str) -> None:
+    """A model.tar.gz from the built-in algorithm, trained on preprocess's encoded copies."""
+    tarball, _, _ = _builtin_artifact(lifecycle, tmp_path, version)
+    step = local.run_step("evaluate", tmp_path, "--model", str(tarball),
                           "--test", str(lifecycle.jobs / "processing/output/test"),
                           "--output", str(tmp_path / "evaluation"))
     assert "model: builtin" in step.output
     report = json.loads((tmp_path / "evaluation/evaluation.json").read_text())
     assert 1.5 < report["regression_metrics"]["rmse"]["value"] < 3.0
+
+
+@pytest.mark.parametrize("version", ["1.7-1", "3.0-5"])
+def test_a_builtin_xgboost_model_is_served_from_raw_rows(lifecycle, tmp_path: Path,
+                                                         version: str) -> None:
+    """What the workflow deploys when the built-in image trained: this container, serving
+    the built-in artifact to the rows clients send (the built-in image takes only encoded,
+    numeric CSV)."""
+    import numpy as np
+
+    tarball, rows, expected = _builtin_artifact(lifecycle, tmp_path, version)
+    endpoint = local.Lifecycle(root=tmp_path / "endpoint")
+    endpoint.model_tarball.parent.mkdir(parents=True)
+    endpoint.model_tarball.write_bytes(tarball.read_bytes())
+    srv = endpoint.serve(workers=1, log=tmp_path / "serve.log")
+    try:
+        srv.wait_ready()
+        status, headers, body = post(srv, "\n".join(rows))
+        assert status == 200 and headers["content-type"] == "text/csv"
+        assert np.allclose([float(v) for v in body.split()], expected, rtol=1e-6)
+        assert post(srv, f"{HEADER}\n" + "\n".join(rows))[2] == body
+        keyed = [dict(zip(HEADER.split(","), [r.split(",")[0], *map(float, r.split(",")[1:])]))
+                 for r in rows]
+        status, _, answer = post(srv, json.dumps({"instances": keyed}), "application/json",
+                                 "application/json")
+        assert status == 200
+        assert json.loads(answer)["predictions"] == [float(v) for v in body.split()]
+    finally:
+        srv.stop()
+    assert "serving the builtin model" in srv.log()
 
 
 # --- serving --------------------------------------------------------------------------------

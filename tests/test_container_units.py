@@ -3,8 +3,11 @@ content negotiation, and the flattened-tree predictor against XGBoost itself."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ from hypothesis import strategies as st
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "container"))
 
-from mlcontainer import inference, model, paths, preprocess, schema, train
+from mlcontainer import inference, legacy, model, paths, preprocess, schema, train
 from mlcontainer.errors import DataError, UserError
 from mlcontainer.evaluate import regression_metrics
 from mlcontainer.forest import Forest
@@ -449,6 +452,94 @@ def test_model_files_errors(tmp_path: Path) -> None:
     (tmp_path / model.BUILTIN_MODEL_FILE).write_bytes(b"\x80\x04pickled")
     with pytest.raises(UserError, match="pickled booster"):
         model.Predictor.from_dir(tmp_path)
+
+
+# --- the built-in algorithm's models -------------------------------------------------------
+
+#: ``xgboost-model`` as SageMaker's built-in XGBoost 1.7-1 saves it (``Booster.save_model``,
+#: no extension: XGBoost 1.x's legacy binary format), here made by XGBoost 1.7.6 from the
+#: default encoding of container/data/abalone.csv (6 rounds, depth 2, eta 0.5, with early
+#: stopping on the last 20 %); zlib-compressed, base64. XGBoost 3.1 and later cannot read
+#: this format themselves.
+BUILTIN_1_7_MODEL = zlib.decompress(base64.b64decode(
+    "eNpLysxLY2BgsOdjgABGJJodSsPEaA0EoHRRarpVcWFpYlFqSmpRUX4RG1Q8PamkKDWVjY4uIgfAQg4G+AaBm/4D"
+    "AchdTEDMycDQ0J3jbgdkNjADCRao2PXFBbYgtaxADApjLqDY2gvn7ID6Gv5DAUg+ZIWKAyPUTJjY6uoGByY0dQb3"
+    "roDEUNTlb57ncCBDyY3hQoDr9BkSjiAxhzMvXBgerHFRWvvWAcRfIDLNleHAFxfxOANHuAcaJjqHrFjigOB3uKyu"
+    "ZkDIH5BzMbgXguAnLHXJ3yznOFTiY0ZeE0Z8hDx+ihEfvD5HMeLj4Jkd9ujx8ZefHyM+pl0vwYiPXENdB4f8MFdQ"
+    "fBgfnQEJ3+MdLgwOb1ziiirAfAWluS4MCVtdzlzfiwh/BwOXg2csEHyFKS5/+fsRfIblztOuf0HwF3S75BqudRg6"
+    "+eM4SnyAwr5H5K4dcnzwAMX05RZgxEfN7GUY8TGdzccePT6+vrlujx4fO+M0HRi273cBxYfjdwlweG3wMnVhEDB2"
+    "PWjMDgnPu/udGRjeOatvaESE74HtLjWz1RD8hHUu09nO2CN8ONv565twpPhRc94Zt3JIxAcofEE1FHJ8gMKeQWg6"
+    "SnwA5RrS0tow4uOrNh9GfNywa8SIDxdt8f3o8TH18SK7F1sdwPERbDYTHJ4BVq+cGR7wu3o2HQLz2zzagPxGF6fy"
+    "b3aI8mmey1ftPkT4OzS63LBjRAr/DU4u2tP3I+Iv12XqYyX7oZI/TOOYUOIDGAcNra8vopRX3EAxLhMLjPhQi5Lf"
+    "ix4fUl/W2qHHR5WEIEZ5lXY61J5h7XZnUHys85cEh9eUN/3A/ODpmlbGAeafKVcB8n85lU8URKovpF3UoubvRZRX"
+    "Sq5SX3SR8scJxyqJiUjxc8Ip7fTVIREfoLJpYekelPIKlBeMjSfbodcfJoHvMeLjZdHOfejxcY1bGiN/sB5UtkOP"
+    "j9acOXvl21rB8aF4dSbYPqtZDMDwv+L8wrEVHH47w4H8ADPXl5KuiPzBIOL0ssgSkf4bDjpf456NiA8DVlfWg4uR"
+    "8pOLS2uOzD58YcKCFj9JqcUl8ZklqUWJJZn5ebAWo6kAsnQeqEEZn5OZm1kCU2DGhaygODm/KFUQKmKoZ2FuZmJp"
+    "ZmJuZGZgamJgwgmVyE/KSk0uySxLdYUKVCvlJeamKlkpoTdllXRAQvE5+cXF8QWJRYm5SlbVSsXJiTmp8QX5xfHl"
+    "qZnpGSVAfYZKtbUAFaQEew=="
+))
+#: Raw rows, and what XGBoost 1.7.6 predicted for them from the encoded features.
+BUILTIN_1_7_ROWS = [
+    "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15",
+    "F,0.53,0.42,0.135,0.677,0.2565,0.1415,0.21",
+    "I,0.33,0.255,0.08,0.205,0.0895,0.0395,0.055",
+    "M,0.7,0.55,0.2,1.5,0.6,0.3,0.45",
+]
+BUILTIN_1_7_PREDICTIONS = np.array([8.223793, 12.198492, 5.752652, 13.054583], dtype=np.float32)
+
+
+def test_a_builtin_1_7_model_in_the_legacy_binary_format_is_served_from_raw_rows(
+    tmp_path: Path,
+) -> None:
+    assert legacy.is_legacy(BUILTIN_1_7_MODEL)
+    (tmp_path / model.BUILTIN_MODEL_FILE).write_bytes(BUILTIN_1_7_MODEL)
+    predictor = model.Predictor.from_dir(tmp_path, nthread=1)
+    assert predictor.kind == "builtin"
+    assert predictor.spec == schema.FeatureSpec()
+    rows = schema.parse_csv("\n".join(BUILTIN_1_7_ROWS), label="optional")
+    # Bit for bit what XGBoost 1.7 predicts, on both prediction paths.
+    assert np.array_equal(predictor.predict(rows), BUILTIN_1_7_PREDICTIONS)
+    features = predictor.spec.encode(rows)
+    assert np.array_equal(predictor.booster.inplace_predict(features), BUILTIN_1_7_PREDICTIONS)
+    _, answer = inference.InvocationHandler(predictor)(
+        "\n".join(BUILTIN_1_7_ROWS).encode(), "text/csv", None
+    )
+    assert np.allclose([float(v) for v in answer.split()], BUILTIN_1_7_PREDICTIONS, rtol=1e-6)
+
+
+def test_the_legacy_conversion_keeps_the_model(tmp_path: Path) -> None:
+    document = legacy.to_json(BUILTIN_1_7_MODEL)
+    learner = document["learner"]
+    assert document["version"] == [1, 7, 0]
+    assert learner["objective"] == {"name": "reg:squarederror",
+                                    "reg_loss_param": {"scale_pos_weight": "1"}}
+    assert learner["learner_model_param"]["num_feature"] == "14"
+    assert learner["attributes"]["best_iteration"] == "5"  # early stopping's, kept
+    trees = learner["gradient_booster"]["model"]["trees"]
+    assert len(trees) == 6 and trees[0]["parents"][0] == 0x7FFFFFFF  # the root's
+    for tree in trees:
+        leaves = [i for i, left in enumerate(tree["left_children"]) if left == -1]
+        assert leaves and all(tree["right_children"][i] == -1 for i in leaves)
+
+
+def _legacy_header(major: int = 1, booster: str = "gbtree") -> bytes:
+    def string(text: str) -> bytes:
+        return struct.pack("<Q", len(text)) + text.encode()
+
+    param = struct.pack("<fIiiiIIIi100x", 0.5, 14, 0, 1, 0, major, 7, 1, 1)
+    return legacy.HEADER + param + string("reg:squarederror") + string(booster)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (BUILTIN_1_7_MODEL[:400], "truncated or corrupt"),
+    (_legacy_header(booster="gblinear"), "'gblinear' booster"),
+    (_legacy_header(major=0), "before 1.0"),
+])
+def test_legacy_models_it_cannot_read_are_named(tmp_path: Path, data: bytes, message: str) -> None:
+    (tmp_path / model.BUILTIN_MODEL_FILE).write_bytes(data)
+    with pytest.raises(UserError, match=message) as caught:
+        model.Predictor.from_dir(tmp_path)
+    assert str(caught.value).startswith(str(tmp_path / model.BUILTIN_MODEL_FILE))
 
 
 @pytest.mark.parametrize(("env", "message"), [

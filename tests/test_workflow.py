@@ -160,14 +160,18 @@ def test_state_machine_is_standard_encrypted_logged_and_traced(
     group = template["Resources"][workflow.LOG_GROUP]["Properties"]
     assert group["KmsKeyId"] == {"Ref": "KmsKeyArn"}
     assert group["RetentionInDays"] == example_config.pipeline.log_retention_days
-    assert group["LogGroupName"] == "/aws/vendedlogs/states/mlops-abalone-training"
+    # Unique per stack instance: a re-created workflow stack never meets a kept log group.
+    assert group["LogGroupName"]["Fn::Sub"][0] == "/aws/vendedlogs/states/mlops-abalone-training-${Suffix}"
+    assert template["Resources"][workflow.LOG_GROUP]["DeletionPolicy"] == "RetainExceptOnCreate"
 
 
 def test_model_package_group_is_created_and_kept(example_config: config.Config) -> None:
     resource = _template(example_config)["Resources"][workflow.MODEL_PACKAGE_GROUP]
     assert resource["Type"] == "AWS::SageMaker::ModelPackageGroup"
     assert resource["Properties"]["ModelPackageGroupName"] == "mlops-abalone-models"
-    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    # Kept when the stack is deleted, removed when its own first create fails.
+    assert resource["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert resource["UpdateReplacePolicy"] == "Retain"
 
 
 def test_substitutions_match_the_placeholders(variant: tuple[str, config.Config]) -> None:
@@ -295,21 +299,74 @@ def test_jobs_are_encrypted_and_named_after_the_run(variant: tuple[str, config.C
         has_key = cluster.get("VolumeKmsKeyId") == "${KmsKeyArn}"
         assert has_key == (family not in workflow.LOCAL_STORAGE_FAMILIES), name
         job_name = params.get("ProcessingJobName.$") or params["TrainingJobName.$"]
-        assert job_name == f"$.JobNames.{name.capitalize()}", name
+        assert job_name == workflow.job_name(cfg, JOB_STEPS[name]), name
         assert {"Key": "mlops:run-id", "Value.$": "$.RunId"} in params["Tags"]
-    names = definition["States"][workflow.INITIALIZE]["Parameters"]["JobNames"]
+    model = tasks[workflow.CREATE_MODEL]["Parameters"]["ModelName.$"]
+    assert model == workflow.job_name(cfg, workflow.STEP_MODEL)
+
+
+#: Task -> the step its job (or model) is named after.
+JOB_STEPS = {
+    "Preprocess": workflow.STEP_PREPROCESS,
+    "Train": workflow.STEP_TRAIN,
+    "Baseline": workflow.STEP_BASELINE,
+    "Evaluate": workflow.STEP_EVALUATE,
+    "CreateModel": workflow.STEP_MODEL,
+}
+
+
+def test_job_names_are_new_per_attempt_and_redrive(variant: tuple[str, config.Config]) -> None:
+    """Made at the Task from the run id, the execution's attempt id and its redrive count."""
+    cfg = variant[1]
     base = naming.base(cfg)
+    assert set(JOB_STEPS.values()) == set(workflow.STEPS)
     for step in workflow.STEPS:
-        assert names[f"{step.capitalize()}.$"] == f"States.Format('{base}-{{}}-{step}', $.RunId)"
-        longest = f"{base}-{'x' * naming.RUN_ID_MAX_LENGTH}-{step}"
-        assert len(longest) <= naming.LIMITS["sagemaker"], longest
+        assert workflow.job_name(cfg, step) == (
+            f"States.Format('{base}-{{}}-{step}-{{}}-{{}}', "
+            "$.RunId, $.Attempt, $$.Execution.RedriveCount)"
+        )
+        assert len(step) + 1 <= naming.JOB_SUFFIX_MAX_LENGTH, step
+        longest = naming.job_name_format(cfg, step).format(
+            "r" * naming.RUN_ID_MAX_LENGTH,
+            "a" * naming.ATTEMPT_ID_LENGTH,
+            "9" * naming.REDRIVE_COUNT_MAX_DIGITS,
+        )
+        assert len(longest) <= naming.job_name_max_length(cfg) <= naming.LIMITS["sagemaker"]
+    definition = workflow.definition(cfg)
+    attempt = definition["States"][workflow.NEW_ATTEMPT]
+    # The first group of a UUID: always ATTEMPT_ID_LENGTH (8) lower-case hex digits.
+    assert attempt["Parameters"] == {
+        "Id.$": "States.ArrayGetItem(States.StringSplit(States.UUID(), '-'), 0)"
+    }
+    assert naming.ATTEMPT_ID_LENGTH == len("1624a1d1")
+    assert attempt["ResultPath"] == "$.NewAttempt" and attempt["Next"] == workflow.INITIALIZE
+    initialize = definition["States"][workflow.INITIALIZE]["Parameters"]
+    assert initialize["Attempt.$"] == "$.NewAttempt.Id"
+    assert "JobNames" not in initialize  # a name made before its Task would miss redrives
+
+
+def test_registration_is_idempotent_per_attempt(example_config: config.Config) -> None:
+    tasks = _tasks(workflow.definition(example_config))
+    params = tasks[workflow.REGISTER_MODEL]["Parameters"]
+    # Not the redrive count: a redrive re-runs RegisterModel with the same model.
+    assert params["ClientToken.$"] == "States.Format('{}-{}', $.RunId, $.Attempt)"
+    assert naming.RUN_ID_MAX_LENGTH + 1 + naming.ATTEMPT_ID_LENGTH <= 36  # the API's limit
+    assert params["CustomerMetadataProperties"] == {
+        "RunId.$": "$.RunId",
+        "Attempt.$": "$.Attempt",
+        "ModelName.$": "$.Model.ModelName",
+        "TrainingImage.$": "$.Training.TrainingImage",
+    }
+    selector = tasks[workflow.CREATE_MODEL]["ResultSelector"]
+    assert selector["ModelName.$"] == "States.ArrayGetItem(States.StringSplit($.ModelArn, '/'), 1)"
 
 
 def test_run_id_pattern() -> None:
     pattern = re.compile(workflow.RUN_ID_PATTERN)
-    for good in ("a", "0f1e2d3c-4b5a-6978-8796", "manual-run-1", "x" * 24):
+    longest = naming.RUN_ID_MAX_LENGTH
+    for good in ("a", "1624a1d1-3699", "manual-run-1", "x" * longest):
         assert pattern.fullmatch(good), good
-    for bad in ("", "-a", "a-", "Upper", "a_b", "a.b", "x" * 25, "2024-01-01T10:00"):
+    for bad in ("", "-a", "a-", "Upper", "a_b", "a.b", "x" * (longest + 1), "2024-01-01T10:00"):
         assert not pattern.fullmatch(bad), bad
 
 
@@ -436,7 +493,7 @@ def test_run_paths_follow_the_s3_layout(example_config: config.Config) -> None:
     paths = workflow.definition(example_config)["States"][workflow.INITIALIZE]["Parameters"][
         "Paths"
     ]
-    fmt = "States.Format('s3://{{}}/runs/{{}}/{}', $.Settings.Bucket, $.RunId)"
+    fmt = "States.Format('s3://{{}}/runs/{{}}/{{}}/{}', $.Settings.Bucket, $.RunId, $.NewAttempt.Id)"
     assert paths["Train.$"] == fmt.format("preprocess/train/")
     assert paths["Test.$"] == fmt.format("preprocess/test/")
     assert paths["Model.$"] == fmt.format("model/")
@@ -444,6 +501,9 @@ def test_run_paths_follow_the_s3_layout(example_config: config.Config) -> None:
     assert paths["BaselineStatistics.$"] == fmt.format("baseline/statistics.json")
     assert paths["BaselineConstraints.$"] == fmt.format("baseline/constraints.json")
     assert "Checkpoints.$" not in paths  # spot only
+    assert paths["EvaluationKey.$"] == (
+        "States.Format('runs/{}/{}/evaluation/evaluation.json', $.RunId, $.NewAttempt.Id)"
+    )
 
 
 def test_hyperparameter_defaults_are_baked_in_as_strings(cfgs: dict[str, config.Config]) -> None:
@@ -505,8 +565,35 @@ def test_registration_points_at_the_evaluation_and_the_baseline(
         "ModelDataQuality": {"Statistics": statistics, "Constraints": constraints}
     }
     assert params["InferenceSpecification"]["Containers"] == [
-        {"Image.$": "$.Training.ImageUri", "ModelDataUrl.$": "$.Training.ModelDataUrl"}
+        {"Image.$": "$.ImageUri", "ModelDataUrl.$": "$.Training.ModelDataUrl"}
     ]
+
+
+def test_the_project_container_serves_what_the_builtin_image_trained(
+    cfgs: dict[str, config.Config],
+) -> None:
+    """The built-in image takes only encoded numeric CSV; clients send raw rows."""
+    for name, cfg in cfgs.items():
+        definition = workflow.definition(cfg)
+        tasks = _tasks(definition)
+        training = tasks["Train"]["Parameters"]["AlgorithmSpecification"]
+        if name == "xgboost-spot-vpc":
+            assert training["TrainingImage"] == "${XGBoostImage}"
+        else:
+            assert training["TrainingImage.$"] == "$.ImageUri"
+        assert tasks["Train"]["ResultSelector"]["TrainingImage.$"] == (
+            "$.AlgorithmSpecification.TrainingImage"
+        )
+        model = tasks[workflow.CREATE_MODEL]["Parameters"]["PrimaryContainer"]
+        [package] = tasks[workflow.REGISTER_MODEL]["Parameters"]["InferenceSpecification"][
+            "Containers"
+        ]
+        output = definition["States"][workflow.OUTPUT]["Parameters"]
+        assert model["Image.$"] == package["Image.$"] == output["ImageUri.$"] == "$.ImageUri"
+        # ... the execution input's ImageUri, which Initialize carries on.
+        assert definition["States"][workflow.INITIALIZE]["Parameters"]["ImageUri.$"] == (
+            "$.ImageUri"
+        )
 
 
 def test_output_is_the_contract(example_config: config.Config) -> None:

@@ -2,26 +2,35 @@
 
 moto runs the real definition (``workflow.definition``: the same builders as the
 template) with every state it can execute for real: input validation, the intrinsic
-functions that build paths and job names and merge the hyperparameters, the Parallel,
-``aws-sdk:s3:getObject`` of ``evaluation.json`` with ``States.StringToJson``, the quality
-gate Choice, ``sagemaker:createModel`` and ``aws-sdk:sagemaker:createModelPackage``
-against moto's SageMaker, ``sns:publish`` to a topic an SQS queue subscribes to, and the
-Fail states.
+functions that draw the attempt id, build paths and job names and merge the
+hyperparameters, the Parallel, ``aws-sdk:s3:getObject`` of ``evaluation.json`` with
+``States.StringToJson``, the quality gate Choice, ``sagemaker:createModel`` and
+``aws-sdk:sagemaker:createModelPackage`` against moto's SageMaker, ``sns:publish`` to a
+topic an SQS queue subscribes to, and the Fail states.
 
 What replaces what moto cannot run:
 
 * The four ``.sync`` SageMaker jobs (Preprocess, Train, Baseline, Evaluate): moto's
   interpreter does not implement the ``.sync`` pattern for SageMaker. Each becomes a
-  Task calling ``aws-sdk:s3:headBucket`` with the job's own ``ResultPath``, ``Catch`` and
-  ``Next``/``End`` (no ``Retry``: nothing transient happens here); its ``ResultSelector``
-  yields what the real one selects (the Train stub: ``ModelDataUrl`` and ``ImageUri``,
-  made from the execution input). A job expected to fail calls ``aws-sdk:s3:getObject``
-  for a missing key instead, which fails for real into the job's ``Catch``. The
-  evaluation job's output, ``evaluation.json``, is put into moto's S3 where the real job
-  would write it.
+  Task with the job's own ``ResultPath``, ``Catch`` and ``Next``/``End`` (no ``Retry``:
+  nothing transient happens here) that evaluates the job's real name expression:
+  Preprocess, Train and Baseline ``aws-sdk:s3:putObject`` an empty object named after
+  the job into the bucket ``JOB_NAMES`` with ``IfNoneMatch: *``, which refuses a name
+  used before, as SageMaker refuses a job name used before in the account and region.
+  Evaluate copies the run's prepared report (``evaluations/<RunId>.json``) to where the
+  real job writes ``evaluation.json``, with the job name in its metadata; a machine
+  with ``writes_evaluation=False`` has it write nothing. The Train stub's
+  ``ResultSelector`` yields what the real one selects (``ModelDataUrl`` and
+  ``TrainingImage``). A job expected to fail calls ``aws-sdk:s3:getObject`` for a
+  missing key instead, which fails for real into the job's ``Catch``.
 * moto hands S3 GetObject's ``Body`` to the aws-sdk integration as a stream, where Step
   Functions passes the object's text; ``_s3_body_as_text`` reads the stream into text,
   as Step Functions does, so ``States.StringToJson`` sees what it sees on AWS.
+* moto's context object has no ``$$.Execution.RedriveCount`` (nor a RedriveExecution
+  API); ``_redrive_count_in_context`` adds it, 0 as on AWS until an execution is
+  redriven. A redrive is simulated the way Step Functions runs one: the state that did
+  not complete runs again with its recorded input and a higher ``RedriveCount``
+  (``Workflow.run(start_at=..., redrive_count=...)``).
 """
 
 from __future__ import annotations
@@ -44,15 +53,20 @@ from .conftest import FAKE_CREDENTIALS, REPO
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "mlops-artifacts"
-RUN_ID = "0f1e2d3c-4b5a-6978-8796"
-MODEL_DATA_URL = f"s3://{BUCKET}/runs/{{}}/model/job/output/model.tar.gz"
+#: Stands in for SageMaker's job names: one object per job created (see the docstring).
+JOB_NAMES = "sagemaker-job-names"
+RUN_ID = "0f1e2d3c-4b5a"
+MODEL_DATA_URL = f"s3://{BUCKET}/runs/{{}}/model/{{}}/output/model.tar.gz"
 IMAGE_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/mlops-abalone:{RUN_ID}"
+XGBOOST_IMAGE = "xgboost-image"
 INPUT = {
     "RunId": RUN_ID,
     "TrainingDataUri": "s3://mlops-data/training/abalone.csv",
     "ImageUri": IMAGE_URI,
     "Hyperparameters": {"max_depth": "7", "extra": "1"},
 }
+#: ``$$.Execution.RedriveCount`` of the executions started next (see the docstring).
+CONTEXT = {"RedriveCount": 0}
 
 
 def _metrics(rmse: float) -> dict[str, Any]:
@@ -82,8 +96,32 @@ def _s3_body_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
 
 
+def _redrive_count_in_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    original = ExecutionWorker._get_evaluation_environment
+
+    def environment(self: Any) -> Any:
+        env = original(self)
+        # Parallel branches share this dict, as they share the context on AWS.
+        env.states.context_object.context_object_data["Execution"]["RedriveCount"] = CONTEXT[
+            "RedriveCount"
+        ]
+        return env
+
+    monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", environment)
+
+
+def _job_name_expression(state: dict[str, Any]) -> str:
+    params = state["Parameters"]
+    return params.get("ProcessingJobName.$") or params["TrainingJobName.$"]
+
+
 def stub_jobs(
-    definition: dict[str, Any], results: dict[str, Any], failing: str | None = None
+    definition: dict[str, Any],
+    results: dict[str, Any],
+    failing: str | None = None,
+    writes_evaluation: bool = True,
 ) -> dict[str, Any]:
     """``definition`` with its ``.sync`` jobs replaced as the module docstring says."""
     definition = copy.deepcopy(definition)
@@ -95,11 +133,28 @@ def stub_jobs(
             if name == failing:
                 stub["Resource"] = workflow.RESOURCE_S3_GET_OBJECT
                 stub["Parameters"] = {"Bucket": BUCKET, "Key": "no/such/key"}
-            else:
+            elif name == workflow.EVALUATE and not writes_evaluation:
                 stub["Resource"] = "arn:aws:states:::aws-sdk:s3:headBucket"
                 stub["Parameters"] = {"Bucket": BUCKET}
-                if name in results:
-                    stub["ResultSelector"] = results[name]
+            elif name == workflow.EVALUATE:
+                stub["Resource"] = "arn:aws:states:::aws-sdk:s3:copyObject"
+                stub["Parameters"] = {
+                    "Bucket": BUCKET,
+                    "Key.$": "$.Paths.EvaluationKey",
+                    "CopySource.$": asl.fmt(f"{BUCKET}/evaluations/{{}}.json", "$.RunId"),
+                    "MetadataDirective": "REPLACE",
+                    "Metadata": {"job-name.$": _job_name_expression(state)},
+                }
+            else:
+                stub["Resource"] = "arn:aws:states:::aws-sdk:s3:putObject"
+                stub["Parameters"] = {
+                    "Bucket": JOB_NAMES,
+                    "Key.$": _job_name_expression(state),
+                    "Body": "",
+                    "IfNoneMatch": "*",
+                }
+            if name in results and name != failing:
+                stub["ResultSelector"] = results[name]
             # ResultPath, Catch, Next/End stay: the stub is wired exactly like the job.
             stub.update(
                 {key: state[key] for key in ("ResultPath", "Catch", "Next", "End") if key in state}
@@ -132,6 +187,13 @@ class Run:
                 return json.loads(details["output"])
         raise AssertionError(f"state {name} never exited")
 
+    def state_input(self, name: str) -> dict[str, Any]:
+        for event in self.history:
+            details = event.get("stateEnteredEventDetails")
+            if details and details["name"] == name:
+                return json.loads(details["input"])
+        raise AssertionError(f"state {name} never entered")
+
     def entered(self) -> list[str]:
         return [
             e["stateEnteredEventDetails"]["name"]
@@ -141,10 +203,11 @@ class Run:
 
 
 class Workflow:
-    """Mocked AWS with the topic, queue and bucket; state machines cached per variant.
+    """Mocked AWS with the topic, queue and buckets; state machines cached per variant.
 
     One moto context serves the whole module (parsing a definition takes moto about a
-    second): every run has its own run id, so runs never see each other's objects.
+    second): runs have their own run ids, or their own attempt ids where they share
+    one, so runs never see each other's objects.
     """
 
     def __init__(self) -> None:
@@ -153,6 +216,7 @@ class Workflow:
             for name in ("s3", "sns", "sqs", "sagemaker", "stepfunctions")
         }
         self.clients["s3"].create_bucket(Bucket=BUCKET)
+        self.clients["s3"].create_bucket(Bucket=JOB_NAMES)
         self.topic = self.clients["sns"].create_topic(Name="mlops-abalone-notifications")[
             "TopicArn"
         ]
@@ -161,12 +225,18 @@ class Workflow:
             QueueUrl=self.queue, AttributeNames=["QueueArn"]
         )["Attributes"]["QueueArn"]
         self.clients["sns"].subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
-        self.machines: dict[tuple[str, str | None], str] = {}
+        self.machines: dict[tuple[str, str | None, bool, str | None], str] = {}
         self.runs = 0
 
-    def machine(self, cfg: config.Config, failing: str | None) -> str:
+    def machine(
+        self,
+        cfg: config.Config,
+        failing: str | None,
+        writes_evaluation: bool,
+        start_at: str | None = None,
+    ) -> str:
         base = naming.base(cfg)
-        key = (base, failing)
+        key = (base, failing, writes_evaluation, start_at)
         if key not in self.machines:
             if not any(k[0] == base for k in self.machines):
                 self.clients["sagemaker"].create_model_package_group(
@@ -180,15 +250,23 @@ class Workflow:
                     "SageMakerRoleArn": f"arn:aws:iam::{ACCOUNT}:role/{base}-sagemaker",
                     "NotificationTopicArn": self.topic,
                     "ModelMonitorImage": "model-monitor-image",
-                    "XGBoostImage": "xgboost-image",
+                    "XGBoostImage": XGBOOST_IMAGE,
                 },
             )
             # What the real ResultSelector picks from DescribeTrainingJob.
             train_result = {
-                "ModelDataUrl.$": asl.fmt(MODEL_DATA_URL, "$$.Execution.Input.RunId"),
-                "ImageUri.$": "$$.Execution.Input.ImageUri",
+                "ModelDataUrl.$": asl.fmt(
+                    MODEL_DATA_URL, "$$.Execution.Input.RunId", "$$.Execution.Name"
+                ),
+                **(
+                    {"TrainingImage": XGBOOST_IMAGE}
+                    if workflow.xgboost(cfg)
+                    else {"TrainingImage.$": "$$.Execution.Input.ImageUri"}
+                ),
             }
-            definition = stub_jobs(definition, {"Train": train_result}, failing)
+            definition = stub_jobs(definition, {"Train": train_result}, failing, writes_evaluation)
+            if start_at:
+                definition["StartAt"] = start_at
             self.machines[key] = self.clients["stepfunctions"].create_state_machine(
                 name=f"{base}-training-{len(self.machines)}",
                 definition=json.dumps(definition),
@@ -202,25 +280,22 @@ class Workflow:
         execution_input: dict[str, Any],
         evaluation: dict[str, Any] | None = None,
         failing: str | None = None,
+        start_at: str | None = None,
+        redrive_count: int = 0,
     ) -> Run:
-        machine = self.machine(cfg, failing)
+        """Run ``execution_input`` to its end; ``start_at`` and ``redrive_count`` replay a
+        redrive (``execution_input`` is then the recorded input of ``start_at``)."""
+        machine = self.machine(cfg, failing, evaluation is not None, start_at)
         if evaluation is not None:
-            key = f"runs/{execution_input['RunId']}/evaluation/evaluation.json"
+            key = f"evaluations/{execution_input['RunId']}.json"
             self.clients["s3"].put_object(
                 Bucket=BUCKET, Key=key, Body=json.dumps(evaluation).encode()
             )
         sfn = self.clients["stepfunctions"]
-        self.runs += 1
-        execution = sfn.start_execution(
-            stateMachineArn=machine, name=f"run-{self.runs}", input=json.dumps(execution_input)
-        )["executionArn"]
-        deadline = time.monotonic() + 30
-        while (description := sfn.describe_execution(executionArn=execution))[
-            "status"
-        ] == "RUNNING":
-            assert time.monotonic() < deadline, "execution did not finish"
-            time.sleep(0.02)
-        history = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        description = self.execute(machine, execution_input, redrive_count)
+        history = sfn.get_execution_history(
+            executionArn=description["executionArn"], maxResults=1000
+        )["events"]
         messages = []
         while (
             received := self.clients["sqs"]
@@ -234,6 +309,37 @@ class Workflow:
                 )
         return Run(description, history, messages)
 
+    def execute(
+        self, machine: str, execution_input: dict[str, Any], redrive_count: int = 0
+    ) -> dict[str, Any]:
+        """Start an execution of ``machine`` and wait for its end; its description."""
+        sfn = self.clients["stepfunctions"]
+        self.runs += 1
+        CONTEXT["RedriveCount"] = redrive_count
+        try:
+            execution = sfn.start_execution(
+                stateMachineArn=machine, name=f"run-{self.runs}", input=json.dumps(execution_input)
+            )["executionArn"]
+            deadline = time.monotonic() + 30
+            while (description := sfn.describe_execution(executionArn=execution))[
+                "status"
+            ] == "RUNNING":
+                assert time.monotonic() < deadline, "execution did not finish"
+                time.sleep(0.02)
+        finally:
+            CONTEXT["RedriveCount"] = 0
+        return description
+
+    def job_names(self, run_id: str) -> set[str]:
+        """Names of the Preprocess, Train and Baseline jobs created for ``run_id``."""
+        listed = self.clients["s3"].list_objects_v2(Bucket=JOB_NAMES)
+        return {o["Key"] for o in listed.get("Contents", []) if f"-{run_id}-" in o["Key"]}
+
+    def evaluation_job_name(self, context: dict[str, Any]) -> str:
+        """The Evaluate job's name, which its stub keeps with ``evaluation.json``."""
+        head = self.clients["s3"].head_object(Bucket=BUCKET, Key=context["Paths"]["EvaluationKey"])
+        return head["Metadata"]["job-name"]
+
 
 @pytest.fixture(scope="module")
 def aws() -> Iterator[Workflow]:
@@ -241,6 +347,7 @@ def aws() -> Iterator[Workflow]:
         for key, value in FAKE_CREDENTIALS.items():
             monkeypatch.setenv(key, value)
         _s3_body_as_text(monkeypatch)
+        _redrive_count_in_context(monkeypatch)
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             yield Workflow()
 
@@ -275,16 +382,20 @@ def test_a_good_model_is_registered(aws: Workflow, example_config: config.Config
     run_id, image = execution_input["RunId"], execution_input["ImageUri"]
     run = aws.run(example_config, execution_input, evaluation=_metrics(2.1))
     assert run.status == "SUCCEEDED", (run.error, run.cause)
+    context = run.state_output(workflow.INITIALIZE)
+    attempt = context["Attempt"]
+    assert len(attempt) == naming.ATTEMPT_ID_LENGTH and int(attempt, 16) >= 0
     package_arn = run.output["ModelPackageArn"]
-    model_data = MODEL_DATA_URL.format(run_id)
+    model_data = MODEL_DATA_URL.format(run_id, "run-" + str(aws.runs))
+    prefix = f"s3://{BUCKET}/runs/{run_id}/{attempt}"
     assert run.output == {
         "RunId": run_id,
         "ModelDataUrl": model_data,
         "ImageUri": image,
         "ModelPackageArn": package_arn,
-        "BaselineStatisticsUri": f"s3://{BUCKET}/runs/{run_id}/baseline/statistics.json",
-        "BaselineConstraintsUri": f"s3://{BUCKET}/runs/{run_id}/baseline/constraints.json",
-        "EvaluationUri": f"s3://{BUCKET}/runs/{run_id}/evaluation/evaluation.json",
+        "BaselineStatisticsUri": f"{prefix}/baseline/statistics.json",
+        "BaselineConstraintsUri": f"{prefix}/baseline/constraints.json",
+        "EvaluationUri": f"{prefix}/evaluation/evaluation.json",
         "Metrics": _metrics(2.1)["regression_metrics"],
     }
     assert list(run.output) == list(workflow.OUTPUT_KEYS)
@@ -296,15 +407,25 @@ def test_a_good_model_is_registered(aws: Workflow, example_config: config.Config
         "Image": image,
         "ModelDataUrl": model_data,
     }
-    model = sagemaker.describe_model(ModelName=f"mlops-abalone-{run_id}-model")
+    model_name = f"mlops-abalone-{run_id}-model-{attempt}-0"
+    assert package["CustomerMetadataProperties"] == {
+        "RunId": run_id,
+        "Attempt": attempt,
+        "ModelName": model_name,
+        "TrainingImage": image,
+    }
+    model = sagemaker.describe_model(ModelName=model_name)
     assert model["PrimaryContainer"]["Image"] == image
     assert run.messages == []
     # The input's hyperparameters win over the config's, which fill the gaps.
-    context = run.state_output(workflow.INITIALIZE)
     defaults = {k: json.dumps(v) for k, v in example_config.training.hyperparameters.items()}
     assert context["Hyperparameters"] == {**defaults, "max_depth": "7", "extra": "1"}
-    assert context["JobNames"]["Train"] == f"mlops-abalone-{run_id}-train"
-    assert context["Paths"]["Train"] == f"s3://{BUCKET}/runs/{run_id}/preprocess/train/"
+    assert context["Paths"]["Train"] == f"{prefix}/preprocess/train/"
+    assert aws.job_names(run_id) == {
+        f"mlops-abalone-{run_id}-{step}-{attempt}-0"
+        for step in (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN, workflow.STEP_BASELINE)
+    }
+    assert aws.evaluation_job_name(context) == f"mlops-abalone-{run_id}-eval-{attempt}-0"
     entered = run.entered()
     assert entered.index("Baseline") < entered.index("Evaluate")
 
@@ -398,3 +519,155 @@ def test_the_r2_gate_of_the_xgboost_variant(aws: Workflow) -> None:
     run = aws.run(cfg, _input(), evaluation=_metrics(9.0))  # rmse is not gated here
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.output["ModelPackageArn"].split("/")[-2] == "acme-churn-models"
+
+
+def test_the_project_container_serves_a_builtin_xgboost_model(aws: Workflow) -> None:
+    """The built-in image trains; the run's own image (raw rows in) serves."""
+    cfg = config.load(REPO / "tests" / "configs" / "api-key-xgboost.yaml")
+    execution_input = _input()
+    image = execution_input["ImageUri"]
+    run = aws.run(cfg, execution_input, evaluation=_metrics(2.0))
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert run.state_output(workflow.TRAIN_AND_BASELINE)["Training"]["TrainingImage"] == (
+        XGBOOST_IMAGE
+    )
+    assert run.output["ImageUri"] == image  # what deploy-dev and deploy-prd serve
+    sagemaker = aws.clients["sagemaker"]
+    package = sagemaker.describe_model_package(ModelPackageName=run.output["ModelPackageArn"])
+    assert package["InferenceSpecification"]["Containers"][0]["Image"] == image
+    assert package["CustomerMetadataProperties"]["TrainingImage"] == XGBOOST_IMAGE
+    model = sagemaker.describe_model(ModelName=package["CustomerMetadataProperties"]["ModelName"])
+    assert model["PrimaryContainer"]["Image"] == image
+
+
+# ------------------------------------------------------------------ retries and redrives
+
+
+def test_a_retried_run_gets_new_names_and_registers_its_own_model(
+    aws: Workflow, example_config: config.Config
+) -> None:
+    """The same input twice (the pipeline's Train stage retried): both executions run.
+
+    Each trains its own model, so each registers a version: they are different models
+    with their own evaluation and baseline, and the registry keeps both, the first one's
+    files untouched by the second (per-attempt S3 prefixes).
+    """
+    execution_input = _input()
+    run_id = execution_input["RunId"]
+    first = aws.run(example_config, execution_input, evaluation=_metrics(2.1))
+    second = aws.run(example_config, execution_input, evaluation=_metrics(2.2))
+    assert first.status == second.status == "SUCCEEDED", (second.error, second.cause)
+    attempts = [r.state_output(workflow.INITIALIZE)["Attempt"] for r in (first, second)]
+    assert attempts[0] != attempts[1]
+    # Six SageMaker jobs: no name of the first execution was used again.
+    assert aws.job_names(run_id) == {
+        f"mlops-abalone-{run_id}-{step}-{attempt}-0"
+        for step in (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN, workflow.STEP_BASELINE)
+        for attempt in attempts
+    }
+    evaluations = {aws.evaluation_job_name(r.state_output(workflow.INITIALIZE)) for r in (first, second)}
+    assert evaluations == {f"mlops-abalone-{run_id}-eval-{a}-0" for a in attempts}
+    sagemaker = aws.clients["sagemaker"]
+    packages = [
+        sagemaker.describe_model_package(ModelPackageName=r.output["ModelPackageArn"])
+        for r in (first, second)
+    ]
+    assert packages[0]["ModelPackageArn"] != packages[1]["ModelPackageArn"]
+    assert [p["CustomerMetadataProperties"]["ModelName"] for p in packages] == [
+        f"mlops-abalone-{run_id}-model-{attempt}-0" for attempt in attempts
+    ]
+    for package, run, attempt in zip(packages, (first, second), attempts):
+        quality = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+        assert quality == run.output["EvaluationUri"]
+        assert f"/runs/{run_id}/{attempt}/" in quality
+    report = aws.clients["s3"].get_object(
+        Bucket=BUCKET, Key=first.state_output(workflow.INITIALIZE)["Paths"]["EvaluationKey"]
+    )
+    assert json.loads(report["Body"].read()) == _metrics(2.1)  # still the first model's
+
+
+def test_a_redriven_job_gets_a_new_name(aws: Workflow, example_config: config.Config) -> None:
+    """A redrive runs a state again with its recorded input and context, RedriveCount + 1.
+
+    The replay re-runs Preprocess of a finished execution, whose job was created, as
+    a redriven job's was: with the same RedriveCount the names collide (what a redrive
+    met when names came from the input alone); one higher, every job is new.
+    """
+    execution_input = _input()
+    run_id = execution_input["RunId"]
+    original = aws.run(example_config, execution_input, evaluation=_metrics(2.1))
+    assert original.status == "SUCCEEDED", (original.error, original.cause)
+    recorded = original.state_input(workflow.PREPROCESS)
+    attempt = recorded["Attempt"]
+
+    same = aws.run(example_config, recorded, _metrics(2.1), start_at=workflow.PREPROCESS)
+    assert (same.status, same.error) == ("FAILED", "PreprocessingFailed")
+    assert "Status Code: 412" in same.cause  # IfNoneMatch: the name is taken
+
+    redriven = aws.run(
+        example_config, recorded, _metrics(2.1), start_at=workflow.PREPROCESS, redrive_count=1
+    )
+    assert redriven.status == "SUCCEEDED", (redriven.error, redriven.cause)
+    assert aws.job_names(run_id) == {
+        f"mlops-abalone-{run_id}-{step}-{attempt}-{count}"
+        for step in (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN, workflow.STEP_BASELINE)
+        for count in (0, 1)
+    }
+    assert aws.evaluation_job_name(recorded) == f"mlops-abalone-{run_id}-eval-{attempt}-1"
+    package = aws.clients["sagemaker"].describe_model_package(
+        ModelPackageName=redriven.output["ModelPackageArn"]
+    )
+    assert package["CustomerMetadataProperties"]["ModelName"] == (
+        f"mlops-abalone-{run_id}-model-{attempt}-1"
+    )
+    # Same run, same attempt: the redrive writes under the attempt's own prefix.
+    assert redriven.output["EvaluationUri"] == original.output["EvaluationUri"]
+
+
+def test_name_expressions_follow_the_redrive_count_and_the_token_does_not(
+    aws: Workflow, example_config: config.Config
+) -> None:
+    """Every job and model name of the real definition, evaluated by moto for a redrive
+    count of 0 and 1; the registration's ClientToken stays (one version per attempt)."""
+    tasks = {
+        name: state for name, state in asl.all_states(workflow.definition(example_config))
+        if state["Type"] == "Task"
+    }
+    expressions = {
+        name: _job_name_expression(tasks[name])
+        for name in ("Preprocess", "Train", "Baseline", "Evaluate")
+    }
+    expressions["CreateModel"] = tasks[workflow.CREATE_MODEL]["Parameters"]["ModelName.$"]
+    expressions["RegisterModel"] = tasks[workflow.REGISTER_MODEL]["Parameters"]["ClientToken.$"]
+    definition = {
+        "StartAt": "Names",
+        "States": {
+            "Names": {
+                "Type": "Pass",
+                "Parameters": {f"{name}.$": expr for name, expr in expressions.items()},
+                "End": True,
+            }
+        },
+    }
+    machine = aws.clients["stepfunctions"].create_state_machine(
+        name="job-names", definition=json.dumps(definition),
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/mlops-abalone-states",
+    )["stateMachineArn"]
+    context = {"RunId": "1624a1d1-3699", "Attempt": "5f2c9a1e"}
+    names = {}
+    for count in (0, 1):
+        description = aws.execute(machine, context, redrive_count=count)
+        assert description["status"] == "SUCCEEDED", description
+        names[count] = json.loads(description["output"])
+    steps = {
+        "Preprocess": "prep", "Train": "train", "Baseline": "stats", "Evaluate": "eval",
+        "CreateModel": "model",
+    }
+    for count in (0, 1):
+        assert names[count] == {
+            **{
+                state: f"mlops-abalone-1624a1d1-3699-{step}-5f2c9a1e-{count}"
+                for state, step in steps.items()
+            },
+            "RegisterModel": "1624a1d1-3699-5f2c9a1e",
+        }

@@ -8,7 +8,10 @@ Our model directory (packed by SageMaker into ``model.tar.gz``)::
 
 A directory holding ``xgboost-model`` (the SageMaker built-in XGBoost algorithm's
 artifact, trained on the encoded copies that preprocess writes) is read too, with the
-default FeatureSpec those copies were encoded with.
+default FeatureSpec those copies were encoded with, so it is served, like our own
+models, from raw rows. The built-in algorithm saves with ``Booster.save_model``: version
+1.7-1 in XGBoost's legacy binary format, which this container's XGBoost no longer reads
+(:mod:`mlcontainer.legacy` converts it), 3.0-5 and later in UBJSON.
 
 Module-level imports are stdlib only: the server's master process reads the files with
 :func:`read_model_files` before forking, and only the workers import NumPy and XGBoost.
@@ -16,10 +19,12 @@ Module-level imports are stdlib only: the server's master process reads the file
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcontainer import legacy
 from mlcontainer.errors import UserError
 
 MODEL_FILE = "model.ubj"
@@ -86,14 +91,20 @@ class Predictor:
         from mlcontainer.schema import FeatureSpec
 
         if files.booster[:1] == b"\x80":
+            # The built-in container tries pickle first; a server never unpickles a file.
             raise UserError(f"{files.source} is a pickled booster (built-in XGBoost before "
                             "1.3-1); retrain with version 1.3-1 or later, which saves the "
                             "XGBoost model format")
+        raw = files.booster
+        if legacy.is_legacy(raw):
+            try:
+                raw = json.dumps(legacy.to_json(raw)).encode()
+            except UserError as err:
+                raise UserError(f"{files.source}: {err}") from None
         booster = xgb.Booster()
         try:
-            # From a buffer XGBoost detects the format itself (UBJSON, JSON or the legacy
-            # binary format the built-in algorithm writes).
-            booster.load_model(bytearray(files.booster))
+            # From a buffer XGBoost detects the format itself (UBJSON or JSON).
+            booster.load_model(bytearray(raw))
         except xgb.core.XGBoostError as err:
             raise UserError(f"{files.source} is not an XGBoost model: "
                             f"{str(err).splitlines()[0]}") from None

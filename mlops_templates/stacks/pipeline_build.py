@@ -81,7 +81,8 @@ GPU_BUILD_ARG = "XGBOOST_VARIANT=cuda"
 #: Value of the ``TrainingDataUri`` pipeline variable that means "newest upload".
 LATEST = "latest"
 NO_EMAIL = "none"
-RUN_ID_MAX_LENGTH = 24
+#: ``naming.RUN_ID_MAX_LENGTH`` (this file imports only the standard library).
+RUN_ID_MAX_LENGTH = 13
 DERIVED_CONFIG = "build/config/mlops.yaml"
 
 
@@ -90,11 +91,13 @@ class BuildError(Exception):
 
 
 def run_id(execution_id: str) -> str:
-    """A run id (``[a-z0-9-]``, at most 24 characters) from a CodePipeline execution id.
+    """A run id (``[a-z0-9-]``, at most 13 characters) from a CodePipeline execution id.
 
-    ``1624A1D1-3699-43f0-8e1e-6bafd7fde791`` gives ``1624a1d1-3699-43f0-8e1e``: the
-    execution id without its last group, so the console's execution is easy to find.
-    A CodeBuild build id (``<project>:<uuid>``) is accepted for builds started by hand.
+    ``1624A1D1-3699-43f0-8e1e-6bafd7fde791`` gives ``1624a1d1-3699``: the first two groups
+    of the execution id (48 random bits), enough to find the execution in the console and
+    to keep runs apart, short enough to leave room in SageMaker job names for the
+    workflow's per-attempt suffix. A CodeBuild build id (``<project>:<uuid>``) is accepted
+    for builds started by hand.
     """
     text = execution_id.strip().lower().rsplit(":", 1)[-1]
     text = re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text))

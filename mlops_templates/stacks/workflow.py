@@ -7,7 +7,7 @@ project key) and the ``AWS::SageMaker::ModelPackageGroup`` ``<base>-models``.
 
 Flow (names are the state names)::
 
-    ValidateInput -> LoadSettings -> Initialize -> Preprocess
+    ValidateInput -> LoadSettings -> NewAttempt -> Initialize -> Preprocess
       -> TrainAndBaseline (Parallel: Train | Baseline)
       -> Evaluate -> ReadEvaluation -> QualityGate
            pass: CreateModel -> RegisterModel -> Output -> Succeeded
@@ -24,21 +24,53 @@ their own errors: ``InvalidInput``, ``EvaluationIncomplete``, ``QualityGateFaile
 
 Execution input (strings)::
 
-    {"RunId": "a1b2c3d4",                      # see RUN_ID_PATTERN
+    {"RunId": "1624a1d1-3699",                  # see RUN_ID_PATTERN
      "TrainingDataUri": "s3://bucket/training/abalone.csv",
      "ImageUri": "<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>",
      "Hyperparameters": {"max_depth": "6"}}    # optional; merged over the config's
 
+``ImageUri`` is the project container: it preprocesses, evaluates and serves, and trains
+unless ``training.image`` is ``xgboost`` (then SageMaker's built-in XGBoost image trains
+on the encoded copies of the splits, and the container serves its ``xgboost-model``
+with the same preprocessing as its own models: the built-in image would accept only
+encoded, numeric CSV, not the raw rows the API, the deployment hooks and clients send).
+
 Output of a successful execution::
 
-    {"RunId", "ModelDataUrl", "ImageUri" (the serving image), "ModelPackageArn",
-     "BaselineStatisticsUri", "BaselineConstraintsUri", "EvaluationUri",
+    {"RunId", "ModelDataUrl", "ImageUri" (the serving image: the input's ImageUri),
+     "ModelPackageArn", "BaselineStatisticsUri", "BaselineConstraintsUri", "EvaluationUri",
      "Metrics": {"rmse": {"value", "standard_deviation"}, "mae": ..., "r2": ..., "mse": ...}}
 
-S3 layout of a run: ``s3://<ArtifactBucket>/runs/<RunId>/`` with ``preprocess/{train,
-validation,test,baseline[,xgboost]}/``, ``model/``, ``evaluation/``, ``baseline/`` (and
-``checkpoints/`` for spot training). Job names are ``<base>-<RunId>-<step>``, so a rerun
-with a new run id never collides with an earlier one.
+Attempts. A run may take several executions with the same input: the pipeline's Train
+stage retried, or an execution started again by hand. SageMaker refuses a job or model
+name used before in the account and region, so names cannot derive from the run id
+alone. ``NewAttempt`` draws an attempt id for each execution (eight hex digits of
+``States.UUID()``; ``$$.Execution.Name`` would do for the pipeline, whose action makes
+it unique, but not for a name typed by hand, which may hold characters job names
+refuse), and each Task that creates a job or model names it
+``<base>-<RunId>-<step>-<Attempt>-<RedriveCount>`` (steps ``prep``, ``train``,
+``stats``, ``eval``, ``model``), e.g. ``mlops-abalone-1624a1d1-3699-train-5f2c9a1e-0``.
+A redrive re-runs the states that did not complete (a job stopped with the execution, or
+failed by an error no Catch takes) with the same input and context, but
+``$$.Execution.RedriveCount`` one higher, so the re-run job gets a new name too. A
+Task's own retries (of a throttled or failed create call) keep the name: should the
+failed call have started the job after all, the retry is refused instead of starting
+a second, billed one beside it.
+``naming.check_lengths`` makes sure the longest such name fits SageMaker's 63 characters.
+
+S3 layout of an attempt: ``s3://<ArtifactBucket>/runs/<RunId>/<Attempt>/`` with
+``preprocess/{train,validation,test,baseline[,xgboost]}/``, ``model/``, ``evaluation/``,
+``baseline/`` (and ``checkpoints/`` for spot training). Per attempt, not per run: a model
+version's registered evaluation and baseline stay those of its own model when the run
+is tried again, and two executions of one run never mix their splits or reports. A
+redrive writes into its execution's prefix again, which only replaces the outputs of
+the step that did not complete (nothing registered refers to them yet); a redriven
+spot training job resumes from the attempt's checkpoints.
+
+Registration is idempotent per attempt: ``RegisterModel``'s ``ClientToken`` is
+``<RunId>-<Attempt>``. A retried or redriven registration of the same model returns the
+version the first call may already have created; a new execution trains a new model
+and registers a new version.
 """
 
 from __future__ import annotations
@@ -51,6 +83,7 @@ from troposphere import (
     Output,
     Parameter,
     Ref,
+    Sub,
     Template,
     sagemaker,
     stepfunctions,
@@ -93,17 +126,23 @@ MODEL_MONITOR_IMAGE = "ModelMonitorImage"
 XGBOOST_IMAGE = "XGBoostImage"
 
 #: Run ids the pipeline passes: lower-case letters, digits and hyphens, at most
-#: ``naming.RUN_ID_MAX_LENGTH`` characters, so ``<base>-<RunId>-<step>`` is a valid
-#: SageMaker job name. ASL cannot match a regular expression, so ``ValidateInput``
-#: checks only presence, type and emptiness; a run id outside this pattern is refused
-#: by SageMaker at the first job (a caught ValidationException: notified, then Failed).
+#: ``naming.RUN_ID_MAX_LENGTH`` characters, so every job name is a valid SageMaker name.
+#: ASL cannot match a regular expression, so ``ValidateInput`` checks only presence,
+#: type and emptiness; a run id outside this pattern is refused by SageMaker at the
+#: first job (a caught ValidationException: notified, then Failed).
 RUN_ID_PATTERN = rf"^[a-z0-9](-*[a-z0-9]){{0,{naming.RUN_ID_MAX_LENGTH - 1}}}$"
 
+#: The attempt id: the first group of a random UUID, eight lower-case hex digits
+#: (``naming.ATTEMPT_ID_LENGTH``), drawn once per execution by ``NewAttempt``.
+ATTEMPT_ID = asl.array_get_item(asl.string_split(asl.uuid(), "-"), 0)
+#: How many times this execution was redriven (0 until it is): part of every job name.
+REDRIVE_COUNT = "$$.Execution.RedriveCount"
+
 # Job-name steps (at most naming.JOB_SUFFIX_MAX_LENGTH - 1 characters each).
-STEP_PREPROCESS = "preprocess"
+STEP_PREPROCESS = "prep"
 STEP_TRAIN = "train"
-STEP_BASELINE = "baseline"
-STEP_EVALUATE = "evaluate"
+STEP_BASELINE = "stats"
+STEP_EVALUATE = "eval"
 STEP_MODEL = "model"
 STEPS = (STEP_PREPROCESS, STEP_TRAIN, STEP_BASELINE, STEP_EVALUATE, STEP_MODEL)
 
@@ -112,6 +151,7 @@ VALIDATE_INPUT = "ValidateInput"
 INVALID_INPUT = "InvalidInput"
 ADD_DEFAULT_HYPERPARAMETERS = "AddDefaultHyperparameters"
 LOAD_SETTINGS = "LoadSettings"
+NEW_ATTEMPT = "NewAttempt"
 INITIALIZE = "Initialize"
 PREPROCESS = "Preprocess"
 TRAIN_AND_BASELINE = "TrainAndBaseline"
@@ -346,7 +386,7 @@ def _processing_job(
     ``state`` takes the remaining Task fields (``comment``, ``next``).
     """
     parameters: dict[str, Any] = {
-        "ProcessingJobName.$": f"$.JobNames.{step.capitalize()}",
+        "ProcessingJobName.$": job_name(config, step),
         "RoleArn": _substitution(SAGEMAKER_ROLE_ARN),
         "AppSpecification": app,
     }
@@ -379,8 +419,23 @@ def xgboost(config: Config) -> bool:
 
 
 def job_name(config: Config, step: str) -> str:
-    """``States.Format`` expression for the job name ``<base>-<RunId>-<step>``."""
-    return asl.fmt(f"{naming.base(config)}-{{}}-{step}", "$.RunId")
+    """``States.Format`` expression for the name of ``step``'s job (or model),
+    ``<base>-<RunId>-<step>-<Attempt>-<RedriveCount>``.
+
+    It is evaluated by the Task that creates the job, so a redriven Task (same input,
+    same context, but ``$$.Execution.RedriveCount`` one higher) names a new job, while
+    the Task's own retries keep the name (see the module docstring).
+    """
+    return asl.fmt(naming.job_name_format(config, step), "$.RunId", "$.Attempt", REDRIVE_COUNT)
+
+
+def registration_token() -> str:
+    """``ClientToken`` of ``RegisterModel``: ``<RunId>-<Attempt>``, one model version per
+    execution. A retry or a redrive of the registration sends the same token and gets
+    the version it may already have created; a new execution trains a new model and
+    registers it under a new token. (The redrive count stays out: a redrive re-runs
+    ``RegisterModel`` only, with the same model, which must not be registered twice.)"""
+    return asl.fmt("{}-{}", "$.RunId", "$.Attempt")
 
 
 def gate_metric_path(config: Config) -> str:
@@ -399,15 +454,17 @@ def gate_description(config: Config) -> str:
 def input_states(config: Config) -> list[asl.State]:
     """Validate the execution input and build the run context every later state uses.
 
-    ``Initialize`` replaces the input with ``{RunId, TrainingDataUri, ImageUri,
-    Hyperparameters, Paths, JobNames}``; paths and names derive from the run id only.
+    ``NewAttempt`` draws the attempt id; ``Initialize`` replaces the input with
+    ``{RunId, Attempt, TrainingDataUri, ImageUri, Hyperparameters, Paths}``, the paths
+    under ``runs/<RunId>/<Attempt>/``. Job names are made by the Tasks (:func:`job_name`).
     """
     defaults = {k: _hyperparameter(v) for k, v in config.training.hyperparameters.items()}
     run = "$.RunId"
+    attempt = "$.NewAttempt.Id"
     bucket = "$.Settings.Bucket"
 
     def uri(suffix: str) -> str:
-        return asl.fmt(f"s3://{{}}/runs/{{}}/{suffix}", bucket, run)
+        return asl.fmt(f"s3://{{}}/runs/{{}}/{{}}/{suffix}", bucket, run, attempt)
 
     paths: dict[str, str] = {
         "Train.$": uri("preprocess/train/"),
@@ -417,7 +474,7 @@ def input_states(config: Config) -> list[asl.State]:
         "Model.$": uri("model/"),
         "Evaluation.$": uri("evaluation/"),
         "EvaluationReport.$": uri("evaluation/evaluation.json"),
-        "EvaluationKey.$": asl.fmt("runs/{}/evaluation/evaluation.json", run),
+        "EvaluationKey.$": asl.fmt("runs/{}/{}/evaluation/evaluation.json", run, attempt),
         "Baseline.$": uri("baseline/"),
         "BaselineStatistics.$": uri("baseline/statistics.json"),
         "BaselineConstraints.$": uri("baseline/constraints.json"),
@@ -490,19 +547,29 @@ def input_states(config: Config) -> list[asl.State]:
             comment="Build-time settings; the bucket comes from the stack's parameters.",
             result={"Bucket": _substitution(ARTIFACT_BUCKET), "Hyperparameters": defaults},
             result_path="$.Settings",
+            next=NEW_ATTEMPT,
+        ),
+        Pass(
+            name=NEW_ATTEMPT,
+            comment=(
+                "A new id for every execution: a retried run (same input, same RunId) "
+                "gets new job names and its own S3 prefix."
+            ),
+            parameters={"Id.$": ATTEMPT_ID},
+            result_path="$.NewAttempt",
             next=INITIALIZE,
         ),
         Pass(
             name=INITIALIZE,
             parameters={
                 "RunId.$": run,
+                "Attempt.$": attempt,
                 "TrainingDataUri.$": "$.TrainingDataUri",
                 "ImageUri.$": "$.ImageUri",
                 "Hyperparameters.$": asl.json_merge(
                     "$.Settings.Hyperparameters", "$.Hyperparameters"
                 ),
                 "Paths": paths,
-                "JobNames": {f"{step.capitalize()}.$": job_name(config, step) for step in STEPS},
             },
             next=PREPROCESS,
         ),
@@ -567,7 +634,7 @@ def train_state(config: Config) -> Task:
     resources = _cluster(training.instance_type, training.instance_count, training.volume_size_gb)
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
     parameters: dict[str, Any] = {
-        "TrainingJobName.$": "$.JobNames.Train",
+        "TrainingJobName.$": job_name(config, STEP_TRAIN),
         "RoleArn": _substitution(SAGEMAKER_ROLE_ARN),
         "AlgorithmSpecification": algorithm,
         "HyperParameters.$": "$.Hyperparameters",
@@ -599,7 +666,7 @@ def train_state(config: Config) -> Task:
         parameters=parameters,
         result_selector={
             "ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts",
-            "ImageUri.$": "$.AlgorithmSpecification.TrainingImage",
+            "TrainingImage.$": "$.AlgorithmSpecification.TrainingImage",
         },
         result_path="$.Training",
         retry=_retry(SAGEMAKER_TRANSIENT),
@@ -737,7 +804,13 @@ def gate_states(config: Config) -> list[asl.State]:
 
 
 def register_states(config: Config) -> list[asl.State]:
-    """Create the SageMaker model and register it in the model package group."""
+    """Create the SageMaker model and register it in the model package group.
+
+    Both serve the model with the project container (``$.ImageUri``), also when the
+    built-in XGBoost image trained it: the container reads the built-in artifact and
+    answers the same raw rows as for its own models, where the built-in image takes
+    only encoded, numeric CSV.
+    """
     content_types = ["text/csv", "application/json"]
     instance_types = sorted(
         {config.endpoints.dev.instance_type, config.endpoints.prd.instance_type}
@@ -745,10 +818,10 @@ def register_states(config: Config) -> list[asl.State]:
     statistics = {"ContentType": "application/json", "S3Uri.$": "$.Paths.BaselineStatistics"}
     constraints = {"ContentType": "application/json", "S3Uri.$": "$.Paths.BaselineConstraints"}
     model: dict[str, Any] = {
-        "ModelName.$": "$.JobNames.Model",
+        "ModelName.$": job_name(config, STEP_MODEL),
         "ExecutionRoleArn": _substitution(SAGEMAKER_ROLE_ARN),
         "PrimaryContainer": {
-            "Image.$": "$.Training.ImageUri",
+            "Image.$": "$.ImageUri",
             "ModelDataUrl.$": "$.Training.ModelDataUrl",
         },
         "EnableNetworkIsolation": config.training.network_isolation,
@@ -763,7 +836,11 @@ def register_states(config: Config) -> list[asl.State]:
             resource=RESOURCE_MODEL,
             parameters=model,
             timeout_seconds=API_TIMEOUT_SECONDS,
-            result_selector={"ModelArn.$": "$.ModelArn"},
+            # The name the Task gave (its redrive count is known only there).
+            result_selector={
+                "ModelArn.$": "$.ModelArn",
+                "ModelName.$": asl.array_get_item(asl.string_split("$.ModelArn", "/"), 1),
+            },
             result_path="$.Model",
             retry=_retry(SAGEMAKER_TRANSIENT),
             catch=_catch(CREATE_MODEL),
@@ -774,17 +851,19 @@ def register_states(config: Config) -> list[asl.State]:
             resource=RESOURCE_MODEL_PACKAGE,
             parameters={
                 "ModelPackageGroupName": naming.physical_name(config, "models"),
-                # One version per run, even when a retried call had already succeeded.
-                "ClientToken.$": "$.RunId",
+                "ClientToken.$": registration_token(),
                 "ModelPackageDescription.$": asl.fmt(
-                    "Training run {}; evaluation " + gate_description(config) + " passed.",
+                    "Training run {} (attempt {}); evaluation "
+                    + gate_description(config)
+                    + " passed.",
                     "$.RunId",
+                    "$.Attempt",
                 ),
                 "ModelApprovalStatus": config.training.model_approval_status,
                 "InferenceSpecification": {
                     "Containers": [
                         {
-                            "Image.$": "$.Training.ImageUri",
+                            "Image.$": "$.ImageUri",
                             "ModelDataUrl.$": "$.Training.ModelDataUrl",
                         }
                     ],
@@ -806,7 +885,9 @@ def register_states(config: Config) -> list[asl.State]:
                 },
                 "CustomerMetadataProperties": {
                     "RunId.$": "$.RunId",
-                    "ModelName.$": "$.JobNames.Model",
+                    "Attempt.$": "$.Attempt",
+                    "ModelName.$": "$.Model.ModelName",
+                    "TrainingImage.$": "$.Training.TrainingImage",
                 },
             },
             timeout_seconds=API_TIMEOUT_SECONDS,
@@ -822,7 +903,7 @@ def register_states(config: Config) -> list[asl.State]:
             parameters={
                 "RunId.$": "$.RunId",
                 "ModelDataUrl.$": "$.Training.ModelDataUrl",
-                "ImageUri.$": "$.Training.ImageUri",
+                "ImageUri.$": "$.ImageUri",
                 "ModelPackageArn.$": "$.Registration.ModelPackageArn",
                 "BaselineStatisticsUri.$": "$.Paths.BaselineStatistics",
                 "BaselineConstraintsUri.$": "$.Paths.BaselineConstraints",
@@ -978,7 +1059,8 @@ def build(config: Config) -> Template:
         "the model package group or notifies the SNS topic and fails.",
         must=[
             (
-                "Job names <base>-<RunId>-<step> fit in 63 characters: RunId has at most "
+                "Job names <base>-<RunId>-<step>-<Attempt>-<RedriveCount> are new for every "
+                "execution and redrive, and fit in 63 characters: RunId has at most "
                 f"{naming.RUN_ID_MAX_LENGTH} characters of [a-z0-9-]"
             ),
             "Every Task catches all errors into $.Failure, notifies, then fails",
@@ -1000,7 +1082,9 @@ def build(config: Config) -> Template:
             config.pipeline.log_retention_days,
             # The /aws/vendedlogs/ prefix keeps Step Functions from adding a statement
             # per state machine to the account's size-limited logs resource policy.
-            name=f"/aws/vendedlogs/states/{name}",
+            # The stack's ID in the name: a re-created project never collides with the
+            # log group a deleted one kept.
+            name=Sub(f"/aws/vendedlogs/states/{name}-${{Suffix}}", Suffix=common.stack_suffix()),
         )
     )
     group = template.add_resource(
@@ -1011,7 +1095,7 @@ def build(config: Config) -> Template:
                 ModelPackageGroupDescription=f"Quality-gated models of {naming.base(config)}",
                 Tags=common.tags(config, COMPONENT),
                 # Registered versions are the audit trail of what was deployed: keep them.
-                DeletionPolicy="Retain",
+                DeletionPolicy=common.RETAIN,
                 UpdateReplacePolicy="Retain",
             ),
             "Registry of the models that passed the quality gate; deploy stages and "
