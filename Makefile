@@ -11,26 +11,28 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 CLI := $(BIN)/mlops-templates
 CONFIG ?= mlops.yaml
-STAGE ?= dev
+STAGE ?= system
 PARAMS ?=
 NAME ?=
 CONNECTION_ARN ?=
+EMAIL ?=
+PURGE ?=
+YES ?=
 KEEP ?= 0
 BENCH_ARGS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AWS ?= $(BIN)/aws
 BUCKET ?=
 PACKAGED ?= packaged
-PACKAGE_STACKS := studio pipeline workflow deploy-dev deploy-prd
-DEPLOY_STACK = $(if $(filter pipeline,$(STAGE)),pipeline,deploy-$(STAGE))
 STAMP := $(VENV)/.installed
 ASL_VALIDATOR := $(VENV)/node/node_modules/.bin/asl-validator
 
-.PHONY: help install templates build golden lint test bucket package deploy publish project local bench clean
+.PHONY: help install templates build golden lint test doctor bucket package deploy publish project destroy local bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: CONFIG=$(CONFIG) STAGE=dev|prd|pipeline PARAMS='Key=Value ...' NAME=<project> KEEP=1"
+	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
+	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1"
 
 install: $(STAMP) ## Create .venv (package + dev tools), the checkov tool venv and asl-validator
 
@@ -65,6 +67,9 @@ lint: $(STAMP) ## cfn-lint + checkov + ASL validation over templates/
 test: $(STAMP) ## Run the whole test suite
 	$(BIN)/pytest
 
+doctor: $(STAMP) ## Check the AWS account before deploying: prerequisites, quotas, leftovers (BUCKET=... [NAME=] [CONNECTION_ARN=])
+	$(CLI) -c $(CONFIG) doctor --bucket "$(BUCKET)" --project "$(NAME)" --connection-arn "$(CONNECTION_ARN)"
+
 # $(call package,STACK): templates/STACK.yaml with its local code (Lambda folders) uploaded
 # to BUCKET by the AWS CLI, written to $(PACKAGED)/STACK.yaml.
 define package
@@ -77,51 +82,35 @@ bucket: # fails unless BUCKET is set
 	@test -n "$(BUCKET)" || { echo "error: set BUCKET=<an S3 bucket you own for packaged templates and code>"; exit 2; }
 	@mkdir -p $(PACKAGED)
 
-package: $(STAMP) build bucket ## Package every template and its code to S3 with the AWS CLI (BUCKET=...)
-	@$(foreach stack,$(PACKAGE_STACKS),$(call package,$(stack)) && ) true
+package: $(STAMP) build bucket ## Package every rendered template and its code to S3 with the AWS CLI (BUCKET=...)
+	@for stack in $$($(CLI) -c $(CONFIG) stage --all); do $(call package,$$stack) || exit 1; done
 
 # Templates over 51,200 bytes must be deployed from S3, so deploys always go through BUCKET.
-deploy: $(STAMP) build bucket ## Deploy one stack: STAGE=dev|prd|pipeline (PARAMS='Key=Value ...' overrides the config)
-	@case "$(STAGE)" in dev|prd|pipeline) ;; \
-	  *) echo "error: STAGE must be dev, prd or pipeline (got '$(STAGE)')"; exit 2;; esac
-	@$(call package,$(DEPLOY_STACK))
-	@extra=""; if [ "$(STAGE)" = pipeline ]; then \
-	  project="$$($(CLI) -c $(CONFIG) get project.name)"; \
-	  extra="SageMakerProjectName=$$project SageMakerProjectId=p-$$(printf %s "$$project" | sha1sum | cut -c1-12)"; \
-	fi; \
-	name="$$($(CLI) -c $(CONFIG) stack-name $(DEPLOY_STACK))"; \
-	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/$(DEPLOY_STACK).yaml" \
-	  --stack-name "$$name" --s3-bucket "$(BUCKET)" --s3-prefix "$$name" \
-	  --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \
-	  --no-fail-on-empty-changeset \
-	  --parameter-overrides $$extra $$($(CLI) -c $(CONFIG) params $(DEPLOY_STACK)) $(PARAMS)
+# `mlops-templates deploy` creates and executes a change set per stack and prints the
+# stack's events while it waits, and the first failed resource when it fails.
+deploy: $(STAMP) build bucket ## Deploy the system (account + pipeline stacks) or one stack: STAGE=account|pipeline|dev|prd (BUCKET=...)
+	@stacks="$$($(CLI) -c $(CONFIG) stage "$(STAGE)")"; \
+	for stack in $$stacks; do $(call package,$$stack) || exit 1; done; \
+	$(CLI) -c $(CONFIG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
+	  --connection-arn "$(CONNECTION_ARN)" --email "$(EMAIL)" --parameter-overrides $(PARAMS)
 
-publish: $(STAMP) build bucket ## Publish the pipeline product: upload it and deploy the studio stack (BUCKET=...)
-	@$(call package,pipeline)
-	@$(call package,studio)
-	@key="$$($(CLI) -c $(CONFIG) stack-name pipeline)/pipeline-$$(sha256sum $(PACKAGED)/pipeline.yaml | cut -c1-16).yaml"; \
-	region="$$($(AWS) configure get region || true)"; region="$${region:-$${AWS_REGION:-$${AWS_DEFAULT_REGION:-us-east-1}}}"; \
+publish: $(STAMP) build bucket ## Publish the pipeline product: upload it, deploy the account (if enabled) and studio stacks (BUCKET=...)
+	@stacks="$$($(CLI) -c $(CONFIG) stage --publish)"; \
+	for stack in pipeline $$stacks; do $(call package,$$stack) || exit 1; done; \
+	key="$$($(CLI) -c $(CONFIG) stack-name pipeline)/pipeline-$$(sha256sum $(PACKAGED)/pipeline.yaml | cut -c1-16).yaml"; \
+	region="$$($(AWS) configure get region || true)"; region="$${region:-$${AWS_REGION:-$${AWS_DEFAULT_REGION:-}}}"; \
+	region="$${region:-$$($(CLI) -c $(CONFIG) get project.region)}"; \
 	$(AWS) s3 cp --only-show-errors "$(PACKAGED)/pipeline.yaml" "s3://$(BUCKET)/$$key"; \
-	name="$$($(CLI) -c $(CONFIG) stack-name studio)"; \
-	$(AWS) cloudformation deploy --template-file "$(PACKAGED)/studio.yaml" \
-	  --stack-name "$$name" --s3-bucket "$(BUCKET)" --s3-prefix "$$name" \
-	  --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset \
-	  --parameter-overrides "PipelineTemplateUrl=https://$(BUCKET).s3.$$region.amazonaws.com/$$key" \
-	    $$($(CLI) -c $(CONFIG) params studio) $(PARAMS)
+	$(CLI) -c $(CONFIG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
+	  --parameter-overrides "PipelineTemplateUrl=https://$(BUCKET).s3.$$region.amazonaws.com/$$key" $(PARAMS)
 
-project: $(STAMP) ## Create a SageMaker project from the published product (NAME=<project name> [CONNECTION_ARN=...])
+project: $(STAMP) ## Create a SageMaker project from the published product and wait for it (NAME=<project> [CONNECTION_ARN=] [EMAIL=])
 	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
-	@stack="$$($(CLI) -c $(CONFIG) stack-name studio)"; \
-	output() { $(AWS) cloudformation describe-stacks --stack-name "$$stack" \
-	  --query "Stacks[0].Outputs[?OutputKey=='$$1'].OutputValue" --output text; }; \
-	product="$$(output ProductId)"; artifact="$$(output ProvisioningArtifactId)"; \
-	test -n "$$product" -a "$$product" != None || { echo "error: no studio stack '$$stack': run make publish first"; exit 2; }; \
-	artifact="$${artifact##*,}"; \
-	params=""; test -z "$(CONNECTION_ARN)" || \
-	  params=',"ProvisioningParameters":[{"Key":"CodeConnectionArn","Value":"$(CONNECTION_ARN)"}]'; \
-	$(AWS) sagemaker create-project --project-name "$(NAME)" \
-	  --project-description "Created by mlops-templates" \
-	  --service-catalog-provisioning-details "{\"ProductId\":\"$$product\",\"ProvisioningArtifactId\":\"$$artifact\"$$params}"
+	@$(CLI) -c $(CONFIG) create-project --name "$(NAME)" --connection-arn "$(CONNECTION_ARN)" --email "$(EMAIL)"
+
+destroy: $(STAMP) ## Delete a project's stacks in order and report what they kept (NAME=<project> [PURGE=1] [YES=1])
+	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
+	@$(CLI) -c $(CONFIG) destroy --name "$(NAME)" --purge "$(PURGE)" $(if $(filter 1 yes true,$(YES)),--yes)
 
 local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally (KEEP=1 keeps the server)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)

@@ -119,6 +119,84 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the AWS account before a deployment; exit 1 if any check fails."""
+    from mlops_templates import doctor  # boto3: only this command needs it
+
+    cfg = _load(args)
+    options = doctor.Options(args.bucket or None, args.project or None, args.connection_arn or None)
+    checks = doctor.run(cfg, doctor.session(cfg, args.region), options)
+    print(doctor.format_checks(checks))
+    return doctor.exit_status(checks)
+
+
+# -- Deploying and tearing down (boto3: imported by these commands only) --------------------
+
+
+def _blank(value: str | None) -> str | None:
+    return value or None
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Print the stacks ``make deploy STAGE=...`` (or ``make publish``) deploys, in order."""
+    from mlops_templates import deploy
+
+    cfg = _load(args)
+    if [args.stage is not None, args.publish, args.all].count(True) != 1:
+        raise MlopsError("stage: give one of STAGE, --publish and --all")
+    if args.all:
+        names = [name for name in stacks.STACKS if stacks.enabled(name, cfg)]
+    else:
+        names = deploy.publish_stacks(cfg) if args.publish else deploy.stage_stacks(cfg, args.stage)
+    print(" ".join(names))
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy the library's stacks from packaged templates, in the order given."""
+    from mlops_templates import deploy
+
+    cfg = _load(args)
+    deploy.deploy(
+        cfg, args.stacks, Path(args.packaged), args.s3_bucket,
+        deploy.parse_overrides(args.parameter_overrides),
+        _blank(args.connection_arn), _blank(args.email),
+    )
+    return 0
+
+
+def cmd_deploy_stack(args: argparse.Namespace) -> int:
+    """Create or update one stack from a template file, printing its events."""
+    from mlops_templates import deploy
+    from mlops_templates.stackwatch import session
+
+    spec = deploy.StackSpec(
+        args.stack_name, Path(args.template_file), args.s3_bucket, args.s3_prefix or args.stack_name,
+        deploy.parse_overrides(args.parameter_overrides), args.capabilities,
+    )
+    deploy.deploy_stack(session(), spec)
+    return 0
+
+
+def cmd_create_project(args: argparse.Namespace) -> int:
+    """Create a SageMaker project from the published product and wait for it."""
+    from mlops_templates import projects
+
+    config_mod.load(args.config, args.name)  # the name must make valid resource names
+    projects.create_project(_load(args), args.name, _blank(args.connection_arn), _blank(args.email))
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    """Tear down one project, in order; report (or purge) what it retained."""
+    from mlops_templates import teardown
+
+    cfg = config_mod.load(args.config, args.name)
+    spec = (args.purge or "").strip()
+    kinds = [] if spec in {"", "0"} else list(teardown.KINDS) if spec in {"1", "all"} else spec.split(",")
+    teardown.destroy(cfg, [k.strip() for k in kinds if k.strip()], yes=args.yes)
+    return 0
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="mlops-templates",
@@ -152,13 +230,51 @@ def parser() -> argparse.ArgumentParser:
     p = add("docs", cmd_docs, "print the config reference, or update it in a README")
     p.add_argument("--readme", help="rewrite the generated section of this file")
     p.add_argument("--check", action="store_true", help="with --readme: exit 1 if it is stale")
+    p = add("doctor", cmd_doctor, "check the AWS account for what a deployment needs, before anything is created")
+    p.add_argument("--bucket", help="the bucket `make package` uploads to (BUCKET)")
+    p.add_argument("--project", help="project whose leftover resources to look for (default: project.name)")
+    p.add_argument("--connection-arn", help="CodeConnections ARN (default: pipeline.source.connection_arn)")
+    p.add_argument("--region", help="region to check (default: the AWS session's, else project.region)")
     for name, func, help_text in (
         ("stack-name", cmd_stack_name, "print the CloudFormation stack name of a stack"),
         ("params", cmd_params, "print the parameter overrides for a stack from the config"),
     ):
         p = add(name, func, help_text)
         p.add_argument("stack", choices=list(stacks.STACKS))
+    _add_deploy_commands(add)
     return top
+
+
+def _add_deploy_commands(add) -> None:
+    overrides = {"nargs": "*", "default": [], "metavar": "KEY=VALUE", "help": "CloudFormation Parameter values"}
+    p = add("stage", cmd_stage, "print the stacks a deploy stage (or make publish) deploys, in order")
+    p.add_argument("stage", nargs="?", help="system, or one stack (dev and prd for deploy-dev and deploy-prd)")
+    p.add_argument("--publish", action="store_true", help="the stacks of make publish instead")
+    p.add_argument("--all", action="store_true", help="every stack the config renders instead")
+    p = add("deploy", cmd_deploy, "deploy the library's stacks from packaged templates, printing their events")
+    p.add_argument("stacks", nargs="+", choices=list(stacks.STACKS), help="stacks, in deployment order")
+    p.add_argument("--packaged", required=True, help="directory of the packaged <stack>.yaml files")
+    p.add_argument("--s3-bucket", required=True, help="bucket the templates are uploaded to")
+    p.add_argument("--parameter-overrides", **overrides)
+    p.add_argument("--connection-arn", help="the pipeline's CodeConnectionArn, when its template takes one")
+    p.add_argument("--email", help="the pipeline's NotificationEmail")
+    p = add("deploy-stack", cmd_deploy_stack, "create or update one stack from a template file, printing its events")
+    p.add_argument("--stack-name", required=True)
+    p.add_argument("--template-file", required=True)
+    p.add_argument("--s3-bucket", required=True, help="bucket the template is uploaded to")
+    p.add_argument("--s3-prefix", help="key prefix in the bucket (default: the stack name)")
+    p.add_argument(
+        "--capabilities", nargs="*", default=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+    )
+    p.add_argument("--parameter-overrides", **overrides)
+    p = add("create-project", cmd_create_project, "create a SageMaker project from the published product")
+    p.add_argument("--name", required=True, help="the project's name")
+    p.add_argument("--connection-arn", help="CodeConnectionArn, when the product takes one")
+    p.add_argument("--email", help="the project's NotificationEmail")
+    p = add("destroy", cmd_destroy, "delete one project's stacks in order; report or purge what they retained")
+    p.add_argument("--name", required=True, help="the project's name")
+    p.add_argument("--purge", help="1 (all) or kinds, comma-separated: buckets,repository,models,logs,key")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
