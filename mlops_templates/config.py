@@ -491,9 +491,24 @@ class StudioConfig(_Model):
         min_length=1,
         max_length=20,
     )
-    #: Set the account's API Gateway CloudWatch Logs role (``AWS::ApiGateway::Account``):
-    #: the production API's access logs need it once per account and region. Turn off
-    #: if the account already manages that setting elsewhere.
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "api_gateway_logging_role" in data:
+            raise ValueError(
+                "studio.api_gateway_logging_role moved to account.api_gateway_logging_role "
+                "(the account stack now sets it, with or without Studio)"
+            )
+        return data
+
+
+class AccountConfig(_Model):
+    """Account-wide settings, deployed once per account and region (the ``account`` stack)."""
+
+    #: Set the account's API Gateway CloudWatch Logs role: REST API access logs need it
+    #: once per account and region. The ``account`` stack sets it (retrying while IAM
+    #: propagates the new role). Turn off if the account already manages that setting.
     api_gateway_logging_role: bool = True
 
 
@@ -508,10 +523,11 @@ class Config(_Model):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     studio: StudioConfig = Field(default_factory=StudioConfig)
+    account: AccountConfig = Field(default_factory=AccountConfig)
     #: Deploy-time values of CloudFormation Parameters, per stack
     #: (``make deploy`` passes them; ``PARAMS=Key=Value`` on the command line wins).
     parameters: dict[
-        Literal["studio", "pipeline", "workflow", "deploy-dev", "deploy-prd"],
+        Literal["account", "studio", "pipeline", "workflow", "deploy-dev", "deploy-prd"],
         dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,255}$")], str],
     ] = Field(default_factory=dict)
 

@@ -106,7 +106,7 @@ MANAGED_POLICY_LIMIT = 6144
 INLINE_POLICIES_LIMIT = 10240
 #: The longest value a ``${...}`` in a ``Fn::Sub`` can take, for size estimates.
 SUB_LENGTHS = {
-    "AWS::Partition": len("aws-iso-b"),
+    "AWS::Partition": len("aws-us-gov"),
     "AWS::Region": len("ap-southeast-2"),
     "AWS::AccountId": 12,
     "AWS::URLSuffix": len("amazonaws.com.cn"),

@@ -26,6 +26,8 @@ def render(config: Config, names: Iterable[str] | None = None) -> dict[str, str]
     """Render stacks to ``{file name: text}`` without touching the disk."""
     files: dict[str, str] = {}
     for name in names or stacks.STACKS:
+        if names is None and not stacks.enabled(name, config):
+            continue
         mod = stacks.module(name)
         files[f"{name}.yaml"] = to_yaml(mod.build(config))
         extra = getattr(mod, "artifacts", None)

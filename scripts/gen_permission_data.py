@@ -39,6 +39,15 @@ OPERATIONS = ("create", "read", "update", "delete")
 
 #: Resource types whose registry schema has no handlers, with the documented actions.
 DOCUMENTED: dict[str, dict[str, Any]] = {
+    # CloudFormation invokes a custom resource's Lambda function (its ServiceToken) with
+    # the deploying role's credentials on create, update and delete.
+    "AWS::CloudFormation::CustomResource": {
+        "source": "https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/template-custom-resources-lambda.html",
+        "create": ["lambda:InvokeFunction"],
+        "read": [],
+        "update": ["lambda:InvokeFunction"],
+        "delete": ["lambda:InvokeFunction"],
+    },
     "AWS::CodeBuild::Project": {
         "source": "https://docs.aws.amazon.com/codebuild/latest/userguide/auth-and-access-control-permissions-reference.html",
         "create": ["codebuild:CreateProject", "codebuild:BatchGetProjects", "iam:PassRole"],
@@ -70,6 +79,9 @@ def rendered_templates() -> list[dict[str, Any]]:
     """Every stack of every config, as dicts; deploy-prd also SAM-expanded."""
     sys.path.insert(0, str(ROOT))
     from mlops_templates import config, sam, stacks
+    from mlops_templates.permissions import data
+
+    data.BOOTSTRAP = True
 
     templates = []
     for path in _configs():
@@ -84,7 +96,7 @@ def rendered_templates() -> list[dict[str, Any]]:
 
 def resource_types(templates: list[dict[str, Any]]) -> list[str]:
     found = {
-        resource["Type"]
+        "AWS::CloudFormation::CustomResource" if resource["Type"].startswith("Custom::") else resource["Type"]
         for template in templates
         for resource in template["Resources"].values()
         if not resource["Type"].startswith("AWS::Serverless::")
@@ -155,7 +167,7 @@ def _runtime_actions() -> set[str]:
     found: set[str] = set()
     for role in data["roles"].values():
         for need in role["needs"]:
-            found.update(need["actions"])
+            found.update(a for a in need["actions"] if "{" not in a)
     return found
 
 
@@ -213,22 +225,39 @@ def _dump(data: dict[str, Any], depth: int = 0, leaf_depth: int = 3) -> str:
     return "{\n" + ",\n".join(items) + "\n" + " " * (depth - 1) + "}"
 
 
+def _reload() -> None:
+    """Forget the tables the package read, so the next render uses the new files."""
+    from mlops_templates.permissions import data
+
+    for loader in (data.handlers, data.withheld, data.runtime, data._reference, data.action, data.arn_format, data.arn_regex):
+        loader.cache_clear()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed file is stale")
     args = parser.parse_args(argv)
-    templates = rendered_templates()
-    handlers = handler_table(resource_types(templates))
-    reference = reference_table(handlers, templates)
     stale = []
-    for path, data, leaf in ((HANDLERS, handlers, 3), (REFERENCE, reference, 4)):
-        text = _dump(data, leaf_depth=leaf)
-        if args.check:
-            if not path.exists() or path.read_text("utf-8") != text:
+    # Rendering uses the tables (the deploying roles are generated from them): write and
+    # render again until the output is stable (a new resource type takes two passes).
+    for _ in range(1 if args.check else 3):
+        templates = rendered_templates()
+        handlers = handler_table(resource_types(templates))
+        reference = reference_table(handlers, templates)
+        changed = False
+        for path, data, leaf in ((HANDLERS, handlers, 3), (REFERENCE, reference, 4)):
+            text = _dump(data, leaf_depth=leaf)
+            if path.exists() and path.read_text("utf-8") == text:
+                continue
+            changed = True
+            if args.check:
                 stale.append(path.relative_to(ROOT))
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path.relative_to(ROOT)}")
+            else:
+                path.write_text(text, encoding="utf-8")
+                print(f"wrote {path.relative_to(ROOT)}")
+        if not changed:
+            break
+        _reload()
     if stale:
         print(
             f"stale: {', '.join(map(str, stale))}; run python scripts/gen_permission_data.py",

@@ -117,3 +117,73 @@ def client_error(code: str, message: str, operation: str, status: int = 400) -> 
         },
         operation,
     )
+
+
+@dataclass
+class VersionInvoker:
+    """Stands in for ``lambda.invoke`` of a function version: runs ``handler`` in-process.
+
+    moto runs Lambda functions in Docker, which the tests do not have. The invoker
+    validates each call against the botocore model, calls the function's real handler
+    with the JSON payload, and answers as Lambda does (``FunctionError`` and the error
+    object when the handler raises).
+    """
+
+    client: Any
+    handler: Any
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, **params: Any) -> dict[str, Any]:
+        import io
+        import json
+
+        from botocore.response import StreamingBody
+
+        shape = self.client.meta.service_model.operation_model("Invoke").input_shape
+        validate_parameters(params, shape)
+        self.calls.append(params)
+        answer: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": params["FunctionName"].rsplit(":", 1)[-1]}
+        try:
+            result = self.handler(json.loads(params["Payload"]), FakeContext())
+            body = json.dumps(result).encode()
+        except Exception as err:  # noqa: BLE001 - Lambda turns it into FunctionError
+            body = json.dumps({"errorMessage": str(err), "errorType": type(err).__name__}).encode()
+            answer["FunctionError"] = "Unhandled"
+        answer["Payload"] = StreamingBody(io.BytesIO(body), len(body))
+        return answer
+
+
+class CloudFormationResponses:
+    """A real HTTP server on 127.0.0.1 standing in for a custom resource's pre-signed
+    ``ResponseURL``: it records every answer a function PUTs."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        received: list[dict[str, Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_PUT(self) -> None:
+                import json
+
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/response"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def statuses(self) -> list[str]:
+        return [answer["Status"] for answer in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -281,6 +281,8 @@ def test_functions_use_current_runtime_and_contract_environment(case) -> None:
     assert env[deploy_prd.PRE_TRAFFIC_HOOK] == {
         "ENDPOINT_NAME": endpoint_name,
         "SAMPLE_CSV": deploy_prd.SAMPLE_CSV,
+        # The version being deployed: the hook invokes it before it gets traffic.
+        "API_FUNCTION_VERSION": {"Ref": f"{deploy_prd.API_FUNCTION}.Version"},
     }
     post = env[deploy_prd.POST_TRAFFIC_HOOK]
     assert post["DATA_CAPTURE_URI"] == {"Ref": deploy_prd.DATA_CAPTURE_URI}

@@ -182,6 +182,14 @@ def test_binary_answer_is_base64_encoded(api: ModuleType) -> None:
             {"ContentType": "text/csv", "Accept": "text/csv", "Body": ROW.encode()},
             id="base64-body",
         ),
+        pytest.param(
+            # Data capture records it: ground truth joins on it; "synthetic-" ids are
+            # left out of monitoring.
+            event(headers={"X-Amzn-SageMaker-Inference-Id": "synthetic-pre-traffic-d-1"}),
+            {"ContentType": "text/csv", "Accept": "text/csv", "Body": ROW.encode(),
+             "InferenceId": "synthetic-pre-traffic-d-1"},
+            id="inference-id",
+        ),
     ],
 )
 def test_forwarded_parameters(
@@ -263,6 +271,13 @@ def test_six_megabytes_exactly_is_forwarded(api: ModuleType, stub: Stubber) -> N
         },
     )
     assert api.handler(event("1" * SIX_MB), CONTEXT)["statusCode"] == 200
+
+
+@pytest.mark.parametrize("inference_id", ["", "x" * 65, "caf\u00e9", "tab\there"])
+def test_a_malformed_inference_id_is_a_bad_request(api: ModuleType, inference_id: str) -> None:
+    response = api.handler(event(headers={"X-Amzn-SageMaker-Inference-Id": inference_id}), CONTEXT)
+    assert response["statusCode"] == 400
+    assert "X-Amzn-SageMaker-Inference-Id" in message(response)
 
 
 # --- endpoint errors ----------------------------------------------------------------------

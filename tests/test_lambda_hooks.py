@@ -29,6 +29,7 @@ from moto.sagemaker.models import sagemaker_backends
 from tests.lambda_helpers import (
     FakeContext,
     HookStatusRecorder,
+    VersionInvoker,
     client_error,
     load_lambda,
     mocked_aws,
@@ -55,6 +56,7 @@ def aws() -> Iterator[SimpleNamespace]:
             codedeploy=boto3.client("codedeploy", region_name=REGION),
             pre=load_lambda("pre_traffic_hook"),
             post=load_lambda("post_traffic_hook"),
+            api=load_lambda("api"),
         )
 
 
@@ -111,7 +113,9 @@ def hook_event(deployment_id: str) -> dict[str, str]:
 
 
 def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    """The hooks' own log lines (the API version the pre hook invokes logs too)."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    return [line for line in lines if line.get("logger") != "mlops.api"]
 
 
 def install_recorder(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> HookStatusRecorder:
@@ -132,11 +136,15 @@ def raise_from(error: Exception) -> Callable[..., Any]:
 # --- pre-traffic hook ---------------------------------------------------------------------
 
 
+API_VERSION = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:mlops-abalone-api:7"
+
+
 @dataclass
 class PreHook:
     module: ModuleType
     recorder: HookStatusRecorder
     deployment_id: str
+    invoker: VersionInvoker
 
     def run(self) -> dict[str, str]:
         return self.module.handler(hook_event(self.deployment_id), FakeContext())
@@ -147,15 +155,22 @@ def pre(aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> PreHook:
     reset_moto()
     monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
     monkeypatch.setenv("SAMPLE_CSV", ROW)
+    monkeypatch.setenv("API_FUNCTION_VERSION", API_VERSION)
     create_endpoint(aws.sagemaker)
-    return PreHook(aws.pre, install_recorder(aws.pre, monkeypatch), "d-PRE0000001")
+    # The new API version is the real API function, run in-process (see VersionInvoker).
+    invoker = VersionInvoker(aws.pre.LAMBDA, aws.api.handler)
+    monkeypatch.setattr(aws.pre.LAMBDA, "invoke", invoker)
+    return PreHook(aws.pre, install_recorder(aws.pre, monkeypatch), "d-PRE0000001", invoker)
 
 
 def test_pre_hook_succeeds_and_reports(pre: PreHook, capsys: pytest.CaptureFixture[str]) -> None:
-    set_endpoint_results({"Body": "9.87\n", "ContentType": "text/csv"})
+    set_endpoint_results(
+        {"Body": "9.87\n", "ContentType": "text/csv"}, {"Body": "9.5\n", "ContentType": "text/csv"}
+    )
     result = pre.run()
     assert result["status"] == "Succeeded", result
-    assert "[9.87]" in result["reason"]
+    assert "predicted [9.87]" in result["reason"]
+    assert f"the new API version {API_VERSION} answered [9.5]" in result["reason"]
     assert pre.recorder.calls == [
         {
             "deploymentId": pre.deployment_id,
@@ -178,11 +193,34 @@ def test_pre_hook_sends_the_sample_as_csv(pre: PreHook) -> None:
             "invoke_endpoint",
             {"Body": StreamingBody(BytesIO(b"[10.5]"), 6), "ContentType": "application/json"},
             expected_params={
-                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode()
+                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode(),
+                "InferenceId": f"synthetic-pre-traffic-{pre.deployment_id}",
             },
         )
-        assert pre.run()["status"] == "Succeeded"
-        stub.assert_no_pending_responses()
+        stub.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(BytesIO(b"10.5"), 4), "ContentType": "text/csv"},
+            expected_params={
+                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv",
+                "Body": ROW.encode(), "InferenceId": f"synthetic-pre-traffic-{pre.deployment_id}",
+            },
+        )
+        # The second call is the API version's own: the hook's module and the API module
+        # share botocore's client class but not the client, so stub the API's client too.
+        with Stubber(pre.invoker.handler.__globals__["RUNTIME"]) as api_stub:
+            api_stub.add_response(
+                "invoke_endpoint",
+                {"Body": StreamingBody(BytesIO(b"10.5"), 4), "ContentType": "text/csv"},
+                expected_params={
+                    "EndpointName": ENDPOINT, "ContentType": "text/csv", "Accept": "text/csv",
+                    "Body": ROW.encode(), "InferenceId": f"synthetic-pre-traffic-{pre.deployment_id}",
+                },
+            )
+            assert pre.run()["status"] == "Succeeded"
+            api_stub.assert_no_pending_responses()
+        (call,) = pre.invoker.calls
+        assert call["FunctionName"] == API_VERSION
+        assert call["InvocationType"] == "RequestResponse"
 
 
 @pytest.mark.parametrize(
@@ -324,6 +362,53 @@ def test_pre_hook_raises_when_the_report_fails(
         pre.run()
     assert len(pre.recorder.calls) == 1
     assert log_lines(capsys)[-1]["message"] == "report_failed"
+
+
+@pytest.mark.parametrize(
+    ("api_answer", "words"),
+    [
+        pytest.param(RuntimeError("import failed"), "raised an error", id="version-raises"),
+        pytest.param({"statusCode": 500, "body": '{"message": "boom"}'}, "answered 500", id="version-500"),
+        pytest.param({"statusCode": 400, "body": '{"message": "bad"}'}, "answered 400", id="version-400"),
+        pytest.param({"statusCode": 200, "body": "no number"}, "answered no prediction", id="version-garbage"),
+        pytest.param("not an object", "answered None", id="version-not-a-response"),
+    ],
+)
+def test_pre_hook_fails_when_the_new_api_version_does_not_answer_a_prediction(
+    pre: PreHook, monkeypatch: pytest.MonkeyPatch, api_answer: Any, words: str
+) -> None:
+    """A broken API version is caught before CodeDeploy shifts traffic to it."""
+    set_endpoint_results({"Body": "9.87", "ContentType": "text/csv"})
+
+    def broken_version(event: dict[str, Any], context: Any) -> Any:
+        if isinstance(api_answer, Exception):
+            raise api_answer
+        return api_answer
+
+    monkeypatch.setattr(pre.invoker, "handler", broken_version)
+    result = pre.run()
+    assert result["status"] == "Failed"
+    assert words in result["reason"]
+    assert API_VERSION in result["reason"] or "new API version" in result["reason"]
+    assert pre.recorder.statuses == ["Failed"]
+
+
+def test_pre_hook_fails_when_the_new_version_cannot_be_invoked(pre: PreHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_endpoint_results({"Body": "9.87", "ContentType": "text/csv"})
+    monkeypatch.setattr(
+        pre.module.LAMBDA, "invoke",
+        raise_from(client_error("AccessDeniedException", "not authorized to perform: lambda:InvokeFunction", "Invoke", 403)),
+    )
+    result = pre.run()
+    assert result["status"] == "Failed"
+    assert "AccessDeniedException" in result["reason"]
+
+
+def test_pre_hook_needs_the_version_to_check(pre: PreHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("API_FUNCTION_VERSION")
+    set_endpoint_results({"Body": "9.87", "ContentType": "text/csv"})
+    result = pre.run()
+    assert result == {"status": "Failed", "reason": "environment variable API_FUNCTION_VERSION is not set"}
 
 
 @pytest.mark.parametrize("event", [{}, {"DeploymentId": "d-1"}, None])
@@ -507,7 +592,9 @@ def test_post_hook_sends_the_sample_first(
             "invoke_endpoint",
             {"Body": StreamingBody(BytesIO(b"9.8"), 3), "ContentType": "text/csv"},
             expected_params={
-                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode()
+                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode(),
+                # Marked synthetic: the monitor leaves the hooks' requests out of live data.
+                "InferenceId": f"synthetic-post-traffic-{post.deployment_id}",
             },
         )
         assert post.run()["status"] == "Succeeded"

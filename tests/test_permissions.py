@@ -386,3 +386,62 @@ def test_sam_expansion_keeps_the_code_uri_packaging_gives() -> None:
     functions = [r for r in expanded["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     assert functions and all(f["Properties"]["Code"]["S3Bucket"] == "bucket" for f in functions)
     assert sam.PACKAGED_CODE_URI.startswith("s3://")
+
+
+# -- Run time ------------------------------------------------------------------------------
+
+
+def test_roles_allow_what_their_services_do_at_run_time(deployed) -> None:
+    """CodePipeline's actions, CodeBuild's buildspec, EventBridge's targets, Step
+    Functions' integrations, SageMaker's jobs and endpoints, the functions and CodeDeploy:
+    runtime_permissions.json, from each service's documentation."""
+    from mlops_templates.permissions import runtime
+
+    found = runtime.missing(deployed)
+    assert found == [], "\n".join(map(str, found))
+
+
+def test_every_role_of_the_runtime_table_exists() -> None:
+    d = deployment(EXAMPLE_CONFIG)
+    for name, spec in data.runtime().items():
+        stack = d.runs[spec["stack"]] if "stack" in spec else d.pipeline
+        assert spec["role"] in stack.resources, name
+        assert spec["source"].startswith("https://docs.aws.amazon.com/"), name
+        assert all(need["why"] and need["actions"] for need in spec["needs"]), name
+
+
+@pytest.mark.parametrize(
+    ("role", "action"),
+    [
+        ("StatesRole", "sagemaker:ListTags"),
+        ("CodePipelineRole", "cloudformation:DeleteStack"),
+        ("SageMakerRole", "cloudwatch:DescribeAlarms"),
+        ("CodeBuildRole", "ecr:DescribeImages"),
+    ],
+)
+def test_the_runtime_check_catches_a_missing_action(role: str, action: str, monkeypatch) -> None:
+    """Each of these was missing once; removing it again is reported."""
+    from mlops_templates.permissions import runtime
+
+    d = deployment(EXAMPLE_CONFIG)
+    resource = d.pipeline.resources[role]
+    original = copy.deepcopy(resource.properties)
+    for policy in resource.properties["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            statement["Action"] = [a for a in statement["Action"] if a != action]
+    try:
+        assert any(m.action == action for m in runtime.missing(d))
+    finally:
+        resource.properties = original
+
+
+def test_an_ip_allow_list_lets_the_deploy_role_set_the_apis_resource_policy() -> None:
+    """A REST API with a resource policy needs apigateway:UpdateRestApiPolicy (API Gateway
+    developer guide; the RestApi handler's list), which the deploy role once lacked."""
+    from mlops_templates.permissions.policy import Request, allows
+
+    d = deployment(REPO / "tests" / "configs" / "api-key-xgboost.yaml")
+    (api,) = d.runs["deploy-prd"].of_type("AWS::ApiGateway::RestApi").values()
+    # SAM puts the resource policy into the API's definition.
+    assert api.properties["Body"].get("x-amazon-apigateway-policy"), "the variant sets an IP allow list"
+    assert allows(d.cloudformation_role_documents(), Request("apigateway:UpdateRestApiPolicy", api.arn))

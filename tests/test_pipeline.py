@@ -173,7 +173,8 @@ def test_project_name_parameter_fits_every_derived_name() -> None:
     tpl = template("example")
     parameter = tpl["Parameters"]["SageMakerProjectName"]
     assert parameter["MaxLength"] == max_project_name_length("mlops") == 20
-    assert parameter["MaxLength"] <= min(32, 27 - len("mlops") - 1)
+    longest_base = naming.LIMITS["sagemaker"] - naming.JOB_NAME_AFTER_BASE  # job names
+    assert parameter["MaxLength"] <= min(32, longest_base - len("mlops") - 1)
     pattern = re.compile(parameter["AllowedPattern"])
     for good in ("ab", "churn-2", "a" * 20):
         assert pattern.match(good)
@@ -189,7 +190,7 @@ def test_project_name_parameter_fits_every_derived_name() -> None:
 @pytest.mark.parametrize("prefix", ["ml", "mlops", "averyverylongprefix"])
 def test_project_name_length_shrinks_with_the_prefix(prefix: str) -> None:
     longest = max_project_name_length(prefix)
-    assert len(prefix) + 1 + longest <= 27
+    assert len(prefix) + 1 + longest <= naming.LIMITS["sagemaker"] - naming.JOB_NAME_AFTER_BASE
     ProjectNames(prefix).check()
     tpl = json.loads(pipeline.build(config.parse({"project": {"prefix": prefix, "name": "ab"}})).to_json())
     assert tpl["Parameters"]["SageMakerProjectName"]["MaxLength"] == longest
@@ -267,7 +268,8 @@ def test_train_stage_deploys_the_workflow_then_runs_it() -> None:
     deploy, train, output = sorted(stage_actions(tpl, "Train"), key=lambda a: a["RunOrder"])
     cfg = variant_config("example")
     assert deploy["Configuration"]["StackName"] == {"Fn::Sub": "mlops-${SageMakerProjectName}-workflow"}
-    assert deploy["Configuration"]["ActionMode"] == "CREATE_UPDATE"
+    # A retried run replaces a workflow stack whose first create failed.
+    assert deploy["Configuration"]["ActionMode"] == "REPLACE_ON_FAILURE"
     assert deploy["Configuration"]["TemplatePath"] == "BuildOutput::workflow.yaml"
     assert deploy["Configuration"]["TemplateConfiguration"] == "BuildOutput::workflow.json"
     assert train["ActionTypeId"] == {
@@ -414,7 +416,23 @@ def test_one_role_per_service() -> None:
         pipeline.STATES_ROLE: ["states.amazonaws.com"],
         pipeline.EVENTS_ROLE: ["events.amazonaws.com"],
         network.FLOW_LOG_ROLE: ["vpc-flow-logs.amazonaws.com"],
+        pipeline.TEARDOWN_ROLE: ["lambda.amazonaws.com"],
     }
+
+
+def test_production_is_never_replaced_by_a_deployment() -> None:
+    """REPLACE_ON_FAILURE deletes a failed stack and creates it again: right for the
+    workflow and the dev endpoint, never for production."""
+    tpl = template("example")
+    modes = {
+        stage: action["Configuration"]["ActionMode"]
+        for stage in ("DeployDev", "DeployPrd")
+        for action in stage_actions(tpl, stage)
+    }
+    assert modes == {"DeployDev": "REPLACE_ON_FAILURE", "DeployPrd": "CREATE_UPDATE"}
+    deletes = [s for r, s in statements(tpl) if r == pipeline.PIPELINE_ROLE and "cloudformation:DeleteStack" in s["Action"]]
+    resources = [r["Fn::Sub"] for s in deletes for r in s["Resource"]]
+    assert resources and not any("deploy-prd" in r for r in resources)
 
 
 def _sid(tpl: dict[str, Any], role: str, sid: str) -> dict[str, Any]:
@@ -513,6 +531,44 @@ def test_per_run_stacks_name_their_roles_and_create_no_keys() -> None:
 # ----------------------------------------------------------------- network
 
 
+#: boto3 client name -> the VPC endpoint service it reaches.
+CLIENT_ENDPOINTS = {
+    "sagemaker": "sagemaker.api", "sagemaker-runtime": "sagemaker.runtime", "codedeploy": "codedeploy",
+    "lambda": "lambda", "s3": "s3", "cloudwatch": "monitoring", "logs": "logs", "sts": "sts",
+    "kms": "kms", "ecr": "ecr.api", "sns": "sns", "cloudformation": "cloudformation",
+    "apigateway": "apigateway",
+}
+
+
+def test_every_api_a_function_in_the_vpc_calls_has_an_endpoint() -> None:
+    """The functions deploy-prd places in the created VPC reach AWS only through its
+    endpoints: every client their code creates needs one (an API without one fails at
+    run time, e.g. a hook that cannot report to CodeDeploy rolls every deployment back)."""
+    from mlops_templates.stacks import deploy_prd, network
+
+    from .conftest import REPO
+
+    cfg = variant_config("create-vpc")
+    derived = config.parse(
+        {**cfg.model_dump(mode="json", exclude_defaults=True),
+         "network": {"subnet_ids": ["subnet-0123456789abcdef0"], "security_group_ids": ["sg-0123456789abcdef0"]}},
+        "derived",
+    )
+    prd = json.loads(deploy_prd.build(derived).to_json())
+    functions = [
+        r["Properties"] for r in prd["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function" and "VpcConfig" in r["Properties"]
+    ]
+    assert len(functions) == 3
+    available = set(network.INTERFACE_ENDPOINTS) | {"s3"}
+    for function in functions:
+        source = (REPO / "templates" / function["CodeUri"] / "app.py").resolve().read_text(encoding="utf-8")
+        clients = set(re.findall(r'boto3\.client\(\s*"([a-z0-9-]+)"', source))
+        assert clients, function["CodeUri"]
+        missing = {CLIENT_ENDPOINTS[c] for c in clients} - available
+        assert not missing, f"{function['CodeUri']} calls {sorted(missing)} with no VPC endpoint"
+
+
 def test_created_vpc_is_private_with_the_endpoints_sagemaker_needs() -> None:
     tpl = template("create-vpc")
     assert not of_type(tpl, "AWS::EC2::InternetGateway")
@@ -526,6 +582,7 @@ def test_created_vpc_is_private_with_the_endpoints_sagemaker_needs() -> None:
     services = {e["Properties"]["ServiceName"]["Fn::Sub"].split("}.", 1)[1] for e in endpoints.values()}
     assert services == {
         "sagemaker.api", "sagemaker.runtime", "sts", "logs", "ecr.api", "ecr.dkr", "monitoring", "kms", "s3",
+        "codedeploy", "lambda",
     }
     for endpoint in endpoints.values():
         if endpoint["Properties"]["VpcEndpointType"] == "Interface":
@@ -642,10 +699,12 @@ def test_render_directory_keeps_sam_code_paths_valid(tmp_path: Path) -> None:
 
 
 def test_run_id_keeps_the_recognizable_part_of_the_execution_id() -> None:
-    assert pipeline_build.run_id("1624A1D1-3699-43f0-8e1e-6bafd7fde791") == "1624a1d1-3699-43f0-8e1e"
+    assert pipeline_build.run_id("1624A1D1-3699-43f0-8e1e-6bafd7fde791") == "1624a1d1-3699"
     assert pipeline_build.run_id("mlops-demo-build:0b9e1f0a-1111-2222-3333-444455556666") == (
-        "0b9e1f0a-1111-2222-3333"
+        "0b9e1f0a-1111"
     )
+    # The build step imports only the standard library, so it repeats the limit.
+    assert pipeline_build.RUN_ID_MAX_LENGTH == naming.RUN_ID_MAX_LENGTH
     with pytest.raises(pipeline_build.BuildError):
         pipeline_build.run_id("---")
 
@@ -711,9 +770,9 @@ def test_run_environment_picks_the_newest_upload_and_tags_the_image() -> None:
     s3 = _FakeS3([[_obj("training/abalone.csv", 2)]])
     values = pipeline_build.run_environment(_build_env(), s3)
     assert values == {
-        "RUN_ID": "1624a1d1-3699-43f0-8e1e",
+        "RUN_ID": "1624a1d1-3699",
         "CONFIG_FILE": str(EXAMPLE_CONFIG),
-        "IMAGE_URI": "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-demo:1624a1d1-3699-43f0-8e1e",
+        "IMAGE_URI": "111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-demo:1624a1d1-3699",
         "TRAINING_DATA_URI": "s3://data-bucket/training/abalone.csv",
         "DOCKER_BUILD_ARGS": "",
     }
@@ -762,9 +821,9 @@ def test_outputs_are_the_parameters_of_the_rendered_stacks(tmp_path: Path) -> No
     from mlops_templates import stacks
 
     env = _build_env(
-        RUN_ID="1624a1d1-3699-43f0-8e1e",
+        RUN_ID="1624a1d1-3699",
         TRAINING_DATA_URI="s3://data-bucket/training/abalone.csv",
-        IMAGE_URI="111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-demo:1624a1d1-3699-43f0-8e1e",
+        IMAGE_URI="111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-demo:1624a1d1-3699",
         NOTIFICATION_EMAIL="ops@example.com",
     )
     written = pipeline_build.write_outputs(env, tmp_path)
@@ -790,7 +849,7 @@ def test_outputs_are_the_parameters_of_the_rendered_stacks(tmp_path: Path) -> No
     run = json.loads((tmp_path / pipeline_build.EXECUTION_INPUT).read_text(encoding="utf-8"))
     hyperparameters = run.pop("Hyperparameters")
     assert run == {
-        "RunId": "1624a1d1-3699-43f0-8e1e",
+        "RunId": "1624a1d1-3699",
         "TrainingDataUri": "s3://data-bucket/training/abalone.csv",
         "ImageUri": env["IMAGE_URI"],
     }
@@ -823,8 +882,8 @@ def test_env_command_prints_exports_bash_can_evaluate(capsys: pytest.CaptureFixt
         capture_output=True, text=True, check=True,
     )
     assert proc.stdout == (
-        "1624a1d1-3699-43f0-8e1e|111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-demo:"
-        "1624a1d1-3699-43f0-8e1e|s3://data-bucket/training/abalone.csv"
+        "1624a1d1-3699|111122223333.dkr.ecr.us-east-1.amazonaws.com/mlops-demo:"
+        "1624a1d1-3699|s3://data-bucket/training/abalone.csv"
     )
     assert pipeline_build.main(["env"], {**env, "DATA_BUCKET": ""}) == 2
     assert "DATA_BUCKET" in capsys.readouterr().err

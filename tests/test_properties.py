@@ -103,3 +103,19 @@ def test_production_api_is_never_open(tpl: dict[str, Any]) -> None:
         assert auth.get("DefaultAuthorizer") == "AWS_IAM" or auth.get("ApiKeyRequired") is True, logical_id
     for logical_id, props in resources(tpl, "AWS::ApiGateway::Method"):
         assert props.get("AuthorizationType") != "NONE" or props.get("ApiKeyRequired") is True, logical_id
+
+
+def test_what_a_stack_keeps_never_blocks_its_retry(tpl: dict[str, Any]) -> None:
+    """Data is kept when a stack is deleted but removed when the stack's own first create
+    fails (RetainExceptOnCreate), so a failed create leaves nothing that blocks the retry;
+    a kept log group's name carries its stack's ID, so a re-created stack never meets it.
+    The one plain Retain: the account's API Gateway role, which the account setting
+    keeps pointing at (its name is generated, so it blocks nothing)."""
+    for logical_id, resource in tpl["Resources"].items():
+        policy = resource.get("DeletionPolicy")
+        if policy == "Retain":
+            assert resource["Type"] == "AWS::IAM::Role" and "RoleName" not in resource["Properties"], logical_id
+        if resource["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in resource["Properties"]:
+            name = resource["Properties"]["LogGroupName"]
+            assert "Fn::Sub" in name and "${Suffix}" in json.dumps(name), logical_id
+            assert "AWS::StackId" in json.dumps(name), logical_id

@@ -21,6 +21,7 @@ import codecs
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 # InvokeEndpoint accepts at most 6 MB, which is also Lambda's synchronous payload limit.
 MAX_BODY_BYTES = 6 * 1024 * 1024
 SUPPORTED_CONTENT_TYPES = ("text/csv", "application/json")
+#: Passed on as InvokeEndpoint's InferenceId (SageMaker's limit: 1-64 printable ASCII).
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
+INFERENCE_ID_PATTERN = re.compile(r"[\x20-\x7e]{1,64}")
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 VARIANT_HEADER = "X-Amzn-Invoked-Production-Variant"
 THROTTLING_CODES = frozenset(
@@ -209,6 +213,15 @@ def _parse_request(event: dict[str, Any]) -> dict[str, Any]:
     custom_attributes = headers.get(CUSTOM_ATTRIBUTES_HEADER.lower())
     if custom_attributes:
         kwargs["CustomAttributes"] = custom_attributes
+    inference_id = headers.get(INFERENCE_ID_HEADER.lower())
+    if inference_id is not None:
+        # Data capture records it (eventMetadata.inferenceId): ground truth joins on it,
+        # and the monitor leaves out synthetic traffic (the hooks' "synthetic-" ids).
+        if not INFERENCE_ID_PATTERN.fullmatch(inference_id):
+            raise RequestError(
+                400, f"{INFERENCE_ID_HEADER} must be 1-64 printable ASCII characters."
+            )
+        kwargs["InferenceId"] = inference_id
     return kwargs
 
 

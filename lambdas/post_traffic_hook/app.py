@@ -94,6 +94,8 @@ LOGGER = _make_logger("mlops.post_traffic_hook")
 S3 = boto3.client("s3", config=CLIENT_CONFIG)
 RUNTIME = boto3.client("sagemaker-runtime", config=CLIENT_CONFIG)
 CODEDEPLOY = boto3.client("codedeploy", config=CLIENT_CONFIG)
+#: Inference ids of requests the deployment tooling sends (not live traffic).
+SYNTHETIC_PREFIX = "synthetic-"
 
 
 def _clock() -> float:
@@ -165,11 +167,15 @@ def deployment_start(deployment_id: str) -> datetime:
         return since
 
 
-def send_sample(endpoint_name: str, sample_csv: str) -> None:
-    """Invoke the endpoint once, so that a capture file is written."""
+def send_sample(endpoint_name: str, sample_csv: str, inference_id: str) -> None:
+    """Invoke the endpoint once, so that a capture file is written. The inference id
+    marks the request as synthetic: the monitor leaves it out of live data."""
     try:
         RUNTIME.invoke_endpoint(
-            EndpointName=endpoint_name, ContentType="text/csv", Body=sample_csv.encode("utf-8")
+            EndpointName=endpoint_name,
+            ContentType="text/csv",
+            Body=sample_csv.encode("utf-8"),
+            InferenceId=inference_id,
         )["Body"].read()
     except ClientError as err:
         code = err.response.get("Error", {}).get("Code")
@@ -206,7 +212,7 @@ def run_checks(deployment_id: str, context: Any) -> str:
     since = deployment_start(deployment_id).astimezone(UTC)
     sample_csv = os.environ.get("SAMPLE_CSV", "").strip()
     if sample_csv:
-        send_sample(endpoint_name, sample_csv)
+        send_sample(endpoint_name, sample_csv, f"{SYNTHETIC_PREFIX}post-traffic-{deployment_id}"[:64])
     location = f"s3://{bucket}/{prefix + '/' if prefix else ''}{endpoint_name}/"
     polls = 0
     while True:

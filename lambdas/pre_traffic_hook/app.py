@@ -6,10 +6,16 @@ Event: ``{"DeploymentId": ..., "LifecycleEventHookExecutionId": ...}``. Environm
     The SageMaker endpoint the new API version will call.
 ``SAMPLE_CSV``
     One raw feature row without the label, sent as ``text/csv``.
+``API_FUNCTION_VERSION``
+    ARN of the API function version being deployed (SAM's ``<Function>.Version``).
 
 Checks that the endpoint is ``InService``, that data capture is enabled (the drift
 monitor reads the captured requests) and that the sample request answers a number (or a
-list of numbers). The outcome is reported to CodeDeploy with
+list of numbers); then invokes **the new API function version** with the same row as an
+API Gateway request and checks that it answers 200 with a prediction, so a broken API
+version never receives traffic. The hook's requests carry the inference id
+``synthetic-pre-traffic-<deployment>``: the monitor leaves synthetic traffic out. The
+outcome is reported to CodeDeploy with
 ``PutLifecycleEventHookExecutionStatus`` on every path, unexpected errors included, so a
 deployment never waits for the hook's timeout; a failed report fails the invocation.
 """
@@ -83,6 +89,9 @@ LOGGER = _make_logger("mlops.pre_traffic_hook")
 SAGEMAKER = boto3.client("sagemaker", config=CLIENT_CONFIG)
 RUNTIME = boto3.client("sagemaker-runtime", config=CLIENT_CONFIG)
 CODEDEPLOY = boto3.client("codedeploy", config=CLIENT_CONFIG)
+LAMBDA = boto3.client("lambda", config=CLIENT_CONFIG)
+#: Inference ids of requests the deployment tooling sends (not live traffic).
+SYNTHETIC_PREFIX = "synthetic-"
 
 
 class CheckFailed(Exception):
@@ -149,11 +158,14 @@ def check_endpoint(endpoint_name: str) -> dict[str, Any]:
     return description
 
 
-def check_sample(endpoint_name: str, sample_csv: str) -> list[float]:
+def check_sample(endpoint_name: str, sample_csv: str, inference_id: str) -> list[float]:
     """Send the sample row and check that the endpoint answers a number."""
     try:
         result = RUNTIME.invoke_endpoint(
-            EndpointName=endpoint_name, ContentType="text/csv", Body=sample_csv.encode("utf-8")
+            EndpointName=endpoint_name,
+            ContentType="text/csv",
+            Body=sample_csv.encode("utf-8"),
+            InferenceId=inference_id,
         )
         body = result["Body"].read()
     except ClientError as err:
@@ -165,13 +177,65 @@ def check_sample(endpoint_name: str, sample_csv: str) -> list[float]:
         raise CheckFailed(f"sample request returned no number ({err}): {body[:200]!r}") from err
 
 
-def run_checks() -> str:
+def api_request(sample_csv: str, inference_id: str) -> dict[str, Any]:
+    """The API Gateway proxy event of a ``POST /predict`` of the sample row."""
+    return {
+        "resource": "/predict",
+        "path": "/predict",
+        "httpMethod": "POST",
+        "headers": {
+            "Content-Type": "text/csv",
+            "Accept": "text/csv",
+            "X-Amzn-SageMaker-Inference-Id": inference_id,
+        },
+        "body": sample_csv,
+        "isBase64Encoded": False,
+        "requestContext": {"stage": "pre-traffic-hook", "httpMethod": "POST", "path": "/predict"},
+    }
+
+
+def check_api_version(version_arn: str, sample_csv: str, inference_id: str) -> list[float]:
+    """Invoke the API function version being deployed with the sample as an API request;
+    check that it answers 200 with a prediction."""
+    try:
+        result = LAMBDA.invoke(
+            FunctionName=version_arn,
+            InvocationType="RequestResponse",
+            Payload=json.dumps(api_request(sample_csv, inference_id)).encode("utf-8"),
+        )
+        payload = result["Payload"].read()
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code")
+        raise CheckFailed(f"invoking the new API version {version_arn} failed: {code}: {err}") from err
+    text = payload.decode("utf-8", "replace")[:300]
+    if result.get("FunctionError"):
+        raise CheckFailed(f"the new API version {version_arn} raised an error: {text}")
+    try:
+        response = json.loads(payload)
+    except ValueError as err:
+        raise CheckFailed(f"the new API version answered no JSON ({err}): {text}") from err
+    status = response.get("statusCode") if isinstance(response, dict) else None
+    if status != 200:
+        raise CheckFailed(f"the new API version answered {status} to the sample request: {text}")
+    try:
+        return parse_prediction(str(response.get("body", "")).encode("utf-8"))
+    except ValueError as err:
+        raise CheckFailed(f"the new API version answered no prediction ({err}): {text}") from err
+
+
+def run_checks(deployment_id: str = "") -> str:
     """Run every check; return a summary, or raise ``CheckFailed`` with the reason."""
     endpoint_name = _required_env("ENDPOINT_NAME")
     sample_csv = _required_env("SAMPLE_CSV")
+    version_arn = _required_env("API_FUNCTION_VERSION")
+    inference_id = f"{SYNTHETIC_PREFIX}pre-traffic-{deployment_id}"[:64]
     check_endpoint(endpoint_name)
-    predictions = check_sample(endpoint_name, sample_csv)
-    return f"endpoint {endpoint_name} is InService, captures data and predicted {predictions[:5]}"
+    predictions = check_sample(endpoint_name, sample_csv, inference_id)
+    through_api = check_api_version(version_arn, sample_csv, inference_id)
+    return (
+        f"endpoint {endpoint_name} is InService, captures data and predicted {predictions[:5]}; "
+        f"the new API version {version_arn} answered {through_api[:5]}"
+    )
 
 
 def report(deployment_id: str, execution_id: str, status: str) -> None:
@@ -201,7 +265,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
         raise ValueError("event needs DeploymentId and LifecycleEventHookExecutionId")
     fields = {"deployment_id": deployment_id, "endpoint": os.environ.get("ENDPOINT_NAME")}
     try:
-        reason = run_checks()
+        reason = run_checks(deployment_id)
         status = SUCCEEDED
         LOGGER.info("checks_passed", extra={"fields": {**fields, "reason": reason}})
     except CheckFailed as err:

@@ -286,7 +286,7 @@ def gaps(
     found: list[Gap] = []
     withheld = data.withheld()
     for logical_id, resource in sorted(stack.resources.items()):
-        kind = resource.kind
+        kind = data.canonical(resource.kind)
         table = data.handlers().get(kind)
         if table is None:
             found.append(Gap(stack.name, logical_id, kind, "-", "-", "-", "type not in handler_permissions.json"))
@@ -334,14 +334,14 @@ def used_actions(stacks: Iterable[DeployedStack]) -> dict[str, set[str]]:
     used: dict[str, set[str]] = {}
     for stack in stacks:
         for resource in stack.resources.values():
-            table = data.handlers().get(resource.kind, {})
+            table = data.handlers().get(data.canonical(resource.kind), {})
             for action in {a for actions in table.values() for a in actions}:
                 info = data.action(action)
                 if info is None:
                     continue
                 _, pairs = _targets_or_twin(info, resource, stack)
                 if pairs:
-                    used.setdefault(resource.kind, set()).add(action)
+                    used.setdefault(data.canonical(resource.kind), set()).add(action)
     return used
 
 

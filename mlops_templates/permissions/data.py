@@ -29,6 +29,9 @@ from importlib.resources import files
 from typing import Any
 
 OPERATIONS = ("create", "read", "update", "delete")
+#: Set by scripts/gen_permission_data.py while it renders the stacks to find their
+#: resource types: a type not yet in the table then has no actions instead of failing.
+BOOTSTRAP = False
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -56,11 +59,19 @@ def _reference() -> dict[str, Any]:
     return _load("iam_reference.json")
 
 
+def canonical(kind: str) -> str:
+    """``Custom::<Name>`` resources are ``AWS::CloudFormation::CustomResource``."""
+    return "AWS::CloudFormation::CustomResource" if kind.startswith("Custom::") else kind
+
+
 def handler_actions(kind: str, operations: tuple[str, ...] = OPERATIONS) -> set[str]:
     """Every action CloudFormation's handler of ``kind`` may call in ``operations``."""
+    kind = canonical(kind)
     try:
         table = handlers()[kind]
     except KeyError:
+        if BOOTSTRAP:
+            return set()
         raise KeyError(
             f"{kind} is not in handler_permissions.json: run scripts/gen_permission_data.py"
         ) from None
@@ -69,12 +80,12 @@ def handler_actions(kind: str, operations: tuple[str, ...] = OPERATIONS) -> set[
 
 def required_actions(kind: str, operations: tuple[str, ...] = OPERATIONS) -> set[str]:
     """Handler actions of ``kind`` minus the ones withheld with a reason."""
-    return handler_actions(kind, operations) - set(withheld().get(kind, {}))
+    return handler_actions(kind, operations) - set(withheld().get(canonical(kind), {}))
 
 
 def operations_calling(kind: str, action: str) -> set[str]:
     """The operations of ``kind``'s handler that call ``action``."""
-    return {op for op, actions in handlers()[kind].items() if action in actions}
+    return {op for op, actions in handlers()[canonical(kind)].items() if action in actions}
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,11 @@ class TypeSpec:
 
 
 def _sm(iam_type: str, name: str | None) -> TypeSpec:
+    # Ref of every SageMaker type here is its ARN (the CloudFormation reference's
+    # "Return values"); the name is the <Name> attribute.
     return TypeSpec(
         "sagemaker", iam_type, f"arn:{{p}}:sagemaker:{{r}}:{{a}}:{iam_type}/{{name}}",
-        name=name, style="logical", limit=63, lower=True,
+        name=name, style="logical", limit=63, lower=True, ref="arn",
     )
 
 
@@ -82,7 +84,7 @@ TYPES: dict[str, TypeSpec] = {
         "application-autoscaling", "ScalableTarget",
         "arn:{p}:application-autoscaling:{r}:{a}:scalable-target/{name}", style="id", ref="arn",
     ),
-    "AWS::CloudFormation::CustomResource": TypeSpec(None, None, None, style="id"),
+    "AWS::CloudFormation::CustomResource": TypeSpec("lambda", "function", "{ServiceToken}", style="id"),
     "AWS::CloudWatch::Alarm": TypeSpec("cloudwatch", "alarm", "arn:{p}:cloudwatch:{r}:{a}:alarm:{name}", name="AlarmName"),
     "AWS::CloudWatch::Dashboard": TypeSpec("cloudwatch", "dashboard", "arn:{p}:cloudwatch::{a}:dashboard/{name}", name="DashboardName"),
     "AWS::CodeBuild::Project": TypeSpec("codebuild", "project", "arn:{p}:codebuild:{r}:{a}:project/{name}", name="Name"),
@@ -202,7 +204,8 @@ class DeployedResource:
 
     @property
     def spec(self) -> TypeSpec | None:
-        return TYPES.get(self.kind)
+        kind = "AWS::CloudFormation::CustomResource" if self.kind.startswith("Custom::") else self.kind
+        return TYPES.get(kind)
 
 
 class DeployedStack:
@@ -401,7 +404,7 @@ class DeployedStack:
 
     def _deploy(self, logical: str, resource: Mapping[str, Any]) -> DeployedResource:
         kind = resource["Type"]
-        spec = TYPES.get(kind)
+        spec = TYPES.get("AWS::CloudFormation::CustomResource" if kind.startswith("Custom::") else kind)
         name = self._names[logical]
         try:
             props = self.resolve(resource.get("Properties", {}))

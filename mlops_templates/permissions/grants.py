@@ -116,6 +116,8 @@ def _scoped_types(kind: str, info: data.ActionInfo, scope: Scope) -> list[IamTyp
     if types == [ANY] or any(req for req in info.resource_types.values()):
         return types
     if len(types) > 1:
+        if all(t in scope.absent for t in types):
+            return types  # the caller grants nothing
         defined = [t for t in types if scope.defines(t)]
         if not defined:
             names = ", ".join(t[1] for t in types)

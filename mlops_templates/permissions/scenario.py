@@ -21,7 +21,8 @@ from mlops_templates.stacks import pipeline_build
 
 PROJECT_NAME = "demo"
 PROJECT_ID = "p-0a1b2c3d4e5f"
-RUN_ID = "1624a1d1-3699-43f0-8e1e"
+RUN_ID = "1624a1d1-3699"
+ATTEMPT = "5f2c9a1e"
 TEMPLATE_URL = "https://org-templates.s3.us-east-1.amazonaws.com/pipeline/pipeline-0123456789abcdef.yaml"
 CONNECTION = "arn:aws:codeconnections:us-east-1:111122223333:connection/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
@@ -76,7 +77,7 @@ def _pipeline_environment(stack: DeployedStack) -> dict[str, str]:
 
 def _train_output(env: dict[str, str]) -> dict[str, str]:
     bucket = env["ARTIFACT_BUCKET"]
-    run = f"s3://{bucket}/runs/{RUN_ID}"
+    run = f"s3://{bucket}/runs/{RUN_ID}/{ATTEMPT}"
     return {
         "ModelDataUrl": f"{run}/model/job/output/model.tar.gz",
         "ImageUri": f"{env['IMAGE_REPOSITORY_URI']}:{RUN_ID}",

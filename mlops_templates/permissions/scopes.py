@@ -105,9 +105,15 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool 
     return Scope(
         resources=resources,
         tagged=frozenset({("kms", "key")}),
-        absent=frozenset()
-        if uses_connection
-        else frozenset({("codestar-connections", "Connection"), ("codeconnections", "Connection")}),
+        absent=frozenset(
+            # The pipeline's functions carry their code inline: no S3 object to read.
+            {("s3", "object"), ("s3", "accesspointobject")}
+            | (
+                set()
+                if uses_connection
+                else {("codestar-connections", "Connection"), ("codeconnections", "Connection")}
+            )
+        ),
         tag=("mlops:project", named),
         tag_operator=StringLike,
         conditions={

@@ -2,7 +2,8 @@
 
 A stack module may also expose ``artifacts(config) -> dict[str, str]``: extra files
 (file name -> text) rendered beside the template, such as the workflow's ASL
-definition for validators.
+definition for validators; and ``enabled(config) -> bool``, False when the config
+turns the stack off (it is then neither rendered nor deployed).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from types import ModuleType
 
 #: Stack name (the file name in ``templates/``) -> module.
 STACKS: dict[str, str] = {
+    "account": "mlops_templates.stacks.account",
     "studio": "mlops_templates.stacks.studio",
     "pipeline": "mlops_templates.stacks.pipeline",
     "workflow": "mlops_templates.stacks.workflow",
@@ -27,3 +29,9 @@ def module(name: str) -> ModuleType:
     except KeyError:
         known = ", ".join(STACKS)
         raise KeyError(f"unknown stack '{name}' (known: {known})") from None
+
+
+def enabled(name: str, config: object) -> bool:
+    """Whether stack ``name`` is rendered and deployed for ``config``."""
+    check = getattr(module(name), "enabled", None)
+    return True if check is None else bool(check(config))

@@ -27,6 +27,8 @@ from troposphere import (
     Not,
     Parameter,
     Ref,
+    Select,
+    Split,
     Sub,
     Tags,
     Template,
@@ -41,6 +43,10 @@ from mlops_templates.config import Config
 from mlops_templates.stacks.pipeline_build import NO_EMAIL
 
 TEMPLATE_VERSION = "2010-09-09"
+#: Deletion policy of what holds data (keys, buckets, logs, repositories, registries): kept
+#: when the stack is deleted, but removed when the stack's own first create fails and rolls
+#: back, so a failed create leaves nothing behind that would block the retry.
+RETAIN = "RetainExceptOnCreate"
 
 
 def new_template(config: Config, description: str) -> Template:
@@ -65,6 +71,12 @@ def arn(service: str, resource: str, *, region: bool | str = True, account: bool
         f"arn:${{AWS::Partition}}:{service}:{part(region, '${AWS::Region}')}:"
         f"{part(account, '${AWS::AccountId}')}:{resource}"
     )
+
+
+def stack_suffix() -> Select:
+    """The first eight hex digits of the stack's ID: unique per stack instance, so a name
+    that carries it never collides with what a deleted stack of the same name kept."""
+    return Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
 
 
 def tags(config: Config, component: str) -> Tags:
@@ -135,7 +147,7 @@ def kms_key(
         EnableKeyRotation=True,
         KeyPolicy=iam.document(*statements),
         Tags=tags(config, component),
-        DeletionPolicy="Retain",
+        DeletionPolicy=RETAIN,
         UpdateReplacePolicy="Retain",
     )
 
@@ -201,7 +213,7 @@ def log_group(
         KmsKeyId=GetAtt(key, "Arn") if isinstance(key, kms.Key) else key,
         RetentionInDays=retention_days,
         Tags=tags(config, component),
-        DeletionPolicy="Retain",
+        DeletionPolicy=RETAIN,
         UpdateReplacePolicy="Retain",
     )
     if name is not None:
@@ -295,7 +307,7 @@ def secure_bucket(
         ),
         VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
         Tags=tags(config, component),
-        DeletionPolicy="Retain",
+        DeletionPolicy=RETAIN,
         UpdateReplacePolicy="Retain",
     )
     if log_bucket is not None:

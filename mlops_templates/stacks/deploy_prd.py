@@ -26,13 +26,10 @@ from typing import Any, ClassVar
 from awacs import awslambda as lambda_actions
 from awacs import cloudwatch as cloudwatch_actions
 from awacs import codedeploy as codedeploy_actions
-from awacs import ec2 as ec2_actions
 from awacs import kms as kms_actions
-from awacs import logs as logs_actions
 from awacs import s3 as s3_actions
 from awacs import sagemaker as sm
 from awacs import sns as sns_actions
-from awacs import xray as xray_actions
 from awacs.aws import Condition, Statement, StringLike
 from troposphere import (
     GetAtt,
@@ -57,11 +54,11 @@ from troposphere.apigateway import MethodSetting
 from mlops_templates import iam as iam_policy
 from mlops_templates import naming, regions
 from mlops_templates.config import Config
-from mlops_templates.stacks import common, context, endpoint
+from mlops_templates.stacks import common, context, endpoint, functions
 
 COMPONENT = "deploy-prd"
-SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
-PYTHON_RUNTIME = "python3.13"
+SAM_TRANSFORM = functions.SAM_TRANSFORM
+PYTHON_RUNTIME = functions.PYTHON_RUNTIME
 ALIAS = "live"
 API_PATH = "/predict"
 
@@ -145,15 +142,6 @@ class _DeploymentPreference(serverless.DeploymentPreference):
     }
 
 
-class _Function(serverless.Function):
-    """SAM function that also tags what SAM generates for it (``PropagateTags``)."""
-
-    props: ClassVar[PropsDictType] = {
-        **serverless.Function.props,
-        "PropagateTags": (bool, False),
-    }
-
-
 class _Api(serverless.Api):
     """SAM API that also tags what SAM generates for it (``PropagateTags``)."""
 
@@ -161,16 +149,6 @@ class _Api(serverless.Api):
         **serverless.Api.props,
         "PropagateTags": (bool, False),
     }
-
-
-def _function_arns(name: str) -> list[Sub]:
-    """The function and its versions and aliases (``<arn>:<qualifier>``)."""
-    return [common.arn("lambda", f"function:{name}"), common.arn("lambda", f"function:{name}:*")]
-
-
-def _tag_dict(config: Config, component: str) -> dict[str, str]:
-    """The project's tags as the mapping SAM resources take."""
-    return {tag["Key"]: tag["Value"] for tag in common.tags(config, component).to_dict()}
 
 
 class _Builder:
@@ -591,57 +569,18 @@ class _Builder:
     def _function_role(
         self, logical_id: str, component: str, log_group: Any, statements: list[Statement], why: str
     ) -> iam.Role:
-        base_statements = [
-            iam_policy.allow(
-                [logs_actions.CreateLogStream, logs_actions.PutLogEvents],
-                GetAtt(log_group, "Arn"),
-                sid="WriteOwnLogs",
-            ),
-            # X-Ray has no resource-level permissions: its actions need Resource "*".
-            iam_policy.allow(
-                [xray_actions.PutTraceSegments, xray_actions.PutTelemetryRecords],
-                "*",
-                sid="Tracing",
-            ),
-            # The function's environment variables are encrypted with this key.
-            iam_policy.allow([kms_actions.Decrypt], self.kms_key_arn, sid="DecryptEnvironment"),
-        ]
         network = self.config.network
-        if network.subnet_ids:
-            interfaces = common.arn("ec2", "network-interface/*")
-            base_statements += [
-                # Lambda creates the function's network interfaces with its role, in the
-                # configured subnets and security groups only.
-                iam_policy.allow(
-                    [ec2_actions.CreateNetworkInterface],
-                    [interfaces]
-                    + [common.arn("ec2", f"subnet/{subnet}") for subnet in network.subnet_ids]
-                    + [common.arn("ec2", f"security-group/{sg}") for sg in network.security_group_ids],
-                    sid="CreateVpcInterfaces",
-                ),
-                iam_policy.allow(
-                    [
-                        ec2_actions.DeleteNetworkInterface,
-                        ec2_actions.AssignPrivateIpAddresses,
-                        ec2_actions.UnassignPrivateIpAddresses,
-                    ],
-                    interfaces,
-                    sid="ManageVpcInterfaces",
-                ),
-                # EC2 Describe actions have no resource-level permissions: Resource "*".
-                iam_policy.allow(
-                    [ec2_actions.DescribeNetworkInterfaces, ec2_actions.DescribeSubnets],
-                    "*",
-                    sid="DescribeVpc",
-                ),
-            ]
         return self.add(
-            iam.Role(
+            functions.role(
                 logical_id,
-                RoleName=naming.physical_name(self.config, component, "iam-role"),
-                AssumeRolePolicyDocument=iam_policy.trust("lambda.amazonaws.com"),
-                Policies=[iam_policy.inline_policy("function", *base_statements, *statements)],
-                Tags=common.tags(self.config, COMPONENT),
+                self.config,
+                COMPONENT,
+                naming.physical_name(self.config, component, "iam-role"),
+                log_group,
+                self.kms_key_arn,
+                statements,
+                network.subnet_ids,
+                network.security_group_ids,
             ),
             why,
         )
@@ -658,50 +597,16 @@ class _Builder:
         why: str,
         skips: dict[str, str] | None = None,
         **props: Any,
-    ) -> _Function:
+    ) -> functions.SamFunction:
         cfg = self.config
-        function = _Function(
-            logical_id,
-            FunctionName=name,
-            CodeUri=f"../lambdas/{code_dir}/",
-            Handler="app.handler",
-            Runtime=PYTHON_RUNTIME,
-            # Pure Python (standard library and boto3): Graviton is cheaper for the same code.
-            Architectures=["arm64"],
-            MemorySize=cfg.api.memory_mb,
-            Timeout=timeout,
-            Role=GetAtt(role, "Arn"),
-            Environment=serverless.Environment(Variables=environment),
-            KmsKeyArn=self.kms_key_arn,
-            Tracing="Active",
-            LoggingConfig=serverless.LoggingConfig(LogGroup=Ref(log_group)),
-            Tags=_tag_dict(cfg, COMPONENT),
-            PropagateTags=True,
-            **props,
+        return self.add(
+            functions.function(
+                logical_id, cfg, COMPONENT, name, code_dir, role, log_group, self.kms_key_arn,
+                environment, timeout, cfg.api.memory_mb, cfg.network.subnet_ids,
+                cfg.network.security_group_ids, skips, **props,
+            ),
+            why,
         )
-        if cfg.network.subnet_ids:
-            function.VpcConfig = serverless.VPCConfig(
-                SubnetIds=list(cfg.network.subnet_ids),
-                SecurityGroupIds=list(cfg.network.security_group_ids),
-            )
-        reasons = {
-            "CKV_AWS_115": (
-                "Reserved concurrency is not set on purpose: it is carved out of the account "
-                "pool and fails in accounts with the default low concurrency limit; the API "
-                "stage throttle bounds the API function and the hooks run once per deployment"
-            ),
-            "CKV_AWS_272": (
-                "Code signing is not configured: the code is packaged by the project's own "
-                "pipeline from the reviewed repository, with no signing profile to verify"
-            ),
-        }
-        if not cfg.network.subnet_ids:
-            reasons["CKV_AWS_117"] = (
-                "No VPC is configured (network.subnet_ids is empty); the function calls only "
-                "AWS APIs, over TLS and signed with its role"
-            )
-        common.skip_checkov(function, {**reasons, **(skips or {})})
-        return self.add(function, why)
 
     def hooks(self) -> None:
         """The CodeDeploy PreTraffic and PostTraffic hook functions."""
@@ -733,12 +638,19 @@ class _Builder:
         dlq = serverless.DeadLetterQueue(Type="SNS", TargetArn=Ref(self.topic))
 
         pre_logs = self._log_group(f"{PRE_TRAFFIC_HOOK}LogGroup", "Logs of the PreTraffic hook")
+        # The hook tries the API function version being deployed before it gets traffic.
+        invoke_new_version = iam_policy.allow(
+            [lambda_actions.InvokeFunction],
+            functions.function_arns(self.api_name)[1],
+            sid="InvokeNewApiVersion",
+        )
         pre_role = self._function_role(
             f"{PRE_TRAFFIC_HOOK}Role",
             "prd-pre-traffic",
             pre_logs,
-            [report, check_endpoint, *dead_letters],
-            "PreTraffic hook: report to its deployment group, describe and invoke the endpoint",
+            [report, check_endpoint, invoke_new_version, *dead_letters],
+            "PreTraffic hook: report to its deployment group, describe and invoke the endpoint, "
+            "invoke the API version being deployed",
         )
         self.pre_hook = self._function(
             PRE_TRAFFIC_HOOK,
@@ -746,9 +658,15 @@ class _Builder:
             "pre_traffic_hook",
             pre_role,
             pre_logs,
-            {"ENDPOINT_NAME": self.endpoint_name, "SAMPLE_CSV": SAMPLE_CSV},
+            {
+                "ENDPOINT_NAME": self.endpoint_name,
+                "SAMPLE_CSV": SAMPLE_CSV,
+                # SAM's reference to the version its AutoPublishAlias publishes.
+                "API_FUNCTION_VERSION": Ref(f"{API_FUNCTION}.Version"),
+            },
             PRE_TRAFFIC_TIMEOUT_SECONDS,
-            "CodeDeploy PreTraffic hook: the endpoint is InService, captures data and answers",
+            "CodeDeploy PreTraffic hook: the endpoint is InService, captures data and answers, "
+            "and the API version being deployed answers a real request",
             DeadLetterQueue=dlq,
             DependsOn=[ENDPOINT],
         )
@@ -815,13 +733,13 @@ class _Builder:
                                 lambda_actions.UpdateAlias,
                                 lambda_actions.GetProvisionedConcurrencyConfig,
                             ],
-                            _function_arns(self.api_name),
+                            functions.function_arns(self.api_name),
                             sid="ShiftApiAlias",
                         ),
                         iam_policy.allow(
                             [lambda_actions.InvokeFunction],
-                            _function_arns(self.pre_hook_name)
-                            + _function_arns(self.post_hook_name),
+                            functions.function_arns(self.pre_hook_name)
+                            + functions.function_arns(self.post_hook_name),
                             sid="RunHooks",
                         ),
                         # DescribeAlarms has no resource-level permissions (it is a
@@ -990,7 +908,7 @@ class _Builder:
                     DataTraceEnabled=False,
                 )
             ],
-            Tags=_tag_dict(cfg, COMPONENT),
+            Tags=functions.tag_dict(cfg, COMPONENT),
             PropagateTags=True,
         )
         common.skip_checkov(

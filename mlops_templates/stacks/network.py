@@ -2,8 +2,8 @@
 
 Two private subnets in two Availability Zones, no internet gateway: SageMaker jobs
 and endpoints reach AWS through VPC endpoints only (interface endpoints for the
-SageMaker API and runtime, STS, CloudWatch Logs and metrics, ECR and KMS; an S3
-gateway endpoint). Flow logs go to a KMS-encrypted log group.
+SageMaker API and runtime, STS, CloudWatch Logs and metrics, ECR, KMS, CodeDeploy and
+Lambda; an S3 gateway endpoint). Flow logs go to a KMS-encrypted log group.
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ VPC_CIDR = "10.0.0.0/16"
 SUBNET_CIDRS = ("10.0.0.0/19", "10.0.32.0/19")
 HTTPS = 443
 
-#: Interface endpoints SageMaker jobs and endpoints need without internet access:
-#: service suffix -> logical ID.
+#: Interface endpoints of every AWS API the jobs, endpoints and functions placed in the
+#: VPC call, without internet access: service suffix -> logical ID. The traffic hooks
+#: report to CodeDeploy (``codedeploy``; Lambda deployments need only that one, not
+#: ``codedeploy-commands-secure``: CodeDeploy user guide, VPC endpoints) and the
+#: pre-traffic hook invokes the API version being deployed (``lambda``).
+#: tests/test_pipeline.py checks this against the clients the functions create.
 INTERFACE_ENDPOINTS: dict[str, str] = {
     "sagemaker.api": "SageMakerApiEndpoint",
     "sagemaker.runtime": "SageMakerRuntimeEndpoint",
@@ -42,6 +46,8 @@ INTERFACE_ENDPOINTS: dict[str, str] = {
     "ecr.dkr": "EcrDockerEndpoint",
     "monitoring": "MonitoringEndpoint",
     "kms": "KmsEndpoint",
+    "codedeploy": "CodeDeployEndpoint",
+    "lambda": "LambdaEndpoint",
 }
 
 
@@ -203,7 +209,10 @@ def add_vpc(
             "network",
             key,
             config.pipeline.log_retention_days,
-            name=Sub(f"/{names.prefix}/${{SageMakerProjectName}}/vpc-flow-logs"),
+            name=Sub(
+                f"/{names.prefix}/${{SageMakerProjectName}}/vpc-flow-logs-${{Suffix}}",
+                Suffix=common.stack_suffix(),
+            ),
         )
     )
     group.Tags = tags

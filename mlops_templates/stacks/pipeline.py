@@ -49,6 +49,7 @@ from troposphere import (
     Sub,
     Tags,
     Template,
+    awslambda,
     codebuild,
     codepipeline,
     ecr,
@@ -57,10 +58,12 @@ from troposphere import (
     s3,
     sns,
 )
+from troposphere.cloudformation import CustomResource
 
 from mlops_templates import iam as iamdoc
 from mlops_templates.config import Config
-from mlops_templates.stacks import common, network
+from mlops_templates.inline import inline_code
+from mlops_templates.stacks import common, functions, network
 from mlops_templates.stacks import pipeline_build as contract
 from mlops_templates.stacks import pipeline_iam as roles
 from mlops_templates.stacks.context import describe, describe_template
@@ -105,6 +108,10 @@ DATA_RULE = "DataUploadRule"
 SCHEDULE_RULE = "RetrainScheduleRule"
 DRIFT_RULE = "RetrainOnDriftRule"
 FAILURE_RULE = "PipelineFailedRule"
+TEARDOWN_LOG_GROUP = "TeardownLogGroup"
+TEARDOWN_ROLE = "TeardownRole"
+TEARDOWN_FUNCTION = "TeardownFunction"
+TEARDOWN = "RunStacksTeardown"
 
 #: Why each resource exists (Metadata Context, read by cfn-lint and reviewers).
 WHY: dict[str, str] = {
@@ -138,6 +145,11 @@ WHY: dict[str, str] = {
     SCHEDULE_RULE: "Retrains on a schedule",
     DRIFT_RULE: "Retrains when the production drift alarm fires",
     FAILURE_RULE: "Notifies the topic when a pipeline run fails",
+    TEARDOWN_LOG_GROUP: "Encrypted logs of the teardown function",
+    TEARDOWN_ROLE: "Lets the teardown function delete the per-run stacks with the deploy role",
+    TEARDOWN_FUNCTION: "Deletes the per-run stacks when the project is deleted",
+    TEARDOWN: "Deleting the project first deletes its per-run stacks (endpoints bill by the "
+    "hour), before the role that may delete them goes",
 }
 
 #: Stage names, in order.
@@ -490,7 +502,7 @@ class _Builder:
                     LifecyclePolicyText=json.dumps(lifecycle, sort_keys=True)
                 ),
                 Tags=self.tags("pipeline"),
-                DeletionPolicy="Retain",
+                DeletionPolicy=common.RETAIN,
                 UpdateReplacePolicy="Retain",
             )
         )
@@ -649,7 +661,11 @@ class _Builder:
         run_order: int = 1,
     ) -> codepipeline.Actions:
         configuration: dict[str, Any] = {
-            "ActionMode": "CREATE_UPDATE",
+            # A stack whose first create failed (ROLLBACK_COMPLETE) cannot be updated: the
+            # workflow and the dev endpoint are replaced, so a retried run works.
+            # Production is never deleted by a deployment: a failed production stack
+            # needs a person (the pipeline stops there with CloudFormation's reason).
+            "ActionMode": "CREATE_UPDATE" if stack == "deploy-prd" else "REPLACE_ON_FAILURE",
             "StackName": self.names.name(stack),
             "TemplatePath": f"{BUILD_OUTPUT}::{stack}.yaml",
             "TemplateConfiguration": f"{BUILD_OUTPUT}::{stack}.json",
@@ -935,6 +951,86 @@ class _Builder:
             )
         )
 
+    # Teardown -------------------------------------------------------------------------
+
+    def teardown(self, key: kms.Key, deploy_role: Any, deploy_policies: list[Any]) -> None:
+        """The custom resource that deletes the per-run stacks when the project is deleted.
+
+        It depends on the deploy role and its policies, so CloudFormation deletes it (and
+        runs the function) while the role still exists. The code is inline (the product
+        template must carry it: Service Catalog launches it as it is).
+        """
+        cfg, names = self.config, self.names
+        log_group = self.add(
+            common.log_group(
+                TEARDOWN_LOG_GROUP,
+                cfg,
+                "pipeline",
+                key,
+                cfg.pipeline.log_retention_days,
+                name=Sub(f"/{names.prefix}/${{{PROJECT_NAME}}}/teardown-${{Suffix}}", Suffix=common.stack_suffix()),
+            )
+        )
+        log_group.Tags = self.tags("pipeline")
+        stacks = {stack: names.text(stack) for stack in contract.RUN_STACKS}
+        waves = f"{stacks['deploy-prd']},{stacks['deploy-dev']};{stacks['workflow']}"
+        function_name = names.text("teardown")
+        role = self.add(
+            roles.teardown_role(
+                TEARDOWN_ROLE,
+                self.names,
+                [common.arn("cloudformation", f"stack/{name}/*") for name in stacks.values()],
+                GetAtt(deploy_role, "Arn"),
+                GetAtt(log_group, "Arn"),
+                GetAtt(key, "Arn"),
+                common.arn("lambda", f"function:{function_name}"),
+                self.tags("pipeline"),
+            )
+        )
+        function = awslambda.Function(
+            TEARDOWN_FUNCTION,
+            FunctionName=Sub(function_name),
+            Description=Sub(f"Deletes the per-run stacks of {names.base} when the project is deleted"),
+            Code=awslambda.Code(ZipFile=inline_code("teardown")),
+            Handler="index.handler",
+            Runtime=functions.PYTHON_RUNTIME,
+            Architectures=["arm64"],
+            MemorySize=128,
+            # Deleting an endpoint stack takes minutes; the function continues in a new
+            # invocation when this runs out.
+            Timeout=900,
+            Role=GetAtt(role, "Arn"),
+            Environment=awslambda.Environment(
+                Variables={"STACK_WAVES": Sub(waves), "ROLE_ARN": GetAtt(deploy_role, "Arn")}
+            ),
+            KmsKeyArn=GetAtt(key, "Arn"),
+            TracingConfig=awslambda.TracingConfig(Mode="Active"),
+            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
+            Tags=self.tags("pipeline"),
+        )
+        common.skip_checkov(
+            function,
+            {
+                **functions.COMMON_SKIPS,
+                **functions.NO_VPC_SKIP,
+                "CKV_AWS_116": (
+                    "CloudFormation invokes the function as a custom resource and the function "
+                    "reports every outcome to CloudFormation itself; a dead-letter queue only "
+                    "receives asynchronous events that failed"
+                ),
+            },
+        )
+        self.add(function)
+        self.add(
+            TeardownResource(
+                TEARDOWN,
+                ServiceToken=GetAtt(function, "Arn"),
+                # Deleting the endpoint stacks can take longer than one invocation.
+                ServiceTimeout=3600,
+                DependsOn=[deploy_role.title, *(p.title for p in deploy_policies)],
+            )
+        )
+
     # Outputs --------------------------------------------------------------------------
 
     def outputs(self, values: dict[str, tuple[str, Any]]) -> None:
@@ -957,7 +1053,12 @@ class _Builder:
                 "pipeline",
                 key,
                 cfg.pipeline.log_retention_days,
-                name=Sub(f"/{names.prefix}/${{{PROJECT_NAME}}}/codebuild"),
+                # The stack's ID in the name: a re-created project never collides with the
+                # log group a deleted one kept.
+                name=Sub(
+                    f"/{names.prefix}/${{{PROJECT_NAME}}}/codebuild-${{Suffix}}",
+                    Suffix=common.stack_suffix(),
+                ),
             )
         )
         log_group.Tags = self.tags("pipeline")
@@ -1014,6 +1115,7 @@ class _Builder:
         # A new pipeline starts a run at once: its deploy stages need the role's policies.
         pipeline.DependsOn = [p.title for p in deploy_policies]
         self.rules(res.pipeline_arn, events_role, topic, data)
+        self.teardown(key, deploy_role, deploy_policies)
 
         outputs: dict[str, tuple[str, Any]] = {
             "PipelineName": ("Name of the CodePipeline", Ref(pipeline)),
@@ -1087,6 +1189,16 @@ def run_resource_types(config: Config) -> set[str]:
 
 def _with_vpc(res: roles.PipelineResources, in_vpc: bool) -> roles.PipelineResources:
     return replace(res, in_vpc=in_vpc)
+
+
+class TeardownResource(CustomResource):
+    """``Custom::RunStacksTeardown``: the per-run stacks' teardown (see ``_Builder.teardown``)."""
+
+    resource_type = "Custom::RunStacksTeardown"
+    props = {  # noqa: RUF012 - troposphere's class-level property table
+        "ServiceToken": (str, True),
+        "ServiceTimeout": (int, False),
+    }
 
 
 def build(config: Config) -> Template:

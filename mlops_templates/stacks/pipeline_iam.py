@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from awacs import awslambda, ec2, ecr, kms, logs, s3, sns, states, xray
 from awacs import cloudformation as cfn
 from awacs import cloudwatch as cw
 from awacs import codebuild as cb
@@ -19,7 +20,6 @@ from awacs import codecommit as cc
 from awacs import codeconnections as ccn
 from awacs import codepipeline as cp
 from awacs import codestar_connections as csc
-from awacs import ec2, ecr, kms, logs, s3, sns, states, xray
 from awacs import events as ev
 from awacs import sagemaker as sm
 from awacs.aws import Condition, ForAnyValueStringLike, StringEquals, StringLike
@@ -173,6 +173,13 @@ def codepipeline_role(
             ],
             [res.stack_arn(stack) for stack in ("workflow", "deploy-dev", "deploy-prd")],
             sid="DeployPerRunStacks",
+        ),
+        # REPLACE_ON_FAILURE deletes a failed workflow or dev stack before creating it again
+        # (never production: its action is CREATE_UPDATE).
+        iamdoc.allow(
+            [cfn.DeleteStack],
+            [res.stack_arn(stack) for stack in ("workflow", "deploy-dev")],
+            sid="ReplaceFailedStacks",
         ),
         # deploy-prd uses the SAM transform: CloudFormation checks the caller may use it.
         iamdoc.allow(
@@ -351,6 +358,14 @@ def sagemaker_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.R
             common.arn("logs", "log-group:/aws/sagemaker/*"),
             sid="JobLogs",
         ),
+        # Deployment guardrails: "your IAM execution role has permission to perform the
+        # cloudwatch:DescribeAlarms action on the auto-rollback alarms" (SageMaker developer
+        # guide, deployment guardrails, auto-rollback configuration).
+        iamdoc.allow(
+            [cw.DescribeAlarms],
+            common.arn("cloudwatch", f"alarm:{names.base}-*"),
+            sid="ReadRollbackAlarms",
+        ),
         # PutMetricData supports no resource-level permissions; the namespace is pinned.
         iamdoc.allow(
             [cw.PutMetricData],
@@ -393,6 +408,9 @@ def states_role(
                 sm.DescribeProcessingJob,
                 sm.StopProcessingJob,
                 sm.AddTags,
+                # The .sync integrations read the job's tags (Step Functions developer
+                # guide, IAM policies for SageMaker: sagemaker:ListTags).
+                sm.ListTags,
             ],
             [
                 common.arn("sagemaker", f"training-job/{base}-*"),
@@ -401,7 +419,7 @@ def states_role(
             sid="RunJobs",
         ),
         iamdoc.allow(
-            [sm.CreateModel, sm.DescribeModel, sm.AddTags],
+            [sm.CreateModel, sm.DescribeModel, sm.AddTags, sm.ListTags],
             common.arn("sagemaker", f"model/{base}-*"),
             sid="CreateModel",
         ),
@@ -523,6 +541,37 @@ def cloudformation_role(
             )
         )
     return role, policies
+
+
+def teardown_role(
+    logical_id: str,
+    names: ProjectNames,
+    stack_arns: list[Any],
+    deploy_role_arn: Any,
+    log_group_arn: Any,
+    key_arn: Any,
+    function_arn: Any,
+    tags: Tags,
+) -> iam.Role:
+    """The teardown function's role: delete the per-run stacks with the deploy role."""
+    statements = [
+        iamdoc.allow(
+            [cfn.DeleteStack, cfn.DescribeStacks, cfn.DescribeStackEvents],
+            stack_arns,
+            sid="DeleteRunStacks",
+        ),
+        iamdoc.pass_role(deploy_role_arn, "cloudformation.amazonaws.com", sid="DeleteWithDeployRole"),
+        # A deletion that outlasts one invocation continues in the next.
+        iamdoc.allow([awslambda.InvokeFunction], function_arn, sid="ContinueLater"),
+        iamdoc.allow([logs.CreateLogStream, logs.PutLogEvents], log_group_arn, sid="WriteOwnLogs"),
+        iamdoc.allow([kms.Decrypt], key_arn, sid="DecryptEnvironment"),
+        # X-Ray has no resource-level permissions.
+        iamdoc.allow([xray.PutTraceSegments, xray.PutTelemetryRecords], "*", sid="Tracing"),
+    ]
+    return _role(
+        logical_id, names, "teardown", "lambda.amazonaws.com", statements, tags,
+        "Deletes the project's per-run stacks when the project is deleted",
+    )
 
 
 def flow_logs_role(logical_id: str, names: ProjectNames, log_group_arn: Any, tags: Tags) -> iam.Role:

@@ -25,7 +25,6 @@ from troposphere import (
     Ref,
     Tags,
     Template,
-    apigateway,
     iam,
     servicecatalog,
 )
@@ -44,8 +43,6 @@ PRODUCT_ASSOCIATION = "PortfolioProductAssociation"
 LAUNCH_ROLE = "LaunchRole"
 LAUNCH_CONSTRAINT = "LaunchRoleConstraint"
 PRINCIPAL_PREFIX = "StudioPrincipal"
-API_LOGS_ROLE = "ApiGatewayLogsRole"
-API_ACCOUNT = "ApiGatewayAccount"
 #: Logical-ID prefix of the launch role's managed policies (``LaunchPolicy1``, ...):
 #: the statements are packed into as many as IAM's size limit needs.
 LAUNCH_POLICY = "LaunchPolicy"
@@ -122,32 +119,7 @@ WHY: dict[str, str] = {
     LAUNCH_ROLE: "Service Catalog creates each project's resources with this role, not "
     "with the Studio user's permissions",
     LAUNCH_CONSTRAINT: "Makes Service Catalog launch the product with the launch role",
-    API_LOGS_ROLE: "API Gateway writes the projects' API access logs with this role",
-    API_ACCOUNT: "Account-wide API Gateway setting that access logging requires",
 }
-
-
-def _api_gateway_account(config: Config) -> list[Any]:
-    """The account's API Gateway CloudWatch Logs role.
-
-    Access logging of every project's API needs it once per account and region; it lives
-    here, in the organization stack, because a project's stack must not overwrite or
-    delete an account-wide setting that other projects rely on.
-    """
-    role = iam.Role(
-        API_LOGS_ROLE,
-        Description="API Gateway pushes access and execution logs to CloudWatch Logs",
-        AssumeRolePolicyDocument=iamdoc.trust("apigateway.amazonaws.com"),
-        ManagedPolicyArns=[
-            common.arn(
-                "iam", "policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
-                region=False, account="aws",
-            )
-        ],
-        Tags=common.tags(config, "studio"),
-    )
-    account = apigateway.Account(API_ACCOUNT, CloudWatchRoleArn=GetAtt(role, "Arn"))
-    return [role, account]
 
 
 def build(config: Config) -> Template:
@@ -229,8 +201,6 @@ def build(config: Config) -> Template:
         for arn in studio.principal_arns
     ]
     _add_all(template, [portfolio, product, association, role, *policies, constraint, *principals])
-    if studio.api_gateway_logging_role:
-        _add_all(template, _api_gateway_account(config))
     for logical_id, resource in template.resources.items():
         why = WHY.get(logical_id) or (
             "Lets the launch role create, update and delete a project's pipeline stack"
