@@ -107,8 +107,14 @@ def job_name_max_length(config: Config) -> int:
     return len(base(config)) + JOB_NAME_AFTER_BASE
 
 
-def physical_name(config: Config, component: str, limit: str = "sagemaker") -> str:
-    """Physical name for ``component``, checked against the limit of ``limit``."""
+def physical_name(config: Config, component: str, limit: str | None = None) -> str:
+    """Physical name for ``component``, checked against the limit of its kind in
+    :data:`COMPONENTS` (or of ``limit``, for a name outside the table)."""
+    if limit is None:
+        try:
+            limit = COMPONENTS[component]
+        except KeyError:
+            raise ValueError(f"naming.COMPONENTS has no component '{component}'") from None
     name = f"{base(config)}-{component}"
     maximum = LIMITS[limit]
     if len(name) > maximum:

@@ -1,0 +1,94 @@
+"""Names of the production stack: Parameters, logical IDs, physical names and the
+fixed values its parts share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlops_templates import naming
+from mlops_templates.config import Config
+
+COMPONENT = "deploy-prd"
+ALIAS = "live"
+API_PATH = "/predict"
+
+# Parameters (beside endpoint.IMAGE_URI, MODEL_DATA_URL, EXECUTION_ROLE_ARN, KMS_KEY_ARN)
+DATA_CAPTURE_URI = "DataCaptureUri"
+BASELINE_STATISTICS_URI = "BaselineStatisticsUri"
+BASELINE_CONSTRAINTS_URI = "BaselineConstraintsUri"
+MONITORING_OUTPUT_URI = "MonitoringOutputUri"
+NOTIFICATION_EMAIL = "NotificationEmail"
+HAS_NOTIFICATION_EMAIL = "HasNotificationEmail"
+
+# Logical IDs
+NOTIFICATION_TOPIC = "NotificationTopic"
+NOTIFICATION_SUBSCRIPTION = "NotificationEmailSubscription"
+MODEL = "Model"
+ENDPOINT_CONFIG = "EndpointConfig"
+ENDPOINT = "Endpoint"
+ENDPOINT_5XX_ALARM = "Endpoint5xxAlarm"
+ENDPOINT_LATENCY_ALARM = "EndpointLatencyAlarm"
+SCALABLE_TARGET = "EndpointScalableTarget"
+SCALING_POLICY = "EndpointScalingPolicy"
+DATA_QUALITY_JOB = "DataQualityJobDefinition"
+MONITORING_SCHEDULE = "DataQualitySchedule"
+DRIFT_ALARM = "DriftAlarm"
+API = "Api"
+API_ACCESS_LOGS = "ApiAccessLogGroup"
+API_FUNCTION = "ApiFunction"
+PRE_TRAFFIC_HOOK = "PreTrafficHook"
+POST_TRAFFIC_HOOK = "PostTrafficHook"
+CODEDEPLOY_ROLE = "CodeDeployRole"
+ALIAS_ERRORS_ALARM = "ApiAliasErrorsAlarm"
+NEW_VERSION_ERRORS_ALARM = "ApiNewVersionErrorsAlarm"
+API_5XX_ALARM = "Api5xxAlarm"
+API_KEY = "ApiKey"
+USAGE_PLAN = "ApiUsagePlan"
+USAGE_PLAN_KEY = "ApiUsagePlanKey"
+
+#: Names SAM gives the CodeDeploy resources it generates for ``ApiFunction``.
+SAM_CODEDEPLOY_APPLICATION = "ServerlessDeploymentApplication"
+SAM_DEPLOYMENT_GROUP = f"{API_FUNCTION}DeploymentGroup"
+
+#: One raw abalone row without its label: the hooks' smoke-test request.
+SAMPLE_CSV = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
+PRE_TRAFFIC_TIMEOUT_SECONDS = 120
+#: Capture files reach S3 a few minutes after the request; the hook reports before its
+#: Lambda timeout (the handler keeps a margin for the report itself).
+POST_TRAFFIC_MAX_WAIT_SECONDS = 480
+POST_TRAFFIC_TIMEOUT_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Names:
+    """The physical names of the stack's resources, each checked by :mod:`naming`.
+
+    A hook's role is named like its function (role and function limits are both 64).
+    """
+
+    endpoint: str
+    schedule: str
+    drift_alarm: str
+    topic: str
+    api: str
+    pre_hook: str
+    post_hook: str
+    api_role: str
+    codedeploy_role: str
+
+    @classmethod
+    def of(cls, config: Config) -> Names:
+        def name(component: str) -> str:
+            return naming.physical_name(config, component)
+
+        return cls(
+            endpoint=name("prd"),
+            schedule=name("prd-data-quality"),
+            drift_alarm=name("prd-drift"),
+            topic=name("prd-notifications"),
+            api=name("api"),
+            pre_hook=name("prd-pre-traffic"),
+            post_hook=name("prd-post-traffic"),
+            api_role=name("prd-api"),
+            codedeploy_role=name("prd-codedeploy"),
+        )

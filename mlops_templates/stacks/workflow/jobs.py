@@ -1,0 +1,217 @@
+"""The SageMaker jobs: preprocess, train beside the Model Monitor baseline, evaluate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mlops_templates.asl import Catch, Parallel, StateMachine, Task
+from mlops_templates.config import Config
+from mlops_templates.stacks.workflow.names import (
+    ANALYZER_INPUT,
+    ANALYZER_OUTPUT,
+    BASELINE,
+    BASELINE_BRANCH,
+    EVALUATE,
+    FAILURE_PATH,
+    KMS_KEY_ARN,
+    MODEL_MONITOR_IMAGE,
+    NOTIFY_FAILURE,
+    PREPROCESS,
+    PROCESSING,
+    READ_EVALUATION,
+    RESOURCE_TRAINING_JOB,
+    SAGEMAKER_ROLE_ARN,
+    SAGEMAKER_TRANSIENT,
+    STEP_BASELINE,
+    STEP_ERRORS,
+    STEP_EVALUATE,
+    STEP_PREPROCESS,
+    STEP_TRAIN,
+    TRAIN,
+    TRAIN_AND_BASELINE,
+    TRAIN_BRANCH,
+    XGBOOST_IMAGE,
+)
+from mlops_templates.stacks.workflow.tasks import (
+    branch_error,
+    catch_all,
+    cluster,
+    job_name,
+    job_tags,
+    placeholder,
+    processing_job,
+    retries,
+    s3_input,
+    s3_output,
+    vpc_config,
+    xgboost,
+)
+
+
+def preprocess_state(config: Config) -> Task:
+    """Processing job running the container's ``preprocess`` entry on the raw data."""
+    outputs = [
+        s3_output(split, f"$.Paths.{split.capitalize()}", f"{PROCESSING}/output/{split}")
+        for split in ("train", "validation", "test")
+    ]
+    outputs.append(
+        s3_output("baseline", "$.Paths.BaselineDataset", f"{PROCESSING}/output/baseline")
+    )
+    if xgboost(config):
+        outputs.append(s3_output("xgboost", "$.Paths.XGBoost", f"{PROCESSING}/output/xgboost"))
+    training = config.training
+    return processing_job(
+        config,
+        PREPROCESS,
+        STEP_PREPROCESS,
+        app={"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["preprocess"]},
+        inputs=[s3_input("raw", "$.TrainingDataUri", f"{PROCESSING}/input/raw")],
+        outputs=outputs,
+        cluster=cluster(training.processing_instance_type, 1, training.volume_size_gb),
+        max_runtime_seconds=training.max_runtime_seconds,
+        comment="Split the raw data into train/validation/test plus the baseline dataset.",
+        next=TRAIN_AND_BASELINE,
+    )
+
+
+def train_state(config: Config) -> Task:
+    """Training job: the project container (or built-in XGBoost) on the train split."""
+    training = config.training
+    algorithm: dict[str, Any] = {"TrainingInputMode": "File"}
+    if xgboost(config):
+        algorithm["TrainingImage"] = placeholder(XGBOOST_IMAGE)
+        channels = {"train": "$.Paths.XGBoostTrain", "validation": "$.Paths.XGBoostValidation"}
+    else:
+        algorithm["TrainingImage.$"] = "$.ImageUri"
+        algorithm["MetricDefinitions"] = [
+            {"Name": "train:rmse", "Regex": "train-rmse=([0-9.]+);"},
+            {"Name": "validation:rmse", "Regex": "validation-rmse=([0-9.]+);"},
+        ]
+        channels = {"train": "$.Paths.Train", "validation": "$.Paths.Validation"}
+    input_config = []
+    for channel, path in channels.items():
+        entry: dict[str, Any] = {
+            "ChannelName": channel,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataType": "S3Prefix",
+                    "S3Uri.$": path,
+                    "S3DataDistributionType": "FullyReplicated",
+                }
+            },
+        }
+        if xgboost(config):
+            entry["ContentType"] = "text/csv"
+        input_config.append(entry)
+    resources = cluster(training.instance_type, training.instance_count, training.volume_size_gb)
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
+    parameters: dict[str, Any] = {
+        "TrainingJobName.$": job_name(config, STEP_TRAIN),
+        "RoleArn": placeholder(SAGEMAKER_ROLE_ARN),
+        "AlgorithmSpecification": algorithm,
+        "HyperParameters.$": "$.Hyperparameters",
+        "InputDataConfig": input_config,
+        "OutputDataConfig": {
+            "S3OutputPath.$": "$.Paths.Model",
+            "KmsKeyId": placeholder(KMS_KEY_ARN),
+        },
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableNetworkIsolation": training.network_isolation,
+        "EnableInterContainerTrafficEncryption": True,
+    }
+    if training.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = training.max_wait_seconds
+        parameters["EnableManagedSpotTraining"] = True
+        # Interrupted spot jobs resume from the last checkpoint instead of restarting.
+        parameters["CheckpointConfig"] = {
+            "S3Uri.$": "$.Paths.Checkpoints",
+            "LocalPath": "/opt/ml/checkpoints",
+        }
+    vpc = vpc_config(config)
+    if vpc:
+        parameters["VpcConfig"] = vpc
+    parameters["Tags"] = job_tags(config)
+    return Task(
+        name=TRAIN,
+        resource=RESOURCE_TRAINING_JOB,
+        parameters=parameters,
+        result_selector={
+            "ModelDataUrl.$": "$.ModelArtifacts.S3ModelArtifacts",
+            "TrainingImage.$": "$.AlgorithmSpecification.TrainingImage",
+        },
+        result_path="$.Training",
+        retry=retries(SAGEMAKER_TRANSIENT),
+        catch=catch_all(TRAIN),
+    )
+
+
+def baseline_state(config: Config) -> Task:
+    """Model Monitor baseline (statistics and constraints) of the training features.
+
+    The analyzer reads ``dataset_source`` and writes ``statistics.json`` and
+    ``constraints.json`` to ``output_path``; its input is the features-only train
+    split with a header, the same columns, in the same order, as the captured requests.
+    """
+    monitoring = config.monitoring
+    return processing_job(
+        config,
+        BASELINE,
+        STEP_BASELINE,
+        app={"ImageUri": placeholder(MODEL_MONITOR_IMAGE)},
+        environment={
+            "dataset_format": json.dumps({"csv": {"header": True}}),
+            "dataset_source": ANALYZER_INPUT,
+            "output_path": ANALYZER_OUTPUT,
+            "publish_cloudwatch_metrics": "Disabled",
+        },
+        inputs=[s3_input("baseline_dataset_input", "$.Paths.BaselineDataset", ANALYZER_INPUT)],
+        outputs=[s3_output("monitoring_output", "$.Paths.Baseline", ANALYZER_OUTPUT)],
+        cluster=cluster(monitoring.instance_type, 1, monitoring.volume_size_gb),
+        max_runtime_seconds=monitoring.max_runtime_seconds,
+    )
+
+
+def train_and_baseline_state(config: Config) -> Parallel:
+    """Training beside the baseline; the output is the training branch's output.
+
+    The training branch carries the run context on with ``$.Training`` added; the
+    baseline branch only writes files whose URIs are already in ``$.Paths``.
+    """
+    branches: list[StateMachine] = [None, None]  # type: ignore[list-item]
+    branches[TRAIN_BRANCH] = StateMachine([train_state(config), branch_error(TRAIN)])
+    branches[BASELINE_BRANCH] = StateMachine([baseline_state(config), branch_error(BASELINE)])
+    branch_errors = (STEP_ERRORS[TRAIN][1], STEP_ERRORS[BASELINE][1])
+    return Parallel(
+        name=TRAIN_AND_BASELINE,
+        comment="Both need only the preprocessed splits; the baseline finishes first.",
+        branches=branches,
+        output_path=f"$[{TRAIN_BRANCH}]",
+        catch=[
+            # The branches already name their failures.
+            Catch(NOTIFY_FAILURE, result_path=FAILURE_PATH, errors=branch_errors),
+            *catch_all(TRAIN_AND_BASELINE),
+        ],
+        next=EVALUATE,
+    )
+
+
+def evaluate_state(config: Config) -> Task:
+    """Processing job running the container's ``evaluate`` entry on the test split."""
+    training = config.training
+    return processing_job(
+        config,
+        EVALUATE,
+        STEP_EVALUATE,
+        app={"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["evaluate"]},
+        inputs=[
+            s3_input("model", "$.Training.ModelDataUrl", f"{PROCESSING}/model"),
+            s3_input("test", "$.Paths.Test", f"{PROCESSING}/test"),
+        ],
+        outputs=[s3_output("evaluation", "$.Paths.Evaluation", f"{PROCESSING}/evaluation")],
+        cluster=cluster(training.processing_instance_type, 1, training.volume_size_gb),
+        max_runtime_seconds=training.max_runtime_seconds,
+        next=READ_EVALUATION,
+    )
+
