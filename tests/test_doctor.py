@@ -650,7 +650,7 @@ def test_model_monitor_unavailable_warns_for_the_builtin_engine(
     account: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account[0]["sagemaker.ListMonitoringSchedules"] = error("AccessDeniedException", CLOSED, 403)
-    monkeypatch.setattr(doctor, "monitoring_engine", lambda config: "builtin")
+    monkeypatch.setattr(doctor.checks, "monitoring_engine", lambda config: "builtin")
     code, out = doctor_run(capsys)
     assert code == 0
     assert (

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 from mlops_templates import config, lint, naming
 from mlops_templates.errors import ConfigError
-from mlops_templates.stacks import network, pipeline, pipeline_build, pipeline_iam
-from mlops_templates.stacks.pipeline_names import ProjectNames, max_project_name_length
+from mlops_templates.stacks import pipeline, pipeline_build
+from mlops_templates.stacks.pipeline import network, policies
+from mlops_templates.stacks.pipeline.names import ProjectNames, max_project_name_length
 
 from .conftest import EXAMPLE_CONFIG, REPO
 from .pipeline_variants import SUBNETS, VARIANTS, rendered, template, variant_config
@@ -394,7 +395,7 @@ def test_no_iam_statement_allows_every_action(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_wildcard_resources_are_on_the_justified_list(name: str) -> None:
-    patterns = [re.compile(p) for p, reason in pipeline_iam.JUSTIFIED_WILDCARDS if reason]
+    patterns = [re.compile(p) for p, reason in policies.JUSTIFIED_WILDCARDS if reason]
     for logical_id, statement in statements(template(name)):
         for resource in statement["Resource"]:
             text = resource_text(resource)
@@ -544,7 +545,8 @@ def test_every_api_a_function_in_the_vpc_calls_has_an_endpoint() -> None:
     """The functions deploy-prd places in the created VPC reach AWS only through its
     endpoints: every client their code creates needs one (an API without one fails at
     run time, e.g. a hook that cannot report to CodeDeploy rolls every deployment back)."""
-    from mlops_templates.stacks import deploy_prd, network
+    from mlops_templates.stacks import deploy_prd
+    from mlops_templates.stacks.pipeline import network
 
     from .conftest import REPO
 

@@ -7,6 +7,8 @@ per-run stacks with ``--project-name $SAGEMAKER_PROJECT_NAME``, so both sides ag
 on every name (``<prefix>-<project>-training``, ``<prefix>-<project>-prd-drift``, ...).
 
 Lengths are checked here against the longest project name the Parameter accepts.
+The names of the pipeline's artifacts and variables, which the stages and the
+buildspecs share, live here too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ PROJECT_ID = "SageMakerProjectId"
 STUDIO_NAME_MAX_LENGTH = 32
 #: The project-name rule of the config file (``project.name``).
 NAME_PATTERN = r"^[a-z][a-z0-9-]*[a-z0-9]$"
+
+# Artifacts and the Build action's variable namespace.
+SOURCE_OUTPUT = "SourceOutput"
+BUILD_OUTPUT = "BuildOutput"
+TRAIN_OUTPUT = "TrainOutput"
+TRAIN_RESULT = "TrainResult"
+BUILD_NAMESPACE = "BuildVariables"
+DATA_VARIABLE = "TrainingDataUri"
+
 
 @cache
 def max_project_name_length(prefix: str) -> int:

@@ -9,13 +9,16 @@ Lambda; an S3 gateway endpoint). Flow logs go to a KMS-encrypted log group.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from troposphere import GetAtt, GetAZs, Join, Ref, Select, Sub, Tags, Template, ec2, kms
+from awacs import logs as logs_actions
+from troposphere import GetAtt, GetAZs, Join, Ref, Select, Sub, Tags, ec2, iam, kms
 
-from mlops_templates.config import Config
+from mlops_templates import iam as iamdoc
 from mlops_templates.stacks import common
-from mlops_templates.stacks.pipeline_iam import flow_logs_role, role_arn
-from mlops_templates.stacks.pipeline_names import ProjectNames
+from mlops_templates.stacks.pipeline.names import ProjectNames
+from mlops_templates.stacks.pipeline.policies import role_arn, service_role
+from mlops_templates.stacks.pipeline.stack import Stack
 
 VPC = "Vpc"
 SUBNETS = ("PrivateSubnet1", "PrivateSubnet2")
@@ -92,15 +95,10 @@ def _https_within_vpc(description: str) -> ec2.SecurityGroupRule:
     )
 
 
-def add_vpc(
-    template: Template,
-    config: Config,
-    names: ProjectNames,
-    key: kms.Key,
-    tags: Tags,
-) -> Network:
+def create(stack: Stack, project_key: kms.Key) -> Network:
     """Add the VPC, its subnets, endpoints, security groups and flow logs."""
-    vpc = template.add_resource(
+    names, tags = stack.names, stack.tags("network")
+    vpc = stack.add(
         ec2.VPC(
             VPC,
             CidrBlock=VPC_CIDR,
@@ -109,22 +107,39 @@ def add_vpc(
             Tags=_tags(tags, names.name("vpc")),
         )
     )
-    route_table = template.add_resource(
+    route_table = stack.add(
         ec2.RouteTable(ROUTE_TABLE, VpcId=Ref(vpc), Tags=_tags(tags, names.name("private")))
     )
+    subnets = _subnets(stack, vpc, route_table, tags)
+    workload_sg = _workload_security_group(stack, vpc, tags)
+    _endpoints(stack, vpc, route_table, subnets, tags)
+    _flow_logs(stack, vpc, project_key, tags)
+    return Network(
+        vpc_id=Ref(vpc),
+        subnet_ids=[Ref(s) for s in subnets],
+        security_group_id=Ref(workload_sg),
+    )
+
+
+def subnet_list(network: Network) -> Join:
+    return Join(",", network.subnet_ids)
+
+
+def _subnets(stack: Stack, vpc: ec2.VPC, route_table: ec2.RouteTable, tags: Tags) -> list[ec2.Subnet]:
+    """One private subnet per Availability Zone, each on the private route table."""
     subnets = []
     for index, (logical_id, cidr) in enumerate(zip(SUBNETS, SUBNET_CIDRS, strict=True)):
-        subnet = template.add_resource(
+        subnet = stack.add(
             ec2.Subnet(
                 logical_id,
                 VpcId=Ref(vpc),
                 CidrBlock=cidr,
                 AvailabilityZone=Select(index, GetAZs("")),
                 MapPublicIpOnLaunch=False,
-                Tags=_tags(tags, names.name(f"private-{index + 1}")),
+                Tags=_tags(tags, stack.names.name(f"private-{index + 1}")),
             )
         )
-        template.add_resource(
+        stack.add(
             ec2.SubnetRouteTableAssociation(
                 f"{logical_id}RouteTableAssociation",
                 SubnetId=Ref(subnet),
@@ -132,18 +147,22 @@ def add_vpc(
             )
         )
         subnets.append(subnet)
+    return subnets
 
-    workload_sg = template.add_resource(
+
+def _workload_security_group(stack: Stack, vpc: ec2.VPC, tags: Tags) -> ec2.SecurityGroup:
+    """The security group of the jobs and endpoints: HTTPS to the endpoints, and each other."""
+    workload_sg = stack.add(
         ec2.SecurityGroup(
             WORKLOAD_SECURITY_GROUP,
             GroupDescription="SageMaker jobs and endpoints of the project",
             VpcId=Ref(vpc),
             SecurityGroupEgress=[_https_within_vpc("HTTPS to the VPC endpoints")],
-            Tags=_tags(tags, names.name("workload")),
+            Tags=_tags(tags, stack.names.name("workload")),
         )
     )
     # Distributed training talks between instances of the same job.
-    template.add_resource(
+    stack.add(
         ec2.SecurityGroupIngress(
             "WorkloadSecurityGroupSelfIngress",
             GroupId=Ref(workload_sg),
@@ -152,7 +171,7 @@ def add_vpc(
             SourceSecurityGroupId=Ref(workload_sg),
         )
     )
-    template.add_resource(
+    stack.add(
         ec2.SecurityGroupEgress(
             "WorkloadSecurityGroupSelfEgress",
             GroupId=Ref(workload_sg),
@@ -161,7 +180,14 @@ def add_vpc(
             DestinationSecurityGroupId=Ref(workload_sg),
         )
     )
-    endpoint_sg = template.add_resource(
+    return workload_sg
+
+
+def _endpoints(
+    stack: Stack, vpc: ec2.VPC, route_table: ec2.RouteTable, subnets: list[ec2.Subnet], tags: Tags
+) -> None:
+    """The interface endpoints, their security group, and the S3 gateway endpoint."""
+    endpoint_sg = stack.add(
         ec2.SecurityGroup(
             ENDPOINT_SECURITY_GROUP,
             GroupDescription="Interface VPC endpoints of the project",
@@ -177,11 +203,11 @@ def add_vpc(
                     CidrIp="255.255.255.255/32",
                 )
             ],
-            Tags=_tags(tags, names.name("endpoints")),
+            Tags=_tags(tags, stack.names.name("endpoints")),
         )
     )
     for service, logical_id in INTERFACE_ENDPOINTS.items():
-        template.add_resource(
+        stack.add(
             ec2.VPCEndpoint(
                 logical_id,
                 VpcId=Ref(vpc),
@@ -192,7 +218,7 @@ def add_vpc(
                 PrivateDnsEnabled=True,
             )
         )
-    template.add_resource(
+    stack.add(
         ec2.VPCEndpoint(
             S3_ENDPOINT,
             VpcId=Ref(vpc),
@@ -202,13 +228,17 @@ def add_vpc(
         )
     )
 
-    group = template.add_resource(
+
+def _flow_logs(stack: Stack, vpc: ec2.VPC, project_key: kms.Key, tags: Tags) -> None:
+    """The VPC's flow logs, their encrypted log group and delivery role."""
+    cfg, names = stack.config, stack.names
+    group = stack.add(
         common.log_group(
             FLOW_LOG_GROUP,
-            config,
+            cfg,
             "network",
-            key,
-            config.pipeline.log_retention_days,
+            project_key,
+            cfg.pipeline.log_retention_days,
             name=Sub(
                 f"/{names.prefix}/${{SageMakerProjectName}}/vpc-flow-logs-${{Suffix}}",
                 Suffix=common.stack_suffix(),
@@ -216,8 +246,8 @@ def add_vpc(
         )
     )
     group.Tags = tags
-    role = template.add_resource(flow_logs_role(FLOW_LOG_ROLE, names, GetAtt(group, "Arn"), tags))
-    template.add_resource(
+    role = stack.add(flow_logs_role(FLOW_LOG_ROLE, names, GetAtt(group, "Arn"), tags))
+    stack.add(
         ec2.FlowLog(
             FLOW_LOG,
             ResourceId=Ref(vpc),
@@ -229,12 +259,20 @@ def add_vpc(
             Tags=_tags(tags, names.name("flow-logs")),
         )
     )
-    return Network(
-        vpc_id=Ref(vpc),
-        subnet_ids=[Ref(s) for s in subnets],
-        security_group_id=Ref(workload_sg),
+
+
+def flow_logs_role(logical_id: str, names: ProjectNames, log_group_arn: Any, tags: Tags) -> iam.Role:
+    """The role VPC Flow Logs assumes to write into the flow-log group."""
+    statements = [
+        iamdoc.allow(
+            [logs_actions.CreateLogStream, logs_actions.PutLogEvents, logs_actions.DescribeLogStreams],
+            log_group_arn,
+            sid="WriteFlowLogs",
+        ),
+        # DescribeLogGroups supports no resource-level permissions.
+        iamdoc.allow([logs_actions.DescribeLogGroups], "*", sid="FindLogGroup"),
+    ]
+    return service_role(
+        logical_id, names, "flow-logs", "vpc-flow-logs.amazonaws.com", statements, tags,
+        "VPC Flow Logs delivery role",
     )
-
-
-def subnet_list(network: Network) -> Join:
-    return Join(",", network.subnet_ids)
