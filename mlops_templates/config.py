@@ -3,6 +3,10 @@
 Every setting has a default, so an empty file is a valid config. Validation runs
 before any template is built; an invalid value raises :class:`ConfigError` whose
 message names the field, the value and the rule.
+
+Long because it is the one schema of every setting, read top to bottom like the config
+file it describes (the README's config reference is generated from it): split, a
+setting's rule would sit away from its siblings.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from mlops_templates import naming
 from mlops_templates.errors import ConfigError
 
 #: SageMaker instance families this library knows how to size and price-check.
@@ -533,8 +538,6 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        from mlops_templates import naming  # naming imports config types
-
         try:
             naming.check_lengths(self)
         except ConfigError as err:

@@ -8,12 +8,28 @@ long project name fails before any template is built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mlops_templates.errors import ConfigError
 
-if TYPE_CHECKING:
-    from mlops_templates.config import Config
+
+class _Project(Protocol):
+    prefix: str
+    name: str
+
+
+class Config(Protocol):
+    """What naming reads of a config: the project's prefix and name (naming needs
+    nothing else, so :mod:`mlops_templates.config` can import it without a loop)."""
+
+    @property
+    def project(self) -> _Project: ...
+
+#: Tags on every resource this library creates (beside ``project.tags``): the project's
+#: ``<prefix>-<project>`` and the stack component; workflow jobs also carry the run id.
+PROJECT_TAG = "mlops:project"
+COMPONENT_TAG = "mlops:component"
+RUN_ID_TAG = "mlops:run-id"
 
 #: AWS limits on the physical names this library sets.
 LIMITS: dict[str, int] = {
@@ -60,6 +76,7 @@ COMPONENTS: dict[str, str] = {
     "retrain-schedule": "event-rule",
     "retrain-on-drift": "event-rule",
     "pipeline-failed": "event-rule",
+    "launch": "iam-role",  # Service Catalog launch role; its policies add "-<n>"
     "workflow": "stack",
     "deploy-dev": "stack",
     "deploy-prd": "stack",

@@ -293,7 +293,7 @@ class Teardown:
             tags = logs.list_tags_for_resource(resourceArn=arn).get("tags", {})
         except ClientError:
             return False
-        return tags.get("mlops:project") == self.base
+        return tags.get(naming.PROJECT_TAG) == self.base
 
     def _keys(self) -> list[Retained]:
         kms, alias = self.client("kms"), f"alias/{self.base}"
@@ -311,7 +311,7 @@ class Teardown:
                     continue  # AWS-managed keys and keys this role may not read
                 values = {t["TagKey"]: t["TagValue"] for t in tags}
                 # The pipeline's key only: the account stack's key carries the project tag too.
-                if values.get("mlops:project") == self.base and values.get("mlops:component") == "pipeline":
+                if values.get(naming.PROJECT_TAG) == self.base and values.get(naming.COMPONENT_TAG) == "pipeline":
                     keys[key["KeyId"]] = ""
         found = []
         for key_id in keys:

@@ -42,6 +42,9 @@ MAX_BACKOFF_SECONDS = 30
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 3, "mode": "standard"})
 
 
+# -- logging: the same in every lambdas/*/app.py (a test compares them) --------------
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per record: CloudWatch Logs Insights can filter on every field."""
 
@@ -81,6 +84,9 @@ def _make_logger(name: str) -> logging.Logger:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logger.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     return logger
+
+
+# -- end of logging ----------------------------------------------------------------
 
 
 LOGGER = _make_logger("mlops.account_settings")

@@ -53,6 +53,9 @@ CLIENT_CONFIG = Config(
 )
 
 
+# -- logging: the same in every lambdas/*/app.py (a test compares them) --------------
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per record: CloudWatch Logs Insights can filter on every field."""
 
@@ -78,7 +81,7 @@ class _StdoutHandler(logging.Handler):
         try:
             sys.stdout.write(self.format(record) + "\n")
             sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - logging must never break the request
+        except Exception:  # noqa: BLE001 - logging must never break the function
             self.handleError(record)
 
 
@@ -92,6 +95,9 @@ def _make_logger(name: str) -> logging.Logger:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logger.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     return logger
+
+
+# -- end of logging ----------------------------------------------------------------
 
 
 LOGGER = _make_logger("mlops.api")
@@ -259,6 +265,72 @@ def _error_for(err: ClientError, endpoint_name: str) -> tuple[int, str]:
     return 502, "The model endpoint could not be reached."
 
 
+def _invoke(
+    endpoint_name: str, kwargs: dict[str, Any], log_fields: dict[str, Any]
+) -> tuple[dict[str, Any], bytes]:
+    """The endpoint's answer and body; a failed call is logged and raised as the
+    :class:`RequestError` the caller gets."""
+    try:
+        result = RUNTIME.invoke_endpoint(EndpointName=endpoint_name, **kwargs)
+        return result, result["Body"].read()
+    except ClientError as err:
+        status, message = _error_for(err, endpoint_name)
+        LOGGER.warning(
+            "invoke_failed",
+            extra={
+                "fields": {
+                    **log_fields,
+                    "status": status,
+                    "error_code": err.response.get("Error", {}).get("Code"),
+                    "error": str(err),
+                }
+            },
+        )
+        raise RequestError(status, message) from None
+    except BotoCoreError as err:
+        LOGGER.error(
+            "invoke_failed",
+            extra={
+                "fields": {
+                    **log_fields,
+                    "status": 502,
+                    "error_code": type(err).__name__,
+                    "error": str(err),
+                }
+            },
+        )
+        raise RequestError(502, "The model endpoint could not be reached.") from None
+
+
+def _answer(result: dict[str, Any], payload: bytes, log_fields: dict[str, Any]) -> dict[str, Any]:
+    """The proxy response carrying the model's answer (base64 unless it is text)."""
+    response_type = result.get("ContentType") or "application/octet-stream"
+    headers = {"Content-Type": response_type}
+    if result.get("CustomAttributes"):
+        headers[CUSTOM_ATTRIBUTES_HEADER] = result["CustomAttributes"]
+    if result.get("InvokedProductionVariant"):
+        headers[VARIANT_HEADER] = result["InvokedProductionVariant"]
+    LOGGER.info(
+        "invoked",
+        extra={
+            "fields": {
+                **log_fields,
+                "status": 200,
+                "variant": result.get("InvokedProductionVariant"),
+                "response_bytes": len(payload),
+            }
+        },
+    )
+    media, _ = _media_type(response_type)
+    if media.startswith("text/") or media in TEXT_MEDIA_TYPES:
+        try:
+            return _response(200, payload.decode("utf-8"), headers)
+        except UnicodeDecodeError:
+            pass
+    encoded = base64.b64encode(payload).decode("ascii")
+    return _response(200, encoded, headers, base64_encoded=True)
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point for the API Gateway proxy integration."""
     request_id = getattr(context, "aws_request_id", None)
@@ -279,64 +351,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 extra={"fields": {**log_fields, "status": err.status, "reason": err.message}},
             )
             return _error(err.status, err.message, err.headers)
-
         log_fields.update(content_type=kwargs["ContentType"], bytes=len(kwargs["Body"]))
         try:
-            result = RUNTIME.invoke_endpoint(EndpointName=endpoint_name, **kwargs)
-            payload: bytes = result["Body"].read()
-        except ClientError as err:
-            status, message = _error_for(err, endpoint_name)
-            LOGGER.warning(
-                "invoke_failed",
-                extra={
-                    "fields": {
-                        **log_fields,
-                        "status": status,
-                        "error_code": err.response.get("Error", {}).get("Code"),
-                        "error": str(err),
-                    }
-                },
-            )
-            return _error(status, message)
-        except BotoCoreError as err:
-            LOGGER.error(
-                "invoke_failed",
-                extra={
-                    "fields": {
-                        **log_fields,
-                        "status": 502,
-                        "error_code": type(err).__name__,
-                        "error": str(err),
-                    }
-                },
-            )
-            return _error(502, "The model endpoint could not be reached.")
-
-        response_type = result.get("ContentType") or "application/octet-stream"
-        headers = {"Content-Type": response_type}
-        if result.get("CustomAttributes"):
-            headers[CUSTOM_ATTRIBUTES_HEADER] = result["CustomAttributes"]
-        if result.get("InvokedProductionVariant"):
-            headers[VARIANT_HEADER] = result["InvokedProductionVariant"]
-        LOGGER.info(
-            "invoked",
-            extra={
-                "fields": {
-                    **log_fields,
-                    "status": 200,
-                    "variant": result.get("InvokedProductionVariant"),
-                    "response_bytes": len(payload),
-                }
-            },
-        )
-        media, _ = _media_type(response_type)
-        if media.startswith("text/") or media in TEXT_MEDIA_TYPES:
-            try:
-                return _response(200, payload.decode("utf-8"), headers)
-            except UnicodeDecodeError:
-                pass
-        encoded = base64.b64encode(payload).decode("ascii")
-        return _response(200, encoded, headers, base64_encoded=True)
+            result, payload = _invoke(endpoint_name, kwargs, log_fields)
+        except RequestError as err:
+            return _error(err.status, err.message)
+        return _answer(result, payload, log_fields)
     except Exception:  # the caller gets a generic 500, the log keeps the trace
         LOGGER.exception("unhandled_error", extra={"fields": log_fields})
         return _error(500, "Internal error.")

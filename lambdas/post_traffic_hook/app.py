@@ -49,6 +49,9 @@ CLIENT_CONFIG = Config(
 )
 
 
+# -- logging: the same in every lambdas/*/app.py (a test compares them) --------------
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per record: CloudWatch Logs Insights can filter on every field."""
 
@@ -74,7 +77,7 @@ class _StdoutHandler(logging.Handler):
         try:
             sys.stdout.write(self.format(record) + "\n")
             sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - logging must never break the hook
+        except Exception:  # noqa: BLE001 - logging must never break the function
             self.handleError(record)
 
 
@@ -88,6 +91,9 @@ def _make_logger(name: str) -> logging.Logger:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logger.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     return logger
+
+
+# -- end of logging ----------------------------------------------------------------
 
 
 LOGGER = _make_logger("mlops.post_traffic_hook")

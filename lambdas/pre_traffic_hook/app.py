@@ -44,6 +44,9 @@ CLIENT_CONFIG = Config(
 )
 
 
+# -- logging: the same in every lambdas/*/app.py (a test compares them) --------------
+
+
 class _JsonFormatter(logging.Formatter):
     """One JSON object per record: CloudWatch Logs Insights can filter on every field."""
 
@@ -69,7 +72,7 @@ class _StdoutHandler(logging.Handler):
         try:
             sys.stdout.write(self.format(record) + "\n")
             sys.stdout.flush()
-        except Exception:  # noqa: BLE001 - logging must never break the hook
+        except Exception:  # noqa: BLE001 - logging must never break the function
             self.handleError(record)
 
 
@@ -83,6 +86,9 @@ def _make_logger(name: str) -> logging.Logger:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logger.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     return logger
+
+
+# -- end of logging ----------------------------------------------------------------
 
 
 LOGGER = _make_logger("mlops.pre_traffic_hook")

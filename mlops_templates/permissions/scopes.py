@@ -18,6 +18,7 @@ from typing import Any
 
 from awacs.aws import Condition, StringEquals, StringLike
 
+from mlops_templates import naming
 from mlops_templates.permissions.grants import Scope
 from mlops_templates.stacks.common import arn
 
@@ -114,7 +115,7 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool 
                 else {("codestar-connections", "Connection"), ("codeconnections", "Connection")}
             )
         ),
-        tag=("mlops:project", named),
+        tag=(naming.PROJECT_TAG, named),
         tag_operator=StringLike,
         conditions={
             "iam:PassRole": Condition(StringEquals("iam:PassedToService", list(PIPELINE_PASSED_TO))),
@@ -195,7 +196,7 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any) -> Scope:
                 ("sagemaker", "data-quality-job-definition"),
             }
         ),
-        tag=("mlops:project", Sub(base)),
+        tag=(naming.PROJECT_TAG, Sub(base)),
         overrides={
             "iam:PassRole": passed,
             "iam:CreateServiceLinkedRole": (arn("iam", AUTOSCALING_SLR, region=False),),

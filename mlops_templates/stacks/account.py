@@ -19,13 +19,14 @@ deleted, and other APIs rely on it); the function, its role, and the custom reso
 from __future__ import annotations
 
 from awacs import apigateway as apigw
-from troposphere import GetAtt, Output, Template, iam
+from troposphere import GetAtt, Output, Template, iam, kms, logs
 from troposphere.cloudformation import CustomResource
 
 from mlops_templates import iam as iam_policy
 from mlops_templates import naming
 from mlops_templates.config import Config
-from mlops_templates.stacks import common, context, functions
+from mlops_templates.stacks import common, functions
+from mlops_templates.stacks.stack import Stack
 
 COMPONENT = "account"
 
@@ -58,30 +59,50 @@ class _Settings(CustomResource):
     }
 
 
-def build(config: Config) -> Template:
-    """The account stack (see the module docstring)."""
-    template = common.new_template(config, "Account settings shared by every project")
-    template.set_transform(functions.SAM_TRANSFORM)
+def logs_key_and_group(stack: Stack) -> tuple[kms.Key, logs.LogGroup]:
+    """The setup function's key and log group, removed with the stack: only the
+    function's own logs depend on them."""
+    config = stack.config
     key = common.kms_key(KEY, config, COMPONENT, "Encrypts the account-settings function's logs")
     key.KeyPolicy.Statement.append(common.logs_key_statement("LogsEncryptThisAccountsLogGroups"))
-    # Only the setup function's own logs depend on it: removed with the stack.
     key.DeletionPolicy = key.UpdateReplacePolicy = "Delete"
     log_group = common.log_group(LOG_GROUP, config, COMPONENT, key, 365)
     log_group.DeletionPolicy = log_group.UpdateReplacePolicy = "Delete"
-    cloudwatch_role = iam.Role(
-        CLOUDWATCH_ROLE,
-        Description="API Gateway pushes access and execution logs to CloudWatch Logs",
-        AssumeRolePolicyDocument=iam_policy.trust("apigateway.amazonaws.com"),
-        ManagedPolicyArns=[common.arn("iam", PUSH_TO_CLOUDWATCH_LOGS, region=False, account="aws")],
-        Tags=common.tags(config, COMPONENT),
-        DeletionPolicy="Retain",
-        UpdateReplacePolicy="Retain",
+    return (
+        stack.add(key, "Customer-managed key of the setup function's logs"),
+        stack.add(log_group, "Encrypted logs of the setup function"),
     )
+
+
+def cloudwatch_role(stack: Stack) -> iam.Role:
+    """The role API Gateway writes logs with; kept, since the account setting names it."""
+    return stack.add(
+        iam.Role(
+            CLOUDWATCH_ROLE,
+            Description="API Gateway pushes access and execution logs to CloudWatch Logs",
+            AssumeRolePolicyDocument=iam_policy.trust("apigateway.amazonaws.com"),
+            ManagedPolicyArns=[
+                common.arn("iam", PUSH_TO_CLOUDWATCH_LOGS, region=False, account="aws")
+            ],
+            Tags=stack.tags(),
+            DeletionPolicy="Retain",
+            UpdateReplacePolicy="Retain",
+        ),
+        "API Gateway writes every REST API's access and execution logs with this role",
+    )
+
+
+def settings_function(
+    stack: Stack, key: kms.Key, log_group: logs.LogGroup, logs_role: iam.Role
+) -> functions.SamFunction:
+    """The custom resource's function and its role."""
+    config = stack.config
+    name = naming.org_name(config, "account-settings")
     function_role = functions.role(
         FUNCTION_ROLE,
         config,
         COMPONENT,
-        naming.org_name(config, "account-settings"),
+        name,
         log_group,
         GetAtt(key, "Arn"),
         [
@@ -91,14 +112,17 @@ def build(config: Config) -> Template:
                 sid="AccountSettings",
             ),
             # UpdateAccount passes the role to API Gateway.
-            iam_policy.pass_role(GetAtt(cloudwatch_role, "Arn"), "apigateway.amazonaws.com", sid="PassLogsRole"),
+            iam_policy.pass_role(
+                GetAtt(logs_role, "Arn"), "apigateway.amazonaws.com", sid="PassLogsRole"
+            ),
         ],
     )
+    stack.add(function_role, "The setup function reads and sets API Gateway's account settings")
     function = functions.function(
         FUNCTION,
         config,
         COMPONENT,
-        naming.org_name(config, "account-settings"),
+        name,
         "account_settings",
         function_role,
         log_group,
@@ -114,33 +138,36 @@ def build(config: Config) -> Template:
             )
         },
     )
-    settings = _Settings(
-        SETTINGS,
-        ServiceToken=GetAtt(function, "Arn"),
-        ServiceTimeout=SERVICE_TIMEOUT_SECONDS,
-        CloudWatchRoleArn=GetAtt(cloudwatch_role, "Arn"),
+    return stack.add(
+        function, "Sets API Gateway's CloudWatch role, retrying while IAM propagates it"
     )
-    why = {
-        KEY: "Customer-managed key of the setup function's logs",
-        LOG_GROUP: "Encrypted logs of the setup function",
-        CLOUDWATCH_ROLE: "API Gateway writes every REST API's access and execution logs with this role",
-        FUNCTION_ROLE: "The setup function reads and sets API Gateway's account settings",
-        FUNCTION: "Sets API Gateway's CloudWatch role, retrying while IAM propagates it",
-        SETTINGS: "The account's API Gateway CloudWatch role: access logging needs it",
-    }
-    for resource in (key, log_group, cloudwatch_role, function_role, function, settings):
-        template.add_resource(context.describe(resource, why[resource.title]))
-    context.describe_template(
-        template,
+
+
+def build(config: Config) -> Template:
+    """The account stack (see the module docstring)."""
+    stack = Stack.new(config, COMPONENT, "Account settings shared by every project")
+    stack.template.set_transform(functions.SAM_TRANSFORM)
+    key, log_group = logs_key_and_group(stack)
+    logs_role = cloudwatch_role(stack)
+    function = settings_function(stack, key, log_group, logs_role)
+    stack.add(
+        _Settings(
+            SETTINGS,
+            ServiceToken=GetAtt(function, "Arn"),
+            ServiceTimeout=SERVICE_TIMEOUT_SECONDS,
+            CloudWatchRoleArn=GetAtt(logs_role, "Arn"),
+        ),
+        "The account's API Gateway CloudWatch role: access logging needs it",
+    )
+    stack.template.add_output(
+        Output(
+            "ApiGatewayCloudWatchRoleArn",
+            Description="Role API Gateway writes REST API logs with (the account setting)",
+            Value=GetAtt(logs_role, "Arn"),
+        )
+    )
+    return stack.describe(
         "Account-wide settings: the API Gateway CloudWatch Logs role, set by a custom "
         "resource that retries while IAM propagates the role",
         must=["the API Gateway role outlives the stack: the account setting points at it"],
     )
-    template.add_output(
-        Output(
-            "ApiGatewayCloudWatchRoleArn",
-            Description="Role API Gateway writes REST API logs with (the account setting)",
-            Value=GetAtt(cloudwatch_role, "Arn"),
-        )
-    )
-    return template

@@ -38,7 +38,7 @@ from troposphere import (
     sns,
 )
 
-from mlops_templates import iam
+from mlops_templates import iam, naming
 from mlops_templates.config import Config
 from mlops_templates.stacks.pipeline_build import NO_EMAIL
 
@@ -79,12 +79,18 @@ def stack_suffix() -> Select:
     return Select(0, Split("-", Select(2, Split("/", Ref("AWS::StackId")))))
 
 
-def tags(config: Config, component: str) -> Tags:
-    """The project's tags plus ``mlops:project`` and ``mlops:component``."""
+def tag_values(config: Config, component: str, project: Any = None) -> dict[str, Any]:
+    """The one source of tags: ``project.tags`` plus ``mlops:project`` (``<prefix>-<name>``,
+    or ``project`` where the name is only known at deploy time) and ``mlops:component``."""
     values: dict[str, Any] = dict(sorted(config.project.tags.items()))
-    values["mlops:project"] = f"{config.project.prefix}-{config.project.name}"
-    values["mlops:component"] = component
-    return Tags(**values)
+    values[naming.PROJECT_TAG] = naming.base(config) if project is None else project
+    values[naming.COMPONENT_TAG] = component
+    return values
+
+
+def tags(config: Config, component: str, project: Any = None) -> Tags:
+    """:func:`tag_values` as the ``Tags`` of a CloudFormation resource."""
+    return Tags(**tag_values(config, component, project))
 
 
 def skip_checkov(resource: AWSObject, reasons: dict[str, str]) -> AWSObject:

@@ -12,8 +12,7 @@ resource types need, and shares the portfolio with the Studio execution roles in
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
 
 from awacs import cloudformation as cfn
 from awacs import s3
@@ -34,7 +33,7 @@ from mlops_templates import naming
 from mlops_templates.config import Config
 from mlops_templates.permissions import grants, scopes
 from mlops_templates.stacks import common, pipeline
-from mlops_templates.stacks.context import describe, describe_template
+from mlops_templates.stacks.stack import Stack
 
 TEMPLATE_URL = "PipelineTemplateUrl"
 PORTFOLIO = "Portfolio"
@@ -106,27 +105,8 @@ def _principal_id(arn: str) -> str:
     return PRINCIPAL_PREFIX + hashlib.sha256(arn.encode()).hexdigest()[:10]
 
 
-def _add_all(template: Template, resources: Iterable[Any]) -> None:
-    for resource in resources:
-        template.add_resource(resource)
-
-
-#: Why each resource exists (Metadata Context).
-WHY: dict[str, str] = {
-    PORTFOLIO: "Groups the organization's SageMaker project templates for Studio users",
-    PRODUCT: "The pipeline stack as a SageMaker project template visible in Studio",
-    PRODUCT_ASSOCIATION: "Puts the pipeline product in the portfolio",
-    LAUNCH_ROLE: "Service Catalog creates each project's resources with this role, not "
-    "with the Studio user's permissions",
-    LAUNCH_CONSTRAINT: "Makes Service Catalog launch the product with the launch role",
-}
-
-
-def build(config: Config) -> Template:
-    """The studio stack for ``config`` (see the module docstring for its resources)."""
-    studio = config.studio
-    template = common.new_template(config, "SageMaker Studio organization template")
-    template.add_parameter(
+def _template_url(stack: Stack) -> Parameter:
+    return stack.template.add_parameter(
         Parameter(
             TEMPLATE_URL,
             Type="String",
@@ -137,84 +117,125 @@ def build(config: Config) -> Template:
             "https://<bucket>.s3.<region>.amazonaws.com/<key>",
         )
     )
-    tags = common.tags(config, "studio")
 
-    portfolio = servicecatalog.Portfolio(
-        PORTFOLIO,
-        DisplayName=studio.portfolio_name,
-        ProviderName=studio.provider_name,
-        Description=f"SageMaker project templates of {naming.base(config)}",
-        Tags=tags,
-    )
-    product = servicecatalog.CloudFormationProduct(
-        PRODUCT,
-        Name=studio.product_name,
-        Owner=studio.provider_name,
-        Description=(
-            "Trains, registers, canary-deploys and monitors a model: CodePipeline, Step "
-            "Functions, SageMaker endpoints and an authenticated API"
+
+@dataclass(frozen=True, eq=False)
+class Catalog:
+    """The portfolio and the pipeline product in it."""
+
+    portfolio: servicecatalog.Portfolio
+    product: servicecatalog.CloudFormationProduct
+
+
+def catalog(stack: Stack, template_url: Parameter) -> Catalog:
+    """The portfolio, and the pipeline product in it, tagged for Studio to list."""
+    studio, tags = stack.config.studio, stack.tags()
+    portfolio = stack.add(
+        servicecatalog.Portfolio(
+            PORTFOLIO,
+            DisplayName=studio.portfolio_name,
+            ProviderName=studio.provider_name,
+            Description=f"SageMaker project templates of {naming.base(stack.config)}",
+            Tags=tags,
         ),
-        ProvisioningArtifactParameters=[
-            servicecatalog.ProvisioningArtifactProperties(
-                Name=studio.product_version,
-                Description="Packaged pipeline stack",
-                Info=servicecatalog.Info(LoadTemplateFromURL=Ref(TEMPLATE_URL)),
-                Type="CLOUD_FORMATION_TEMPLATE",
-                DisableTemplateValidation=False,
-            )
-        ],
-        Tags=tags + Tags(**{STUDIO_VISIBILITY_TAG: "true"}),
+        "Groups the organization's SageMaker project templates for Studio users",
     )
-    association = servicecatalog.PortfolioProductAssociation(
-        PRODUCT_ASSOCIATION, PortfolioId=Ref(portfolio), ProductId=Ref(product)
+    product = stack.add(
+        servicecatalog.CloudFormationProduct(
+            PRODUCT,
+            Name=studio.product_name,
+            Owner=studio.provider_name,
+            Description=(
+                "Trains, registers, canary-deploys and monitors a model: CodePipeline, Step "
+                "Functions, SageMaker endpoints and an authenticated API"
+            ),
+            ProvisioningArtifactParameters=[
+                servicecatalog.ProvisioningArtifactProperties(
+                    Name=studio.product_version,
+                    Description="Packaged pipeline stack",
+                    Info=servicecatalog.Info(LoadTemplateFromURL=Ref(template_url)),
+                    Type="CLOUD_FORMATION_TEMPLATE",
+                    DisableTemplateValidation=False,
+                )
+            ],
+            Tags=tags + Tags(**{STUDIO_VISIBILITY_TAG: "true"}),
+        ),
+        "The pipeline stack as a SageMaker project template visible in Studio",
     )
+    stack.add(
+        servicecatalog.PortfolioProductAssociation(
+            PRODUCT_ASSOCIATION, PortfolioId=Ref(portfolio), ProductId=Ref(product)
+        ),
+        "Puts the pipeline product in the portfolio",
+    )
+    return Catalog(portfolio, product)
 
-    role = iam.Role(
-        LAUNCH_ROLE,
-        RoleName=naming.physical_name(config, "launch", "iam-role"),
-        Description="Service Catalog launch role of the SageMaker project product",
-        AssumeRolePolicyDocument=iamdoc.trust("servicecatalog.amazonaws.com"),
-        Tags=tags,
+
+def launch_role(stack: Stack, products: Catalog) -> iam.Role:
+    """The role Service Catalog creates a project's resources with, its managed policies,
+    and the constraint that makes Service Catalog use it."""
+    config = stack.config
+    role = stack.add(
+        iam.Role(
+            LAUNCH_ROLE,
+            RoleName=naming.physical_name(config, "launch"),
+            Description="Service Catalog launch role of the SageMaker project product",
+            AssumeRolePolicyDocument=iamdoc.trust("servicecatalog.amazonaws.com"),
+            Tags=stack.tags(),
+        ),
+        "Service Catalog creates each project's resources with this role, not "
+        "with the Studio user's permissions",
     )
-    policies = []
-    for index, statements in enumerate(launch_policies(config), start=1):
-        policy = iam.ManagedPolicy(
-            f"{LAUNCH_POLICY}{index}",
-            ManagedPolicyName=naming.physical_name(config, f"launch-{index}", "iam-role"),
-            Description=f"Service Catalog launch permissions of the project product ({index})",
-            PolicyDocument=iamdoc.document(*statements),
-            Roles=[Ref(role)],
+    policies = [
+        stack.add(
+            iam.ManagedPolicy(
+                f"{LAUNCH_POLICY}{index}",
+                # Managed policy names may have 128 characters; the role's limit of 64
+                # (which "launch" is checked against) leaves room for "-<index>".
+                ManagedPolicyName=f"{naming.physical_name(config, 'launch')}-{index}",
+                Description=f"Service Catalog launch permissions of the project product ({index})",
+                PolicyDocument=iamdoc.document(*statements),
+                Roles=[Ref(role)],
+            ),
+            "Lets the launch role create, update and delete a project's pipeline stack",
         )
-        policies.append(policy)
-    constraint = servicecatalog.LaunchRoleConstraint(
-        LAUNCH_CONSTRAINT,
-        Description="Projects are created with the launch role",
-        PortfolioId=Ref(portfolio),
-        ProductId=Ref(product),
-        RoleArn=GetAtt(role, "Arn"),
-        DependsOn=[PRODUCT_ASSOCIATION, *(p.title for p in policies)],
-    )
-    principals = [
-        servicecatalog.PortfolioPrincipalAssociation(
-            _principal_id(arn), PortfolioId=Ref(portfolio), PrincipalARN=arn, PrincipalType="IAM"
-        )
-        for arn in studio.principal_arns
+        for index, statements in enumerate(launch_policies(config), start=1)
     ]
-    _add_all(template, [portfolio, product, association, role, *policies, constraint, *principals])
-    for logical_id, resource in template.resources.items():
-        why = WHY.get(logical_id) or (
-            "Lets the launch role create, update and delete a project's pipeline stack"
-            if logical_id.startswith(LAUNCH_POLICY)
-            else "Lets this Studio execution role create projects from the portfolio"
-        )
-        describe(resource, why)
-    describe_template(
-        template,
-        "Service Catalog portfolio with the pipeline product (visible in SageMaker Studio), "
-        "shared with Studio execution roles and launched with a dedicated role",
+    stack.add(
+        servicecatalog.LaunchRoleConstraint(
+            LAUNCH_CONSTRAINT,
+            Description="Projects are created with the launch role",
+            PortfolioId=Ref(products.portfolio),
+            ProductId=Ref(products.product),
+            RoleArn=GetAtt(role, "Arn"),
+            DependsOn=[PRODUCT_ASSOCIATION, *(p.title for p in policies)],
+        ),
+        "Makes Service Catalog launch the product with the launch role",
     )
+    return role
+
+
+def share(stack: Stack, portfolio: servicecatalog.Portfolio) -> None:
+    """The portfolio, shared with the Studio execution roles of ``studio.principal_arns``."""
+    for arn in stack.config.studio.principal_arns:
+        stack.add(
+            servicecatalog.PortfolioPrincipalAssociation(
+                _principal_id(arn), PortfolioId=Ref(portfolio), PrincipalARN=arn,
+                PrincipalType="IAM",
+            ),
+            "Lets this Studio execution role create projects from the portfolio",
+        )
+
+
+def build(config: Config) -> Template:
+    """The studio stack for ``config`` (see the module docstring for its resources)."""
+    stack = Stack.new(config, "studio", "SageMaker Studio organization template")
+    products = catalog(stack, _template_url(stack))
+    role = launch_role(stack, products)
+    share(stack, products.portfolio)
+    product = products.product
     for name, description, value in (
-        ("PortfolioId", "ID of the Service Catalog portfolio", Ref(portfolio)),
+        ("PortfolioId", "ID of the Service Catalog portfolio", Ref(products.portfolio)),
         ("ProductId", "ID of the pipeline product", Ref(product)),
         (
             "ProvisioningArtifactId",
@@ -224,5 +245,8 @@ def build(config: Config) -> Template:
         ("ProductName", "Name of the pipeline product", GetAtt(product, "ProductName")),
         ("LaunchRoleArn", "ARN of the Service Catalog launch role", GetAtt(role, "Arn")),
     ):
-        template.add_output(Output(name, Description=description, Value=value))
-    return template
+        stack.template.add_output(Output(name, Description=description, Value=value))
+    return stack.describe(
+        "Service Catalog portfolio with the pipeline product (visible in SageMaker Studio), "
+        "shared with Studio execution roles and launched with a dedicated role",
+    )

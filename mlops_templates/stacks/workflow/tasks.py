@@ -105,9 +105,9 @@ def _network_config(config: Config) -> dict[str, Any]:
 
 def job_tags(config: Config) -> list[dict[str, str]]:
     return [
-        {"Key": "mlops:project", "Value": naming.base(config)},
-        {"Key": "mlops:component", "Value": COMPONENT},
-        {"Key": "mlops:run-id", "Value.$": "$.RunId"},
+        {"Key": naming.PROJECT_TAG, "Value": naming.base(config)},
+        {"Key": naming.COMPONENT_TAG, "Value": COMPONENT},
+        {"Key": naming.RUN_ID_TAG, "Value.$": "$.RunId"},
     ]
 
 
