@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from mlops_templates import contract
 from mlops_templates.errors import ConfigError
 
 
@@ -94,7 +95,7 @@ LONGEST_REGION = 14  # e.g. ap-southeast-2
 #: and still led by the run id. The most characters of each part after ``<base>``, which
 #: :func:`check_lengths` adds up. ``-<run id>``: ``[a-z0-9-]``; the pipeline passes 13, the
 #: first two groups of its execution id (``stacks/pipeline_build.run_id``).
-RUN_ID_MAX_LENGTH = 13
+RUN_ID_MAX_LENGTH = contract.RUN_ID_MAX_LENGTH
 #: ``-<step>``: the longest workflow step ("-train", "-stats", "-model").
 JOB_SUFFIX_MAX_LENGTH = 6
 #: ``-<attempt>``: eight hex digits drawn once per execution (``States.UUID``).

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_templates import config, lint, naming
+from mlops_templates import config, contract, lint, naming
 from mlops_templates.errors import ConfigError
 from mlops_templates.stacks import pipeline, pipeline_build
 from mlops_templates.stacks.pipeline import network, policies
@@ -238,7 +238,7 @@ def test_pipeline_is_v2_with_the_stages_in_order(name: str) -> None:
         "Source", "Build", "Train", "DeployDev", "Approve", "DeployPrd",
     ]
     assert spec["Variables"][0]["Name"] == "TrainingDataUri"
-    assert spec["Variables"][0]["DefaultValue"] == pipeline_build.LATEST
+    assert spec["Variables"][0]["DefaultValue"] == contract.LATEST
     providers = [
         [a["ActionTypeId"]["Provider"] for a in sorted(s["Actions"], key=lambda a: a["RunOrder"])]
         for s in spec["Stages"]
@@ -277,7 +277,7 @@ def test_train_stage_deploys_the_workflow_then_runs_it() -> None:
         "Category": "Invoke", "Owner": "AWS", "Provider": "StepFunctions", "Version": "1",
     }
     assert train["Configuration"]["InputType"] == "FilePath"
-    assert train["Configuration"]["Input"] == pipeline_build.EXECUTION_INPUT
+    assert train["Configuration"]["Input"] == contract.EXECUTION_INPUT
     machine = train["Configuration"]["StateMachineArn"]["Fn::Sub"]
     assert machine.endswith(":stateMachine:mlops-${SageMakerProjectName}-training")
     # The state machine name the workflow stack gets when the build renders it.
@@ -296,9 +296,9 @@ def test_deploy_stages_take_the_training_output(stage: str, stack: str) -> None:
     configuration = action["Configuration"]
     assert configuration["StackName"] == {"Fn::Sub": f"mlops-${{SageMakerProjectName}}-{stack}"}
     overrides = json.loads(configuration["ParameterOverrides"])
-    assert set(overrides) == set(pipeline_build.TRAIN_OUTPUT_OVERRIDES[stack])
+    assert set(overrides) == set(contract.TRAIN_OUTPUT_OVERRIDES[stack])
     for key, value in overrides.items():
-        assert value == {"Fn::GetParam": [pipeline.TRAIN_RESULT, pipeline_build.TRAIN_OUTPUT, key]}
+        assert value == {"Fn::GetParam": [pipeline.TRAIN_RESULT, contract.TRAIN_OUTPUT, key]}
     assert {a["Name"] for a in action["InputArtifacts"]} == {pipeline.BUILD_OUTPUT, pipeline.TRAIN_RESULT}
     assert len(configuration["ParameterOverrides"]) <= 1000  # CodePipeline's limit
     if stack == "deploy-prd":
@@ -519,7 +519,7 @@ def test_per_run_stacks_name_their_roles_and_create_no_keys() -> None:
     cfg = variant_config("example")
     from mlops_templates import stacks
 
-    for stack in pipeline_build.RUN_STACKS:
+    for stack in contract.RUN_STACKS:
         tpl = json.loads(stacks.module(stack).build(cfg).to_json())
         assert not of_type(tpl, "AWS::KMS::Key"), stack
         for logical_id, resource in of_type(tpl, "AWS::IAM::Role").items():
@@ -623,17 +623,17 @@ def test_vpc_id_requires_subnets() -> None:
 
 
 def test_build_project_environment_is_the_documented_contract() -> None:
-    for name, extra in (("example", ()), ("create-vpc", pipeline_build.NETWORK_ENV)):
+    for name, extra in (("example", ()), ("create-vpc", contract.NETWORK_ENV)):
         build = props(template(name), pipeline.BUILD_PROJECT)
         names = [v["Name"] for v in build["Environment"]["EnvironmentVariables"]]
-        assert names == [*pipeline_build.STACK_ENV, *extra]
+        assert names == [*contract.STACK_ENV, *extra]
         assert build["Environment"]["PrivilegedMode"] is True
         assert build["Environment"]["Image"] == "aws/codebuild/standard:7.0"
         skip = template(name)["Resources"][pipeline.BUILD_PROJECT]["Metadata"]["checkov"]["skip"]
         assert [s["id"] for s in skip] == ["CKV_AWS_316"] and "privileged" in skip[0]["comment"]
     (action,) = stage_actions(template("example"), "Build")
     action_env = json.loads(action["Configuration"]["EnvironmentVariables"])
-    assert [v["name"] for v in action_env] == list(pipeline_build.ACTION_ENV)
+    assert [v["name"] for v in action_env] == list(contract.ACTION_ENV)
     assert action["Namespace"] == pipeline.BUILD_NAMESPACE
     assert not props(template("example"), pipeline.TRAIN_OUTPUT_PROJECT)["Environment"]["PrivilegedMode"]
 
@@ -642,7 +642,7 @@ def test_buildspec_renders_valid_yaml_with_the_expected_commands() -> None:
     text = props(template("example"), pipeline.BUILD_PROJECT)["Source"]["BuildSpec"]
     spec = yaml.safe_load(text)
     assert str(spec["version"]) == "0.2"
-    assert spec["env"]["exported-variables"] == list(pipeline_build.EXPORTED)
+    assert spec["env"]["exported-variables"] == list(contract.EXPORTED)
     phases = spec["phases"]
     assert phases["install"]["runtime-versions"]["python"] == pipeline.PYTHON_VERSION
     assert "python -m pip install --quiet ." in phases["install"]["commands"]
@@ -654,7 +654,7 @@ def test_buildspec_renders_valid_yaml_with_the_expected_commands() -> None:
         'mlops-templates -c "${CONFIG_FILE}" --project-name "${SAGEMAKER_PROJECT_NAME}" build --out build'
         in build
     )
-    for stack in pipeline_build.RUN_STACKS:
+    for stack in contract.RUN_STACKS:
         assert (
             f"aws cloudformation package --template-file build/{stack}.yaml "
             f'--s3-bucket "${{ARTIFACT_BUCKET}}"'
@@ -665,13 +665,13 @@ def test_buildspec_renders_valid_yaml_with_the_expected_commands() -> None:
     )
     assert spec["artifacts"]["base-directory"] == "build/out"
     assert set(spec["artifacts"]["files"]) == {
-        *(f"{s}.yaml" for s in pipeline_build.RUN_STACKS),
-        *(f"{s}.json" for s in pipeline_build.RUN_STACKS),
-        pipeline_build.EXECUTION_INPUT,
+        *(f"{s}.yaml" for s in contract.RUN_STACKS),
+        *(f"{s}.json" for s in contract.RUN_STACKS),
+        contract.EXECUTION_INPUT,
     }
     # Every variable the buildspec reads is set by the stack, the action, `env` or CodeBuild.
     known = {
-        *pipeline_build.STACK_ENV, *pipeline_build.ACTION_ENV, *pipeline_build.EXPORTED,
+        *contract.STACK_ENV, *contract.ACTION_ENV, *contract.EXPORTED,
         "CONFIG_FILE", "DOCKER_BUILD_ARGS", "IMAGE_REPOSITORY_URI%%/*", "exports",
     }
     assert set(re.findall(r"\$\{([A-Za-z_%/*]+)\}", text)) <= known
@@ -683,7 +683,7 @@ def test_train_output_buildspec_runs_the_script_from_the_source_checkout() -> No
     (command,) = spec["phases"]["build"]["commands"]
     assert command.startswith(f'python "${{CODEBUILD_SRC_DIR_{pipeline.SOURCE_OUTPUT}}}/{pipeline.BUILD_SCRIPT}"')
     assert (REPO / pipeline.BUILD_SCRIPT).is_file()
-    assert spec["artifacts"]["files"] == [pipeline_build.TRAIN_OUTPUT]
+    assert spec["artifacts"]["files"] == [contract.TRAIN_OUTPUT]
 
 
 def test_render_directory_keeps_sam_code_paths_valid(tmp_path: Path) -> None:
@@ -705,8 +705,6 @@ def test_run_id_keeps_the_recognizable_part_of_the_execution_id() -> None:
     assert pipeline_build.run_id("mlops-demo-build:0b9e1f0a-1111-2222-3333-444455556666") == (
         "0b9e1f0a-1111"
     )
-    # The build step imports only the standard library, so it repeats the limit.
-    assert pipeline_build.RUN_ID_MAX_LENGTH == naming.RUN_ID_MAX_LENGTH
     with pytest.raises(pipeline_build.BuildError):
         pipeline_build.run_id("---")
 
@@ -830,14 +828,14 @@ def test_outputs_are_the_parameters_of_the_rendered_stacks(tmp_path: Path) -> No
     )
     written = pipeline_build.write_outputs(env, tmp_path)
     assert sorted(p.name for p in written) == sorted(
-        [f"{s}.json" for s in pipeline_build.RUN_STACKS] + [pipeline_build.EXECUTION_INPUT]
+        [f"{s}.json" for s in contract.RUN_STACKS] + [contract.EXECUTION_INPUT]
     )
     cfg = config.load(EXAMPLE_CONFIG, "demo")
-    for stack in pipeline_build.RUN_STACKS:
+    for stack in contract.RUN_STACKS:
         content = json.loads((tmp_path / f"{stack}.json").read_text(encoding="utf-8"))
         parameters = stacks.module(stack).build(cfg).parameters
         required = {n for n, p in parameters.items() if p.properties.get("Default") is None}
-        overridden = set(pipeline_build.TRAIN_OUTPUT_OVERRIDES.get(stack, ()))
+        overridden = set(contract.TRAIN_OUTPUT_OVERRIDES.get(stack, ()))
         assert set(content["Parameters"]) <= set(parameters)
         assert required - overridden <= set(content["Parameters"]), stack
         assert not overridden & set(content["Parameters"])
@@ -848,7 +846,7 @@ def test_outputs_are_the_parameters_of_the_rendered_stacks(tmp_path: Path) -> No
     assert prd["ExecutionRoleArn"] == env["SAGEMAKER_ROLE_ARN"]
     if "NotificationEmail" in stacks.module("deploy-prd").build(cfg).parameters:
         assert prd["NotificationEmail"] == "ops@example.com"
-    run = json.loads((tmp_path / pipeline_build.EXECUTION_INPUT).read_text(encoding="utf-8"))
+    run = json.loads((tmp_path / contract.EXECUTION_INPUT).read_text(encoding="utf-8"))
     hyperparameters = run.pop("Hyperparameters")
     assert run == {
         "RunId": "1624a1d1-3699",
@@ -910,14 +908,15 @@ def test_train_output_is_found_by_content_by_the_standalone_script(tmp_path: Pat
     (src / "nested" / "execution-output").write_text(json.dumps(TRAIN_OUTPUT), encoding="utf-8")
     out = tmp_path / "result"
     script = REPO / pipeline.BUILD_SCRIPT
-    # Run as the TrainOutput project does: the file itself, with no package on the path.
+    # Run as the TrainOutput project does: the file itself, with no package on the path
+    # and no site-packages (-S): the standard library and the contract beside it only.
     proc = subprocess.run(
-        [sys.executable, "-I", str(script), "train-output", "--src", str(src), "--out", str(out)],
+        [sys.executable, "-I", "-S", str(script), "train-output", "--src", str(src), "--out", str(out)],
         capture_output=True, text=True, check=False, cwd=tmp_path,
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((out / pipeline_build.TRAIN_OUTPUT).read_text(encoding="utf-8")) == TRAIN_OUTPUT
+    assert json.loads((out / contract.TRAIN_OUTPUT).read_text(encoding="utf-8")) == TRAIN_OUTPUT
 
 
 def test_train_output_errors_name_what_is_missing(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_templates import config as config_mod
-from mlops_templates import naming, sam, stacks
+from mlops_templates import contract, naming, sam, stacks
 from mlops_templates.permissions.deployed import DeployedStack, Environment
 from mlops_templates.stacks import pipeline_build
 
@@ -117,14 +117,14 @@ def deploy(
     data = {**data, "project": {**data.get("project", {}), "name": project_name}}
     run_config = config_mod.parse(data, "run config")
     train_output = _train_output(build_env)
-    for name in pipeline_build.RUN_STACKS:
+    for name in contract.RUN_STACKS:
         code = f"s3://{build_env['ARTIFACT_BUCKET']}/packages/{RUN_ID}/0123456789abcdef0123456789abcdef"
         template = template_dict(run_config, name, code)
         configuration = pipeline_build.template_configuration(
             name, template.get("Parameters", {}), build_env, run_config.parameters.get(name, {})
         )
         values = dict(configuration["Parameters"])
-        for key in pipeline_build.TRAIN_OUTPUT_OVERRIDES.get(name, ()):
+        for key in contract.TRAIN_OUTPUT_OVERRIDES.get(name, ()):
             values[key] = train_output[key]
         deployment.runs[name] = DeployedStack(
             naming.stack_name(run_config, name), template, values, env, configuration["Tags"]

@@ -40,7 +40,7 @@ from troposphere import (
 
 from mlops_templates import iam, naming
 from mlops_templates.config import Config
-from mlops_templates.stacks.pipeline_build import NO_EMAIL
+from mlops_templates.contract import NO_EMAIL
 
 TEMPLATE_VERSION = "2010-09-09"
 #: Deletion policy of what holds data (keys, buckets, logs, repositories, registries): kept

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from troposphere import GetAtt, Parameter, PropsDictType, Ref, Template, sagemaker
 from troposphere.validators import boolean, integer
 
+from mlops_templates import contract
 from mlops_templates.config import Config
 from mlops_templates.stacks import common
 
@@ -15,10 +16,10 @@ from mlops_templates.stacks import common
 #: keep the variant name, so it never changes.
 VARIANT_NAME = "AllTraffic"
 
-IMAGE_URI = "ImageUri"
-MODEL_DATA_URL = "ModelDataUrl"
-EXECUTION_ROLE_ARN = "ExecutionRoleArn"
-KMS_KEY_ARN = "KmsKeyArn"
+IMAGE_URI = contract.IMAGE_URI
+MODEL_DATA_URL = contract.MODEL_DATA_URL
+EXECUTION_ROLE_ARN = contract.EXECUTION_ROLE_ARN
+KMS_KEY_ARN = contract.KMS_KEY_ARN
 
 #: An S3 URI with a key prefix, without a trailing slash or a colon in the prefix, so
 #: that IAM resources and conditions can be derived from it with Fn::Split.

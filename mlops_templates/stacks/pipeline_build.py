@@ -1,7 +1,8 @@
 """The steps the pipeline's CodeBuild projects run, and the contract between them.
 
-The pipeline stack sets the environment variables in :data:`STACK_ENV`; CodePipeline
-adds those in :data:`ACTION_ENV`. The Build project's buildspec calls::
+The pipeline stack sets the environment variables in ``contract.STACK_ENV``; CodePipeline
+adds those in ``contract.ACTION_ENV`` (:mod:`mlops_templates.contract` holds every name
+this file shares with the stacks). The Build project's buildspec calls::
 
     exports="$(python -m mlops_templates.stacks.pipeline_build env)" && eval "$exports"
     python -m mlops_templates.stacks.pipeline_build outputs --out build/out
@@ -17,7 +18,8 @@ checkout, not an installed library) runs this file directly::
 
     python <source>/mlops_templates/stacks/pipeline_build.py train-output --src . --out train-result
 
-so module-level imports are standard library only.
+so module-level imports are standard library only (and :mod:`mlops_templates.contract`,
+found beside this file).
 
 Files written (the Build action's output artifact ``BuildOutput``):
 
@@ -42,47 +44,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-#: Variables the pipeline stack sets on the Build project.
-STACK_ENV = (
-    "PROJECT_PREFIX",
-    "SAGEMAKER_PROJECT_NAME",
-    "SAGEMAKER_PROJECT_ID",
-    "CONFIG_FILE",
-    "ARTIFACT_BUCKET",
-    "DATA_BUCKET",
-    "DATA_PREFIX",
-    "KMS_KEY_ARN",
-    "SAGEMAKER_ROLE_ARN",
-    "STATES_ROLE_ARN",
-    "NOTIFICATION_TOPIC_ARN",
-    "NOTIFICATION_EMAIL",
-    "IMAGE_REPOSITORY_NAME",
-    "IMAGE_REPOSITORY_URI",
-)
-#: Set only when the pipeline stack created the VPC: passed on to the per-run stacks.
-NETWORK_ENV = ("SUBNET_IDS", "SECURITY_GROUP_IDS")
-#: Variables the Build action sets per run (from CodePipeline variables).
-ACTION_ENV = ("PIPELINE_EXECUTION_ID", "TRAINING_DATA_URI")
-#: Variables ``env`` computes; exported to later actions as ``#{BuildVariables.<name>}``.
-EXPORTED = ("RUN_ID", "IMAGE_URI", "TRAINING_DATA_URI")
+if not __package__:  # run as a file from the source checkout (the TrainOutput build)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-#: The per-run stacks the build renders and packages, in deployment order.
-RUN_STACKS = ("workflow", "deploy-dev", "deploy-prd")
-EXECUTION_INPUT = "workflow-input.json"
-TRAIN_OUTPUT = "train-output.json"
-#: Training-output keys each deploy stack takes (``Fn::GetParam`` parameter overrides).
-TRAIN_OUTPUT_OVERRIDES: dict[str, tuple[str, ...]] = {
-    "deploy-dev": ("ModelDataUrl", "ImageUri"),
-    "deploy-prd": ("ModelDataUrl", "ImageUri", "BaselineStatisticsUri", "BaselineConstraintsUri"),
+from mlops_templates import contract
+from mlops_templates.contract import (
+    EXECUTION_INPUT,
+    LATEST,
+    NO_EMAIL,
+    RUN_ID_MAX_LENGTH,
+    RUN_STACKS,
+    TRAIN_OUTPUT,
+    TRAIN_OUTPUT_KEYS,
+    TRAIN_OUTPUT_OVERRIDES,
+)
+
+#: The per-run stacks' Parameters the build fills in from the pipeline's resources.
+KNOWN_PARAMETERS_ENV = {
+    contract.KMS_KEY_ARN: "KMS_KEY_ARN",
+    contract.ARTIFACT_BUCKET: "ARTIFACT_BUCKET",
+    contract.SAGEMAKER_ROLE_ARN: "SAGEMAKER_ROLE_ARN",
+    contract.EXECUTION_ROLE_ARN: "SAGEMAKER_ROLE_ARN",
+    contract.STATES_ROLE_ARN: "STATES_ROLE_ARN",
+    contract.NOTIFICATION_TOPIC_ARN: "NOTIFICATION_TOPIC_ARN",
 }
-TRAIN_OUTPUT_KEYS = tuple(sorted({key for keys in TRAIN_OUTPUT_OVERRIDES.values() for key in keys}))
 #: The container's build argument that selects GPU wheels (container/Dockerfile).
 GPU_BUILD_ARG = "XGBOOST_VARIANT=cuda"
-#: Value of the ``TrainingDataUri`` pipeline variable that means "newest upload".
-LATEST = "latest"
-NO_EMAIL = "none"
-#: ``naming.RUN_ID_MAX_LENGTH`` (this file imports only the standard library).
-RUN_ID_MAX_LENGTH = 13
 DERIVED_CONFIG = "build/config/mlops.yaml"
 
 
@@ -213,24 +200,14 @@ def docker_build_args(cfg: Any) -> str:
 
 
 def _known_values(env: Mapping[str, str]) -> dict[str, str]:
-    values = _require(
-        env, "ARTIFACT_BUCKET", "KMS_KEY_ARN", "SAGEMAKER_ROLE_ARN", "STATES_ROLE_ARN",
-        "NOTIFICATION_TOPIC_ARN",
-    )
+    values = _require(env, *sorted(set(KNOWN_PARAMETERS_ENV.values())))
+    known = {parameter: values[name] for parameter, name in KNOWN_PARAMETERS_ENV.items()}
     bucket = values["ARTIFACT_BUCKET"]
-    known = {
-        "KmsKeyArn": values["KMS_KEY_ARN"],
-        "ArtifactBucket": bucket,
-        "SageMakerRoleArn": values["SAGEMAKER_ROLE_ARN"],
-        "ExecutionRoleArn": values["SAGEMAKER_ROLE_ARN"],
-        "StatesRoleArn": values["STATES_ROLE_ARN"],
-        "NotificationTopicArn": values["NOTIFICATION_TOPIC_ARN"],
-        "DataCaptureUri": f"s3://{bucket}/data-capture",
-        "MonitoringOutputUri": f"s3://{bucket}/monitoring",
-    }
+    known[contract.DATA_CAPTURE_URI] = f"s3://{bucket}/{contract.DATA_CAPTURE_PREFIX}"
+    known[contract.MONITORING_OUTPUT_URI] = f"s3://{bucket}/{contract.MONITORING_PREFIX}"
     email = env.get("NOTIFICATION_EMAIL", "").strip()
     if email and email != NO_EMAIL:
-        known["NotificationEmail"] = email
+        known[contract.NOTIFICATION_EMAIL] = email
     return known
 
 
@@ -270,7 +247,7 @@ def execution_input(cfg: Any, env: Mapping[str, str]) -> dict[str, Any]:
     return {
         "RunId": values["RUN_ID"],
         "TrainingDataUri": values["TRAINING_DATA_URI"],
-        "ImageUri": values["IMAGE_URI"],
+        contract.IMAGE_URI: values["IMAGE_URI"],
         "Hyperparameters": {k: str(v) for k, v in cfg.training.hyperparameters.items()},
     }
 
@@ -316,7 +293,7 @@ def normalize_train_output(src: str | Path, out_file: str | Path) -> dict[str, A
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, ValueError):
             continue
-        if isinstance(data, dict) and "ModelDataUrl" in data:
+        if isinstance(data, dict) and contract.MODEL_DATA_URL in data:
             missing = [key for key in TRAIN_OUTPUT_KEYS if not isinstance(data.get(key), str)]
             if missing:
                 raise BuildError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_templates import naming
+from mlops_templates import contract, naming
 from mlops_templates.config import Config
 
 COMPONENT = "deploy-prd"
@@ -13,11 +13,11 @@ ALIAS = "live"
 API_PATH = "/predict"
 
 # Parameters (beside endpoint.IMAGE_URI, MODEL_DATA_URL, EXECUTION_ROLE_ARN, KMS_KEY_ARN)
-DATA_CAPTURE_URI = "DataCaptureUri"
-BASELINE_STATISTICS_URI = "BaselineStatisticsUri"
-BASELINE_CONSTRAINTS_URI = "BaselineConstraintsUri"
-MONITORING_OUTPUT_URI = "MonitoringOutputUri"
-NOTIFICATION_EMAIL = "NotificationEmail"
+DATA_CAPTURE_URI = contract.DATA_CAPTURE_URI
+BASELINE_STATISTICS_URI = contract.BASELINE_STATISTICS_URI
+BASELINE_CONSTRAINTS_URI = contract.BASELINE_CONSTRAINTS_URI
+MONITORING_OUTPUT_URI = contract.MONITORING_OUTPUT_URI
+NOTIFICATION_EMAIL = contract.NOTIFICATION_EMAIL
 HAS_NOTIFICATION_EMAIL = "HasNotificationEmail"
 
 # Logical IDs

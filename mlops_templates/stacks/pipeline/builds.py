@@ -14,9 +14,9 @@ from typing import Any
 import jinja2
 from troposphere import GetAtt, Ref, Sub, codebuild, kms, logs
 
+from mlops_templates import contract
 from mlops_templates.config import Config
-from mlops_templates.stacks import common
-from mlops_templates.stacks import pipeline_build as contract
+from mlops_templates.stacks import common, pipeline_build
 from mlops_templates.stacks.pipeline import network
 from mlops_templates.stacks.pipeline.names import (
     PROJECT_ID,
@@ -72,7 +72,7 @@ def buildspec(config: Config) -> str:
         base=f"{config.project.prefix}-<project>",
         exported=contract.EXPORTED,
         python_version=PYTHON_VERSION,
-        module=contract.__name__,
+        module=pipeline_build.__name__,
         container_dir=CONTAINER_DIR,
         render_dir=RENDER_DIR,
         out_dir=OUT_DIR,
@@ -134,7 +134,7 @@ def create(
 def _environment(
     stack: Stack, store: Storage, roles: Roles, vpc: network.Network | None
 ) -> list[codebuild.EnvironmentVariable]:
-    """The Build project's environment (``pipeline_build.STACK_ENV``)."""
+    """The Build project's environment (``contract.STACK_ENV``)."""
     values: dict[str, Any] = {
         "PROJECT_PREFIX": stack.config.project.prefix,
         "SAGEMAKER_PROJECT_NAME": Ref(PROJECT_NAME),

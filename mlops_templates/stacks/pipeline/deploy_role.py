@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from awacs import ec2
 from troposphere import Ref, Sub, Tags, iam
 
+from mlops_templates import contract
 from mlops_templates import iam as iamdoc
 from mlops_templates.config import Config
 from mlops_templates.permissions import grants, scopes
-from mlops_templates.stacks import pipeline_build as contract
 from mlops_templates.stacks.pipeline.names import max_project_name_length
 from mlops_templates.stacks.pipeline.policies import PipelineResources
 from mlops_templates.stacks.pipeline.stack import Stack

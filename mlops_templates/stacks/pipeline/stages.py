@@ -12,7 +12,7 @@ from typing import Any
 
 from troposphere import GetAtt, Ref, Sub, codebuild, codepipeline
 
-from mlops_templates.stacks import pipeline_build as contract
+from mlops_templates import contract
 from mlops_templates.stacks.pipeline.builds import Builds
 from mlops_templates.stacks.pipeline.names import (
     BUILD_NAMESPACE,

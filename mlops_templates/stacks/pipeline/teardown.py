@@ -19,10 +19,10 @@ from awacs import xray
 from troposphere import GetAtt, Ref, Sub, Tags, awslambda, iam, kms, logs
 from troposphere.cloudformation import CustomResource
 
+from mlops_templates import contract
 from mlops_templates import iam as iamdoc
 from mlops_templates.inline import inline_code
 from mlops_templates.stacks import common, functions
-from mlops_templates.stacks import pipeline_build as contract
 from mlops_templates.stacks.pipeline.deploy_role import DeployRole
 from mlops_templates.stacks.pipeline.names import PROJECT_NAME, ProjectNames
 from mlops_templates.stacks.pipeline.policies import service_role

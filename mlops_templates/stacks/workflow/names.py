@@ -3,7 +3,7 @@ errors, integrations and the container paths its jobs use."""
 
 from __future__ import annotations
 
-from mlops_templates import asl, naming
+from mlops_templates import asl, contract, naming
 
 COMPONENT = "workflow"
 
@@ -13,11 +13,11 @@ LOG_GROUP = "TrainingStateMachineLogGroup"
 MODEL_PACKAGE_GROUP = "ModelPackageGroup"
 
 # Parameters, also the names of the DefinitionSubstitutions placeholders.
-KMS_KEY_ARN = "KmsKeyArn"
-ARTIFACT_BUCKET = "ArtifactBucket"
-SAGEMAKER_ROLE_ARN = "SageMakerRoleArn"
-STATES_ROLE_ARN = "StatesRoleArn"
-NOTIFICATION_TOPIC_ARN = "NotificationTopicArn"
+KMS_KEY_ARN = contract.KMS_KEY_ARN
+ARTIFACT_BUCKET = contract.ARTIFACT_BUCKET
+SAGEMAKER_ROLE_ARN = contract.SAGEMAKER_ROLE_ARN
+STATES_ROLE_ARN = contract.STATES_ROLE_ARN
+NOTIFICATION_TOPIC_ARN = contract.NOTIFICATION_TOPIC_ARN
 # Substitutions that are not Parameters: region-specific images from the image table.
 MODEL_MONITOR_IMAGE = "ModelMonitorImage"
 XGBOOST_IMAGE = "XGBoostImage"
