@@ -12,23 +12,12 @@ from mlops_templates import config, lint, render
 from mlops_templates.stacks import deploy_dev, endpoint
 
 from .template_checks import assert_parameters_constrained_and_used, referenced
+from .variants import variant_config
 
 #: Variants that change the dev template: VPC placement, another region and fleet.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "vpc": {
-        "project": {"name": "churn", "prefix": "acme", "region": "eu-west-1"},
-        "network": {
-            "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
-            "security_group_ids": ["sg-0123456789abcdef0"],
-        },
-        "endpoints": {"dev": {"instance_type": "ml.c5.xlarge", "instance_count": 2}},
-    },
-    "small": {"project": {"name": "ab"}, "endpoints": {"dev": {"instance_type": "ml.t2.medium"}}},
-}
+#: Variants that change the dev template: VPC placement, another region and fleet.
+VARIANTS = ["api-key-linear-vpc", "short-name"]
 
-
-def _variant(name: str) -> config.Config:
-    return config.parse(VARIANTS[name], name)
 
 
 def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -119,7 +108,7 @@ def test_parameter_patterns_accept_real_values_only(
 
 
 def test_vpc_subnets_place_the_model_in_the_vpc() -> None:
-    cfg = _variant("vpc")
+    cfg = variant_config("api-key-linear-vpc")
     (model,) = _resources(deploy_dev.build(cfg).to_dict(), "AWS::SageMaker::Model").values()
     assert model["Properties"]["VpcConfig"] == {
         "Subnets": cfg.network.subnet_ids,
@@ -134,9 +123,9 @@ def test_instance_families_with_local_storage_are_rejected() -> None:
         config.parse({"endpoints": {"dev": {"instance_type": "ml.m5d.large"}}})
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_variant_has_no_cfn_lint_findings(name: str) -> None:
-    cfg = _variant(name)
+    cfg = variant_config(name)
     text = render.to_yaml(deploy_dev.build(cfg))
     findings = lint.cfn_lint_text(
         text, f"{name}/deploy-dev.yaml", ["us-east-1", cfg.project.region]

@@ -21,62 +21,20 @@ from mlops_templates import config, lint, regions, render
 from mlops_templates.stacks import deploy_prd, endpoint
 
 from .template_checks import assert_parameters_constrained_and_used, referenced
+from .variants import variant_config
 
-#: Config variants beside mlops.yaml: API key + IP allow list, linear rollout, existing
-#: VPC subnets, 50% capture; all-at-once rollout with IAM auth behind an IP allow list.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "api-key-linear-vpc": {
-        "project": {"name": "churn", "prefix": "acme", "region": "eu-west-1"},
-        "network": {
-            "subnet_ids": ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"],
-            "security_group_ids": ["sg-0123456789abcdef0"],
-        },
-        "endpoints": {
-            "prd": {
-                "instance_count": 4,
-                "data_capture_sampling_percentage": 50,
-                "deployment": {"type": "linear", "traffic_percent": 25},
-                "autoscaling": {"min_capacity": 4, "max_capacity": 8},
-            }
-        },
-        "monitoring": {
-            "schedule_expression": "cron(0 */6 ? * * *)",
-            "drift_features": ["length", "diameter", "shell_weight"],
-            "drift_violations_threshold": 2,
-            "drift_distance_threshold": 0.2,
-        },
-        "api": {
-            "auth": "api_key",
-            "ip_allow_list": ["203.0.113.0/24", "198.51.100.7/32"],
-            "deployment_preference": "Linear10PercentEvery1Minute",
-        },
-    },
-    "all-at-once-iam-ip": {
-        "endpoints": {
-            "prd": {
-                "instance_type": "ml.c5.large",
-                "instance_count": 1,
-                "deployment": {"type": "all_at_once"},
-                "autoscaling": {"min_capacity": 1, "max_capacity": 2},
-            }
-        },
-        "monitoring": {"schedule_expression": "cron(0 0 ? * * *)"},
-        "api": {"ip_allow_list": ["10.0.0.0/8"], "deployment_preference": "AllAtOnce"},
-    },
-}
+#: Variants beside the example: API key + IP allow list, linear rollout, existing VPC
+#: subnets, 50% capture; all-at-once rollout with IAM auth behind an IP allow list.
+VARIANTS = ["api-key-linear-vpc", "existing-subnets"]
 
 SUPPORTED_PYTHON_RUNTIMES = {"python3.12", "python3.13"}
 
 
 def _config(name: str) -> config.Config:
-    if name == "mlops.yaml":
-        from .conftest import EXAMPLE_CONFIG
-
-        return config.load(EXAMPLE_CONFIG)
-    return config.parse(VARIANTS[name], name)
+    return variant_config(name)
 
 
-CASES = ["mlops.yaml", *sorted(VARIANTS)]
+CASES = ["example", *VARIANTS]
 
 
 @pytest.fixture(scope="module", params=CASES)
@@ -481,7 +439,7 @@ def test_iam_is_scoped(case) -> None:
 # -- cfn-lint and the SAM expansion --------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
+@pytest.mark.parametrize("name", VARIANTS)
 def test_variant_has_no_cfn_lint_findings(name: str) -> None:
     cfg = _config(name)
     text = render.to_yaml(deploy_prd.build(cfg))

@@ -26,13 +26,10 @@ from mlops_templates.permissions.deployed import DeployedStack
 from mlops_templates.permissions.policy import Request, allows, decide, wildcard_match
 from mlops_templates.stacks import pipeline
 
+from . import variants
 from .conftest import EXAMPLE_CONFIG, REPO
 
-CONFIGS = [
-    EXAMPLE_CONFIG,
-    *sorted((REPO / "tests" / "configs").glob("*.yaml")),
-    *sorted((REPO / "tests" / "configs" / "variants").glob("*.yaml")),
-]
+CONFIGS = variants.paths()
 IDS = [p.stem for p in CONFIGS]
 
 

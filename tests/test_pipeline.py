@@ -27,7 +27,10 @@ from mlops_templates.stacks.pipeline import network, policies
 from mlops_templates.stacks.pipeline.names import ProjectNames, max_project_name_length
 
 from .conftest import EXAMPLE_CONFIG, REPO
-from .pipeline_variants import SUBNETS, VARIANTS, rendered, template, variant_config
+from .variants import SUBNETS, rendered, template, variant_config
+
+#: The variants whose pipeline differs: source, schedule, network.
+VARIANTS = ["example", "codecommit-schedule", "create-vpc", "existing-subnets", "defaults"]
 from .template_checks import assert_parameters_constrained_and_used
 
 
@@ -118,7 +121,10 @@ def test_kms_on_every_bucket_topic_log_group_build_and_store(name: str) -> None:
     assert repo["EncryptionConfiguration"] == {"EncryptionType": "KMS", "KmsKey": key_arn}
     key = props(tpl, pipeline.KEY)
     assert key["EnableKeyRotation"] is True
-    assert props(tpl, pipeline.KEY_ALIAS)["AliasName"] == {"Fn::Sub": "alias/mlops-${SageMakerProjectName}"}
+    prefix = variant_config(name).project.prefix
+    assert props(tpl, pipeline.KEY_ALIAS)["AliasName"] == {
+        "Fn::Sub": f"alias/{prefix}-${{SageMakerProjectName}}"
+    }
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
@@ -217,7 +223,7 @@ def test_connection_arn_is_a_parameter_only_when_the_config_has_none() -> None:
     assert pipeline.CONNECTION_ARN not in configured["Parameters"]
     source = stage_actions(configured, "Source")[0]["Configuration"]
     assert source["ConnectionArn"] == variant_config("example").pipeline.source.connection_arn
-    asked = template("connection-at-launch")
+    asked = template("defaults")
     assert pipeline.CONNECTION_ARN in asked["Parameters"]
     source = stage_actions(asked, "Source")[0]["Configuration"]
     assert source["ConnectionArn"] == {"Ref": pipeline.CONNECTION_ARN}
@@ -329,11 +335,12 @@ def test_codecommit_source_uses_an_existing_repository_and_a_push_rule() -> None
     tpl = template("codecommit-schedule")
     assert not of_type(tpl, "AWS::CodeCommit::Repository")
     source = stage_actions(tpl, "Source")[0]["Configuration"]
-    assert source["RepositoryName"] == "abalone-model" and source["PollForSourceChanges"] is False
+    repository = variant_config("codecommit-schedule").pipeline.source.repository
+    assert source["RepositoryName"] == repository and source["PollForSourceChanges"] is False
     assert "Triggers" not in props(tpl, pipeline.PIPELINE)
     pattern = props(tpl, pipeline.SOURCE_RULE)["EventPattern"]
     assert pattern["detail"]["referenceName"] == ["main"]
-    assert pattern["resources"][0]["Fn::Sub"].endswith(":abalone-model")
+    assert pattern["resources"][0]["Fn::Sub"].endswith(f":{repository}")
 
 
 # ----------------------------------------------------------------- events

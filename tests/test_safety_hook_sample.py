@@ -28,11 +28,9 @@ from mlops_templates import config, stacks
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "container" / "data" / "abalone.csv"
-CONFIGS = [
-    REPO / "mlops.yaml",
-    *sorted((REPO / "tests" / "configs").glob("*.yaml")),
-    *sorted((REPO / "tests" / "configs" / "variants").glob("*.yaml")),
-]
+from . import variants
+
+CONFIGS = variants.paths()
 IDS = [str(p.relative_to(REPO)) for p in CONFIGS]
 
 if str(REPO / "container") not in sys.path:

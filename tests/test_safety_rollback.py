@@ -35,11 +35,9 @@ import pytest
 from mlops_templates import config, sam, stacks
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = [
-    REPO / "mlops.yaml",
-    *sorted((REPO / "tests" / "configs").glob("*.yaml")),
-    *sorted((REPO / "tests" / "configs" / "variants").glob("*.yaml")),
-]
+from . import variants
+
+CONFIGS = variants.paths()
 IDS = [str(p.relative_to(REPO)) for p in CONFIGS]
 
 

@@ -40,14 +40,11 @@ from moto import mock_aws
 
 from mlops_templates import config, stacks
 
+from . import variants
 from .conftest import FAKE_CREDENTIALS
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = [
-    REPO / "mlops.yaml",
-    *sorted((REPO / "tests" / "configs").glob("*.yaml")),
-    *sorted((REPO / "tests" / "configs" / "variants").glob("*.yaml")),
-]
+CONFIGS = variants.paths()
 IDS = [str(p.relative_to(REPO)) for p in CONFIGS]
 
 REGION = "us-east-1"

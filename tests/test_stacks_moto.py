@@ -37,7 +37,7 @@ from mlops_templates import render
 from mlops_templates.stacks import pipeline, studio
 
 from .conftest import aws_cli
-from .pipeline_variants import variant_config
+from .variants import variant_config
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,9 +15,9 @@ from mlops_templates import lint, naming
 from mlops_templates.permissions import data
 from mlops_templates.stacks import studio
 
-from .pipeline_variants import rendered, variant_config
+from .variants import rendered, variant_config
 
-STUDIO_VARIANTS = ["example", "create-vpc", "connection-at-launch", "codecommit-schedule"]
+STUDIO_VARIANTS = ["example", "create-vpc", "defaults", "codecommit-schedule"]
 SAMPLE = {
     "AWS::Partition": "aws",
     "AWS::Region": "us-east-1",
@@ -180,7 +180,9 @@ def test_launch_role_can_create_every_named_resource_of_a_project_and_none_of_an
     from mlops_templates.permissions import scenario
     from mlops_templates.permissions.policy import Request, allows
 
-    deployment = scenario.deploy(variant_config(name))
+    cfg = variant_config(name)
+    prefix, other_prefix = cfg.project.prefix, f"x{cfg.project.prefix}"
+    deployment = scenario.deploy(cfg)
     documents = deployment.launch_role_documents()
     checked = 0
     for resource in deployment.pipeline.resources.values():
@@ -189,12 +191,15 @@ def test_launch_role_can_create_every_named_resource_of_a_project_and_none_of_an
             continue
         context = {"aws:RequestTag/mlops:project": resource.tags.get("mlops:project", "")}
         assert allows(documents, Request(action, resource.arn, context)), f"{action} on {resource.arn}"
-        other = resource.arn.replace("mlops-demo", "acme-demo").replace("/mlops/", "/acme/")
+        other = resource.arn.replace(f"{prefix}-demo", f"{other_prefix}-demo").replace(
+            f"/{prefix}/", f"/{other_prefix}/"
+        )
+        assert other != resource.arn
         assert not allows(documents, Request(action, other, context)), f"{action} on {other}"
         checked += 1
     assert checked >= 18
     for role in ("codebuild", "codepipeline", "events", "teardown"):
-        arn = f"arn:aws:iam::111122223333:role/mlops-demo-{role}"
+        arn = f"arn:aws:iam::111122223333:role/{prefix}-demo-{role}"
         service = "lambda.amazonaws.com" if role == "teardown" else f"{role}.amazonaws.com"
         assert allows(documents, Request("iam:PassRole", arn, {"iam:PassedToService": service}))
         assert not allows(documents, Request("iam:PassRole", arn, {"iam:PassedToService": "ec2.amazonaws.com"}))
@@ -239,7 +244,7 @@ def test_source_connection_is_passed_only_to_codepipeline() -> None:
         "StringEquals": {"codeconnections:PassedToService": "codepipeline.amazonaws.com"}
     }
     at_launch = [
-        s for s in launch_statements("connection-at-launch")
+        s for s in launch_statements("defaults")
         if {"codeconnections:PassConnection", "codestar-connections:PassConnection"} & set(s["Action"])
     ]
     assert len(at_launch) == 2  # codeconnections and legacy codestar-connections ARNs

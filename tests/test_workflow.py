@@ -15,40 +15,23 @@ from mlops_templates.stacks import workflow
 
 from .conftest import REPO
 from .template_checks import assert_parameters_constrained_and_used
+from .variants import names, variant_config
 
 ASL_VALIDATOR = REPO / ".venv" / "node" / "node_modules" / ".bin" / "asl-validator"
 
-#: Variants that change the definition: built-in XGBoost + spot + VPC (a committed test
-#: config), and a GPU instance without a volume key, no isolation and an r2 gate.
-VARIANTS: dict[str, dict[str, Any] | Path] = {
-    "example": REPO / "mlops.yaml",
-    "xgboost-spot-vpc": REPO / "tests" / "configs" / "api-key-xgboost.yaml",
-    "gpu-r2-open": {
-        "project": {"name": "fish", "prefix": "ml", "region": "eu-central-1"},
-        "training": {
-            "instance_type": "ml.g5.xlarge",
-            "instance_count": 2,
-            "network_isolation": False,
-            "hyperparameters": {"depth": 3, "objective": "reg:squarederror"},
-            "gate": {"metric": "r2", "operator": ">", "threshold": 0.55},
-            "model_approval_status": "Approved",
-        },
-    },
-}
+#: Variants that change the definition: built-in XGBoost + spot + VPC (a golden config),
+#: and a GPU instance without a volume key, no isolation and an r2 gate.
+VARIANTS = ["example", "api-key-xgboost", "gpu-r2-open"]
 
 
-def _load(source: dict[str, Any] | Path) -> config.Config:
-    return config.load(source) if isinstance(source, Path) else config.parse(source)
-
-
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
+@pytest.fixture(scope="module", params=VARIANTS)
 def variant(request: pytest.FixtureRequest) -> tuple[str, config.Config]:
-    return request.param, _load(VARIANTS[request.param])
+    return request.param, variant_config(request.param)
 
 
 @pytest.fixture(scope="module")
 def cfgs() -> dict[str, config.Config]:
-    return {name: _load(source) for name, source in VARIANTS.items()}
+    return {name: variant_config(name) for name in VARIANTS}
 
 
 def _template(cfg: config.Config) -> dict[str, Any]:
@@ -67,11 +50,9 @@ def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 # tests/test_templates.py lints the renderings of the committed configs.
-@pytest.mark.parametrize(
-    "name", sorted(name for name, source in VARIANTS.items() if not isinstance(source, Path))
-)
+@pytest.mark.parametrize("name", names(golden=False)[1:])
 def test_every_variant_lints_clean(name: str) -> None:
-    cfg = _load(VARIANTS[name])
+    cfg = variant_config(name)
     text = render.to_yaml(workflow.build(cfg))
     findings = lint.cfn_lint_text(
         text, f"{name}/workflow.yaml", sorted({"us-east-1", cfg.project.region})
@@ -190,7 +171,7 @@ def test_substitutions_match_the_placeholders(variant: tuple[str, config.Config]
 
 
 def test_image_mapping_comes_from_the_table(cfgs: dict[str, config.Config]) -> None:
-    cfg = cfgs["xgboost-spot-vpc"]
+    cfg = cfgs["api-key-xgboost"]
     mapping = _template(cfg)["Mappings"][regions.MAPPING_NAME]
     row = mapping[cfg.project.region]
     assert row["ModelMonitor"] == regions.image_uri("model-monitor", cfg.project.region)
@@ -419,7 +400,7 @@ def test_training_image_and_channels(cfgs: dict[str, config.Config]) -> None:
         "$.Paths.Train",
         "$.Paths.Validation",
     ]
-    builtin = _tasks(workflow.definition(cfgs["xgboost-spot-vpc"]))
+    builtin = _tasks(workflow.definition(cfgs["api-key-xgboost"]))
     xgb = builtin["Train"]["Parameters"]
     assert xgb["AlgorithmSpecification"] == {
         "TrainingInputMode": "File",
@@ -577,7 +558,7 @@ def test_the_project_container_serves_what_the_builtin_image_trained(
         definition = workflow.definition(cfg)
         tasks = _tasks(definition)
         training = tasks["Train"]["Parameters"]["AlgorithmSpecification"]
-        if name == "xgboost-spot-vpc":
+        if name == "api-key-xgboost":
             assert training["TrainingImage"] == "${XGBoostImage}"
         else:
             assert training["TrainingImage.$"] == "$.ImageUri"

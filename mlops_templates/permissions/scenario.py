@@ -24,7 +24,9 @@ PROJECT_ID = "p-0a1b2c3d4e5f"
 RUN_ID = "1624a1d1-3699"
 ATTEMPT = "5f2c9a1e"
 TEMPLATE_URL = "https://org-templates.s3.us-east-1.amazonaws.com/pipeline/pipeline-0123456789abcdef.yaml"
-CONNECTION = "arn:aws:codeconnections:us-east-1:111122223333:connection/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+#: The connection a project asked for one at launch is given (CodePipeline runs a source
+#: action in its own region, so the connection is in the stack's region).
+CONNECTION = "arn:aws:codeconnections:{region}:111122223333:connection/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 
 def template_dict(config: config_mod.Config, name: str, code_uri: str = sam.PACKAGED_CODE_URI) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def deploy(
     pipeline_template = template_dict(config, "pipeline")
     parameters = {"SageMakerProjectName": project_name, "SageMakerProjectId": PROJECT_ID}
     if "CodeConnectionArn" in pipeline_template.get("Parameters", {}):
-        parameters["CodeConnectionArn"] = CONNECTION
+        parameters["CodeConnectionArn"] = CONNECTION.format(region=env.region)
     pipeline = DeployedStack(
         f"SC-{env.account}-pp-{PROJECT_ID[2:]}", pipeline_template, parameters, env
     )
