@@ -8,6 +8,7 @@ long project name fails before any template is built.
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from mlops_templates import contract
@@ -45,9 +46,12 @@ LIMITS: dict[str, int] = {
     "event-rule": 64,
     "bucket": 63,
     "stack": 128,
+    "iam-policy": 128,  # managed policy names
+    "tag": 256,  # values of Name tags (VPC resources have no name of their own)
 }
 
-#: Components named with a fixed suffix, and the limit each must respect.
+#: Components named with a fixed suffix, and the limit each must respect. ``<n>`` stands
+#: for a number (checked as two digits).
 COMPONENTS: dict[str, str] = {
     "dev": "sagemaker",  # dev endpoint
     "prd": "sagemaker",  # prod endpoint
@@ -58,6 +62,7 @@ COMPONENTS: dict[str, str] = {
     "prd-post-traffic": "lambda",
     "prd-api": "iam-role",
     "prd-codedeploy": "iam-role",
+    "notifications": "sns",  # the pipeline's topic
     "models": "sagemaker",  # model package group
     "training": "state-machine",
     "api": "lambda",
@@ -77,7 +82,15 @@ COMPONENTS: dict[str, str] = {
     "retrain-schedule": "event-rule",
     "retrain-on-drift": "event-rule",
     "pipeline-failed": "event-rule",
-    "launch": "iam-role",  # Service Catalog launch role; its policies add "-<n>"
+    "launch": "iam-role",  # Service Catalog launch role
+    "launch-<n>": "iam-policy",  # ...and its managed policies
+    "cloudformation-<n>": "iam-policy",  # the CloudFormation role's managed policies
+    "teardown": "lambda",  # the pipeline's teardown function and its role
+    "vpc": "tag",  # the pipeline's VPC, when it creates one
+    "private": "tag",
+    "private-<n>": "tag",
+    "workload": "tag",
+    "endpoints": "tag",
     "workflow": "stack",
     "deploy-dev": "stack",
     "deploy-prd": "stack",
@@ -125,14 +138,22 @@ def job_name_max_length(config: Config) -> int:
     return len(base(config)) + JOB_NAME_AFTER_BASE
 
 
-def physical_name(config: Config, component: str, limit: str | None = None) -> str:
-    """Physical name for ``component``, checked against the limit of its kind in
-    :data:`COMPONENTS` (or of ``limit``, for a name outside the table)."""
-    if limit is None:
-        try:
-            limit = COMPONENTS[component]
-        except KeyError:
-            raise ValueError(f"naming.COMPONENTS has no component '{component}'") from None
+def kind(component: str) -> str:
+    """The kind of name (a key of :data:`LIMITS`) ``component`` is; every name this
+    library gives is in :data:`COMPONENTS`, numbered ones as ``<base>-<n>``."""
+    numbered = re.sub(r"-\d+$", "-<n>", component)
+    for key in (component, numbered):
+        if key in COMPONENTS:
+            return COMPONENTS[key]
+    raise ValueError(f"naming.COMPONENTS has no component '{component}'")
+
+
+def physical_name(config: Config, component: str) -> str:
+    """Physical name for ``component``, checked against the AWS limit of its kind."""
+    return _checked(config, component, kind(component))
+
+
+def _checked(config: Config, component: str, limit: str) -> str:
     name = f"{base(config)}-{component}"
     maximum = LIMITS[limit]
     if len(name) > maximum:
@@ -157,13 +178,13 @@ def stack_name(config: Config, stack: str) -> str:
     """CloudFormation stack name for one of this library's stacks."""
     if stack in ORG_STACKS:
         return org_name(config, stack)
-    return physical_name(config, stack, "stack")
+    return _checked(config, stack, "stack")
 
 
 def check_lengths(config: Config) -> None:
     """Raise :class:`ConfigError` if any name this library derives is too long."""
     for component, limit in COMPONENTS.items():
-        physical_name(config, component, limit)
+        _checked(config, component.replace("<n>", "99"), limit)
     if job_name_max_length(config) > LIMITS["sagemaker"]:
         room = LIMITS["sagemaker"] - JOB_NAME_AFTER_BASE
         raise ConfigError(

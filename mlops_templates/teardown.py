@@ -265,7 +265,7 @@ class Teardown:
 
     def _log_groups(self) -> list[Retained]:
         logs, prefix = self.client("logs"), self.config.project.prefix
-        exact = {f"/aws/vendedlogs/states/{naming.physical_name(self.config, 'training', 'state-machine')}"}
+        exact = {f"/aws/vendedlogs/states/{naming.physical_name(self.config, 'training')}"}
         found: dict[str, Retained] = {}
         for start, by_tag in (
             (f"/{prefix}/{self.name}/", False),

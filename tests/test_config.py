@@ -119,6 +119,15 @@ def test_config_is_immutable(example_config: config.Config) -> None:
         example_config.project.name = "other"  # type: ignore[misc]
 
 
+def test_a_name_outside_the_length_table_is_refused() -> None:
+    cfg = config.parse({})
+    assert naming.physical_name(cfg, "launch-12") == "mlops-abalone-launch-12"
+    assert naming.kind("cloudformation-3") == "iam-policy"
+    for component in ("launch-x", "unknown", "prd-drift-2"):
+        with pytest.raises(ValueError, match="naming.COMPONENTS has no component"):
+            naming.physical_name(cfg, component)
+
+
 NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,18}[a-z0-9]", fullmatch=True)
 
 
@@ -130,7 +139,8 @@ def test_every_accepted_name_fits_every_aws_limit(prefix: str, name: str) -> Non
         assert "project.prefix/project.name" in str(err)
         return
     for component, limit in naming.COMPONENTS.items():
-        assert len(naming.physical_name(cfg, component, limit)) <= naming.LIMITS[limit]
+        component = component.replace("<n>", "99")
+        assert len(naming.physical_name(cfg, component)) <= naming.LIMITS[limit]
     # The longest workflow job name: longest run id and step, the most redrives.
     from mlops_templates.stacks import workflow
 

@@ -208,8 +208,8 @@ def test_launch_role_can_create_every_named_resource_of_a_project_and_none_of_an
 def test_launch_role_cannot_change_itself_or_other_roles() -> None:
     statements = launch_statements("example")
     cfg = variant_config("example")
-    own = f"arn:aws:iam::111122223333:role/{naming.physical_name(cfg, 'launch', 'iam-role')}"
-    own_policy = f"arn:aws:iam::111122223333:policy/{naming.physical_name(cfg, 'launch-1', 'iam-role')}"
+    own = f"arn:aws:iam::111122223333:role/{naming.physical_name(cfg, 'launch')}"
+    own_policy = f"arn:aws:iam::111122223333:policy/{naming.physical_name(cfg, 'launch')}-1"
     for action in ("iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:CreateRole"):
         assert not allowed(statements, action, own), action
         assert not allowed(statements, action, "arn:aws:iam::111122223333:role/Admin"), action

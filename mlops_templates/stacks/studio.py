@@ -190,9 +190,7 @@ def launch_role(stack: Stack, products: Catalog) -> iam.Role:
         stack.add(
             iam.ManagedPolicy(
                 f"{LAUNCH_POLICY}{index}",
-                # Managed policy names may have 128 characters; the role's limit of 64
-                # (which "launch" is checked against) leaves room for "-<index>".
-                ManagedPolicyName=f"{naming.physical_name(config, 'launch')}-{index}",
+                ManagedPolicyName=naming.physical_name(config, f"launch-{index}"),
                 Description=f"Service Catalog launch permissions of the project product ({index})",
                 PolicyDocument=iamdoc.document(*statements),
                 Roles=[Ref(role)],

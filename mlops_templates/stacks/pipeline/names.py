@@ -19,6 +19,7 @@ from functools import cache
 from troposphere import Sub
 
 from mlops_templates import config as config_mod
+from mlops_templates import naming
 from mlops_templates.errors import ConfigError
 
 PROJECT_NAME = "SageMakerProjectName"
@@ -74,6 +75,9 @@ class ProjectNames:
         return f"{self.prefix}-${{{PROJECT_NAME}}}"
 
     def text(self, component: str) -> str:
+        """``<base>-<component>`` inside ``Fn::Sub``; the component must be in the length
+        table, which :meth:`check` validates for the longest project name."""
+        naming.kind(component)
         return f"{self.base}-{component}"
 
     def name(self, component: str) -> Sub:

@@ -261,7 +261,7 @@ def failure_states(config: Config) -> list[asl.State]:
                 "TopicArn": placeholder(NOTIFICATION_TOPIC_ARN),
                 "Subject": f"{naming.base(config)}: training run failed",
                 "Message": {
-                    "StateMachine": naming.physical_name(config, "training", "state-machine"),
+                    "StateMachine": naming.physical_name(config, "training"),
                     "Execution.$": "$$.Execution.Id",
                     "Input.$": "$$.Execution.Input",
                     "Error.$": f"{FAILURE_PATH}.Error",

@@ -187,7 +187,7 @@ def build(config: Config) -> Template:
         images["XGBoost"] = f"xgboost-{config.training.xgboost_version}"
     regions.add_mapping(stack.template, images)
 
-    name = naming.physical_name(config, "training", "state-machine")
+    name = naming.physical_name(config, "training")
     logs_group = log_group(stack, name)
     group = model_package_group(stack)
     machine = state_machine(stack, name, logs_group)
