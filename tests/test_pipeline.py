@@ -189,7 +189,7 @@ def test_project_name_parameter_fits_every_derived_name() -> None:
         assert not pattern.match(bad) or len(bad) < parameter["MinLength"]
     # The longest name the Parameter accepts is a valid config name for the build.
     longest = config.parse({"project": {"name": "a" * parameter["MaxLength"]}})
-    assert len(naming.physical_name(longest, "training", "state-machine")) <= 80
+    assert len(naming.physical_name(longest, "training")) <= 80
     with pytest.raises(ConfigError):
         config.parse({"project": {"name": "a" * (parameter["MaxLength"] + 1)}})
 
@@ -289,7 +289,7 @@ def test_train_stage_deploys_the_workflow_then_runs_it() -> None:
     # The state machine name the workflow stack gets when the build renders it.
     demo = cfg.model_copy(update={"project": cfg.project.model_copy(update={"name": "demo"})})
     assert machine.split(":")[-1].replace("${SageMakerProjectName}", "demo") == (
-        naming.physical_name(demo, "training", "state-machine")
+        naming.physical_name(demo, "training")
     )
     assert train["OutputArtifacts"] == [{"Name": pipeline.TRAIN_OUTPUT}]
     assert output["Configuration"]["PrimarySource"] == pipeline.TRAIN_OUTPUT
