@@ -26,15 +26,21 @@ BUCKET ?=
 PACKAGED ?= packaged
 STAMP := $(VENV)/.installed
 ASL_VALIDATOR := $(VENV)/node/node_modules/.bin/asl-validator
+# Node tools of the checks: the ASL validator, and Mermaid's own parser (with jsdom) for
+# the architecture diagram. Changing a version changes the stamp's name: they reinstall.
+NODE_TOOLS := asl-validator@4.0.0 mermaid@11.17.2 jsdom@24.1.3
+empty :=
+space := $(empty) $(empty)
+NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOLS)))
 
-.PHONY: help install templates build golden lint test doctor bucket package deploy publish project destroy local bench clean
+.PHONY: help install templates build diagram golden lint test doctor bucket package deploy publish project destroy local bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
 	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1"
 
-install: $(STAMP) ## Create .venv (package + dev tools), the checkov tool venv and asl-validator
+install: $(STAMP) $(NODE_STAMP) ## Create .venv (package + dev tools), the checkov tool venv and the node checkers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,12 +50,20 @@ $(STAMP): pyproject.toml
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	# checkov pins an older boto3 than this library needs: it lives in its own venv.
 	$(CHECKOV_VENV)/bin/pip install --quiet 'checkov==3.3.30'
-	npm install --silent --no-audit --no-fund --prefix $(VENV)/node asl-validator@4.0.0
+	touch $@
+
+$(NODE_STAMP): | $(STAMP)
+	rm -f $(VENV)/node/.installed-*
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/node $(NODE_TOOLS)
 	touch $@
 
 build: $(STAMP) ## Render every stack from $(CONFIG) into templates/
 	$(CLI) -c $(CONFIG) build --out templates
 	$(CLI) docs --readme README.md
+	$(CLI) diagram --out templates --readme README.md
+
+diagram: $(STAMP) ## Redraw the README's architecture diagram from templates/ (make build does too)
+	$(CLI) diagram --out templates --readme README.md
 
 golden: $(STAMP) ## Re-render the golden files of the test configs (tests/configs -> tests/golden)
 	for c in tests/configs/*.yaml; do \
@@ -58,13 +72,13 @@ golden: $(STAMP) ## Re-render the golden files of the test configs (tests/config
 
 templates: build golden lint ## Render and lint every stack (the main job)
 
-lint: $(STAMP) ## cfn-lint + checkov + ASL validation over templates/
+lint: $(STAMP) $(NODE_STAMP) ## cfn-lint + checkov + ASL validation over templates/
 	$(CLI) -c $(CONFIG) lint --out templates
 	@if ls templates/*.asl.json >/dev/null 2>&1; then \
 	  for f in templates/*.asl.json; do $(ASL_VALIDATOR) --json-path "$$f" --silent && echo "$$f: valid ASL"; done; \
 	fi
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite
 	$(BIN)/pytest
 
 doctor: $(STAMP) ## Check the AWS account before deploying: prerequisites, quotas, leftovers (BUCKET=... [NAME=] [CONNECTION_ARN=])

@@ -110,6 +110,28 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagram(args: argparse.Namespace) -> int:
+    """Print the architecture diagram read from the templates, or rewrite (or check) it in
+    a README."""
+    from mlops_templates import diagram
+
+    stacks_found = diagram.load(args.out)
+    if "pipeline" not in stacks_found:
+        raise MlopsError(f"{args.out}: no pipeline.yaml; run `make templates` first")
+    text = diagram.architecture(stacks_found)
+    if args.readme is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        changed = diagram.update_readme(args.readme, text, check=args.check)
+    except (OSError, ValueError) as err:
+        raise MlopsError(str(err)) from None
+    if args.check and changed:
+        print(f"{args.readme}: the architecture diagram is stale; run `make templates`", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_get(args: argparse.Namespace) -> int:
     """Print one config value (after defaults and validation), e.g. ``project.name``."""
     value: object = _load(args).model_dump(mode="json")
@@ -230,6 +252,10 @@ def parser() -> argparse.ArgumentParser:
     p = add("get", cmd_get, "print one config value, e.g. project.name")
     p.add_argument("path", help="dotted setting path")
     p = add("docs", cmd_docs, "print the config reference, or update it in a README")
+    p.add_argument("--readme", help="rewrite the generated section of this file")
+    p.add_argument("--check", action="store_true", help="with --readme: exit 1 if it is stale")
+    p = add("diagram", cmd_diagram, "draw the architecture (Mermaid) from the rendered templates")
+    p.add_argument("--out", default=DEFAULT_OUT, help="template directory (default: %(default)s)")
     p.add_argument("--readme", help="rewrite the generated section of this file")
     p.add_argument("--check", action="store_true", help="with --readme: exit 1 if it is stale")
     p = add("doctor", cmd_doctor, "check the AWS account for what a deployment needs, before anything is created")
