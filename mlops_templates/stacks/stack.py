@@ -8,7 +8,7 @@ the call order is visible in the signatures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from troposphere import Tags, Template
 
@@ -25,19 +25,25 @@ class Stack:
     config: Config
     component: str
     template: Template
+    #: The ``mlops:project`` tag's value where the project's name is known only at deploy
+    #: time (the pipeline stack: the Studio project's name); None: ``<prefix>-<name>``.
+    project: Any = None
 
     @classmethod
     def new(cls, config: Config, component: str, description: str) -> Stack:
         """An empty template with the project's description line."""
         return cls(config, component, common.new_template(config, description))
 
-    def add(self, resource: R, why: str, must: list[str] | None = None) -> R:
-        """Add ``resource`` with the note of why it exists (and what must hold)."""
-        return self.template.add_resource(context.describe(resource, why, must))
+    def add(self, resource: R, why: str | None = None, must: list[str] | None = None) -> R:
+        """Add ``resource``, with the note of why it exists (and what must hold) when
+        given here rather than by the builder at the end."""
+        if why is not None:
+            context.describe(resource, why, must)
+        return self.template.add_resource(resource)
 
-    def tags(self) -> Tags:
-        """The project's tags for this component's resources."""
-        return common.tags(self.config, self.component)
+    def tags(self, component: str | None = None) -> Tags:
+        """The project's tags for the resources of ``component`` (default: the stack's)."""
+        return common.tags(self.config, component or self.component, self.project)
 
     def describe(self, arch: str, must: list[str] | None = None) -> Template:
         """Record the one-line architecture note and return the finished template."""
