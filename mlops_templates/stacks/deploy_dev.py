@@ -10,7 +10,8 @@ from troposphere import GetAtt, Output, Ref, Template, sagemaker
 
 from mlops_templates import naming
 from mlops_templates.config import Config
-from mlops_templates.stacks import common, context, endpoint
+from mlops_templates.stacks import endpoint
+from mlops_templates.stacks.stack import Stack
 
 COMPONENT = "deploy-dev"
 
@@ -28,50 +29,41 @@ def build(config: Config) -> Template:
     ``AWS::SageMaker::Endpoint`` ``<prefix>-<name>-dev``.
     """
     dev = config.endpoints.dev
-    template = common.new_template(config, "SageMaker development endpoint")
-    params = endpoint.add_model_parameters(template)
-
-    model = template.add_resource(
-        context.describe(
-            endpoint.model(MODEL, config, COMPONENT, params),
-            "The trained model: serving image plus model artifact, network-isolated",
-        )
+    stack = Stack.new(config, COMPONENT, "SageMaker development endpoint")
+    params = endpoint.add_model_parameters(stack.template)
+    model = stack.add(
+        endpoint.model(MODEL, config, COMPONENT, params),
+        "The trained model: serving image plus model artifact, network-isolated",
     )
-    endpoint_config = template.add_resource(
-        context.describe(
-            endpoint.endpoint_config(
-                ENDPOINT_CONFIG,
-                config,
-                COMPONENT,
-                model,
-                dev.instance_type,
-                dev.instance_count,
-                Ref(params[endpoint.KMS_KEY_ARN]),
-            ),
-            "Development fleet (endpoints.dev), its volume encrypted with KmsKeyArn",
-        )
+    endpoint_config = stack.add(
+        endpoint.endpoint_config(
+            ENDPOINT_CONFIG,
+            config,
+            COMPONENT,
+            model,
+            dev.instance_type,
+            dev.instance_count,
+            Ref(params[endpoint.KMS_KEY_ARN]),
+        ),
+        "Development fleet (endpoints.dev), its volume encrypted with KmsKeyArn",
     )
-    dev_endpoint = template.add_resource(
-        context.describe(
-            sagemaker.Endpoint(
-                ENDPOINT,
-                EndpointName=naming.physical_name(config, "dev"),
-                EndpointConfigName=GetAtt(endpoint_config, "EndpointConfigName"),
-                Tags=common.tags(config, COMPONENT),
-            ),
-            "Where each trained model is tried before the manual approval for production",
-        )
+    dev_endpoint = stack.add(
+        sagemaker.Endpoint(
+            ENDPOINT,
+            EndpointName=naming.physical_name(config, "dev"),
+            EndpointConfigName=GetAtt(endpoint_config, "EndpointConfigName"),
+            Tags=stack.tags(),
+        ),
+        "Where each trained model is tried before the manual approval for production",
     )
-    template.add_output(
+    stack.template.add_output(
         Output(
             "EndpointName",
             Description="Name of the development SageMaker endpoint",
             Value=GetAtt(dev_endpoint, "EndpointName"),
         )
     )
-    context.describe_template(
-        template,
+    return stack.describe(
         "SageMaker Model (image + artifact from the workflow) -> EndpointConfig -> Endpoint",
         must=["volumes encrypted with the KmsKeyArn key"],
     )
-    return template
