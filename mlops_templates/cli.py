@@ -10,7 +10,7 @@ import argparse
 import difflib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from mlops_templates import config as config_mod
@@ -93,21 +93,28 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readme_section(
+    args: argparse.Namespace, text: str, update: Callable[[str, bool], bool], what: str
+) -> int:
+    """Print ``text``, or with ``--readme`` rewrite (``--check``: only check) its section."""
+    if args.readme is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        changed = update(args.readme, args.check)
+    except (OSError, ValueError) as err:
+        raise MlopsError(str(err)) from None
+    if args.check and changed:
+        print(f"{args.readme}: the {what} is stale; run `make templates`", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     """Print the config reference, or rewrite (or check) its section in a README."""
     from mlops_templates import docs
 
-    if args.readme is None:
-        sys.stdout.write(docs.config_reference())
-        return 0
-    try:
-        changed = docs.update_readme(args.readme, check=args.check)
-    except (OSError, ValueError) as err:
-        raise MlopsError(str(err)) from None
-    if args.check and changed:
-        print(f"{args.readme}: the config reference is stale; run `make templates`", file=sys.stderr)
-        return 1
-    return 0
+    return _readme_section(args, docs.config_reference(), docs.update_readme, "config reference")
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
@@ -119,17 +126,12 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     if "pipeline" not in stacks_found:
         raise MlopsError(f"{args.out}: no pipeline.yaml; run `make templates` first")
     text = diagram.architecture(stacks_found)
-    if args.readme is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        changed = diagram.update_readme(args.readme, text, check=args.check)
-    except (OSError, ValueError) as err:
-        raise MlopsError(str(err)) from None
-    if args.check and changed:
-        print(f"{args.readme}: the architecture diagram is stale; run `make templates`", file=sys.stderr)
-        return 1
-    return 0
+    return _readme_section(
+        args,
+        text,
+        lambda path, check: diagram.update_readme(path, text, check),
+        "architecture diagram",
+    )
 
 
 def cmd_get(args: argparse.Namespace) -> int:

@@ -130,32 +130,43 @@ def rows(model: type[Config] = Config) -> Iterator[Row]:
 
 def config_reference() -> str:
     """The config reference as Markdown (a table per top-level section)."""
-    env = Environment(
-        loader=PackageLoader("mlops_templates", "."),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    env = jinja_environment()
     sections: dict[str, list[Row]] = {}
     for row in rows():
         sections.setdefault(row.path.split(".")[0], []).append(row)
     return env.get_template("config_reference.md.j2").render(sections=sections)
 
 
-def update_readme(path: str | Path, check: bool = False) -> bool:
-    """Rewrite the generated section of ``path``; return True if it changed.
+def jinja_environment() -> Environment:
+    """The environment of the package's text templates (``*.j2`` beside the modules)."""
+    return Environment(
+        loader=PackageLoader("mlops_templates", "."),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
-    With ``check``, only report whether it would change.
-    """
+
+def replace_section(path: str | Path, start: str, end: str, body: str, check: bool = False) -> bool:
+    """Put ``body`` between the ``start`` and ``end`` marker lines of ``path``; return
+    whether that changed the file (with ``check``, only say so)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     try:
-        head, rest = text.split(START, 1)
-        _, tail = rest.split(END, 1)
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
     except ValueError:
-        raise ValueError(f"{path}: the config-reference markers are missing") from None
-    new = f"{head}{START}\n{config_reference()}{END}{tail}"
+        raise ValueError(f"{path}: the markers '{start}' ... '{end}' are missing") from None
+    new = f"{head}{start}\n{body}{end}{tail}"
     if new != text and not check:
         path.write_text(new, encoding="utf-8")
     return new != text
+
+
+def update_readme(path: str | Path, check: bool = False) -> bool:
+    """Rewrite the config reference in ``path``; return True if it changed.
+
+    With ``check``, only report whether it would change.
+    """
+    return replace_section(path, START, END, config_reference(), check)
