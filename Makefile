@@ -129,12 +129,12 @@ destroy: $(STAMP) ## Delete a project's stacks in order and report what they kep
 local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally (KEEP=1 keeps the server)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)
 
-bench: $(STAMP) ## Print training, accuracy and serving benchmark figures (vs an nginx+gunicorn+Flask baseline)
+bench: $(STAMP) ## Print template-build, training, accuracy and serving figures (vs the samples' nginx+gunicorn+Flask stack and granian)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || { \
-	  echo "note: installing nginx-light and wrk for the baseline and the load generator"; \
+	  echo "note: installing nginx-light and wrk for the samples' stack and the load generator"; \
 	  { command -v apt-get >/dev/null && $(SUDO) apt-get install -y -qq nginx-light wrk >/dev/null; } || \
-	  echo "note: could not install them: the baseline is skipped, the Python load generator is used"; }
+	  echo "note: could not install them: the samples' stacks are skipped, the Python load generator is used"; }
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean: ## Remove the venvs, packaged templates and caches

@@ -740,10 +740,8 @@ def test_server_refuses_to_start_when_the_user_cannot_read_its_code(lifecycle,
 
 
 _WORKER_IMPORT_AUDIT = """
-import mmap, os, socket, sys
-from pathlib import Path
+import os, sys
 from mlcontainer import privileges, server
-from mlcontainer.model import read_model_files
 
 dropped = []
 def audit(event, args):
@@ -751,10 +749,7 @@ def audit(event, args):
         os.write(2, b"imported after the drop: " + str(args[0]).encode() + b"\\n")
 sys.addaudithook(audit)
 privileges.drop_for_server = lambda: dropped.append(True)
-sock = socket.create_server(("127.0.0.1", int(sys.argv[2])))
-shared = memoryview(mmap.mmap(-1, 8)).cast("d")
-cfg = server.ServerConfig.from_env({"MODEL_SERVER_WORKERS": "1", "MAX_REQUEST_BYTES": "65536"})
-server.run_worker(sock, read_model_files(Path(sys.argv[1])), cfg, shared, 0)
+sys.exit(server.main([]))
 """
 
 
@@ -770,17 +765,20 @@ class _Endpoint:
 def test_a_worker_imports_nothing_once_it_has_dropped_root(lifecycle, tmp_path: Path) -> None:
     """The root cause of the silent hang: modules imported after the drop, from where the
     user may not read (uvloop in the event loop set-up, httptools per connection; asyncio
-    drops a connection whose protocol cannot be made without a word). A worker (its
-    drop replaced by a marker) answers every kind of request and error; an import audit
-    hook reports any module loaded after the marker."""
+    drops a connection whose protocol cannot be made without a word). The real server,
+    its workers' drop replaced by a marker, answers every kind of request and error; an
+    import audit hook (inherited by the forked workers) reports any module a worker loads
+    after the marker."""
     import subprocess
 
     port = local.free_port()
     log = tmp_path / "worker.log"
+    env = local.container_env(lifecycle.jobs, {
+        "SAGEMAKER_BIND_TO_PORT": str(port), "MODEL_SERVER_HOST": "127.0.0.1",
+        "MODEL_SERVER_WORKERS": "1", "MAX_REQUEST_BYTES": "65536", "MODEL_SERVER_TIMEOUT": "2"})
     with open(log, "wb") as output:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_IMPORT_AUDIT, str(lifecycle.jobs / "model"), str(port)],
-            env=local.container_env(tmp_path), stdout=output, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-c", _WORKER_IMPORT_AUDIT], env=env,
+                                stdout=output, stderr=subprocess.STDOUT)
     srv = _Endpoint(port)
     try:
         deadline = time.monotonic() + 60
@@ -803,6 +801,8 @@ def test_a_worker_imports_nothing_once_it_has_dropped_root(lifecycle, tmp_path: 
         srv.request("PUT", "/invocations")
         post(srv, "\n".join([ROW] * 2000))
         _raw(srv, b"BREW /pot HTCPCP/1.0\r\n\r\n")
+        _raw(srv, b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        _raw(srv, b"POST /invocations HTTP/1.1\r\nContent-Length: 100\r\n\r\nM,0.4")
         assert post(srv, ROW)[0] == 200
     finally:
         proc.send_signal(signal.SIGTERM)

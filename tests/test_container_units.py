@@ -559,67 +559,65 @@ def test_server_config_defaults() -> None:
     assert cfg.workers == model.cpu_count()
 
 
-def test_watchdog_kills_a_worker_stuck_past_the_timeout() -> None:
-    import subprocess
-    import time
+def _gunicorn_app(env: dict[str, str]):
+    """``serve``'s gunicorn application for ``env`` (on a socket of its own)."""
+    import socket
 
-    from mlcontainer.server import Master
+    from mlcontainer import httpserver
 
-    cfg = ServerConfig.from_env({"MODEL_SERVER_WORKERS": "2", "MODEL_SERVER_TIMEOUT": "5"})
-    master = Master(cfg, sock=None, files=None)
-    stuck = subprocess.Popen(["sleep", "30"])
-    busy = subprocess.Popen(["sleep", "30"])
+    files = model.ModelFiles(b"", "{}", "custom", Path("/opt/ml/model/model.ubj"))
+    return httpserver.Application(ServerConfig.from_env(env), socket.socket(), files)
+
+
+def test_gunicorn_is_configured_from_the_serving_environment() -> None:
+    """The worker count, the watchdog (gunicorn kills a worker whose event loop stops
+    ticking for MODEL_SERVER_TIMEOUT s), keep-alive and the graceful stop come from the
+    environment; the workers are uvicorn's, with this container's HTTP protocol."""
+    import os
+
+    from mlcontainer import httpserver
+
+    app = _gunicorn_app({"MODEL_SERVER_WORKERS": "3", "MODEL_SERVER_TIMEOUT": "2.5",
+                         "MODEL_SERVER_KEEP_ALIVE": "7"})
     try:
-        master.workers = {stuck.pid: 0, busy.pid: 1}
-        master.heartbeat[0] = time.monotonic() - 6  # on one request for 6 s
-        master.heartbeat[1] = time.monotonic() - 1  # on one request for 1 s
-        master.watchdog()
-        assert stuck.wait(timeout=5) == -9
-        assert busy.poll() is None
-        assert master.heartbeat[0] == 0.0
+        cfg = app.cfg
+        assert (cfg.workers, cfg.timeout, cfg.keepalive, cfg.graceful_timeout) == (3, 3, 7, 10)
+        assert cfg.worker_class is httpserver.Worker and cfg.bind == [f"fd://{app.fd}"]
+        assert httpserver.Worker.CONFIG_KWARGS["http"] is httpserver.Protocol
+        assert httpserver.Worker.CONFIG_KWARGS["loop"] == "uvloop"  # no silent fallback
+        assert app.load().cfg.max_bytes == 6 * 1024 * 1024
     finally:
-        for proc in (stuck, busy):
-            proc.kill()
-            proc.wait()
+        os.close(app.fd)
 
 
-def _exited(code: int) -> int:
-    """A wait status for an exit with ``code``."""
-    return code << 8
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (None, 0), (1, 1), (3, 1)])
+def test_the_server_exits_0_when_stopped_and_1_when_it_could_not_run(
+        monkeypatch: pytest.MonkeyPatch, code: int | None, status: int) -> None:
+    """gunicorn halts with 3 when a worker cannot start (the model does not load)."""
+    import os
+    import socket
+
+    from mlcontainer import httpserver
+
+    def halt(self) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(httpserver.Application, "run", halt)
+    files = model.ModelFiles(b"", "{}", "custom", Path("/opt/ml/model/model.ubj"))
+    sock = socket.socket()
+    fd = sock.fileno()
+    try:
+        assert httpserver.run(ServerConfig.from_env({}), sock, files) == status
+    finally:
+        os.close(fd)  # gunicorn would own it
 
 
-@pytest.mark.parametrize(("status", "reason"), [
-    (_exited(3), "could not start (see above)"),  # the worker said why, EXIT_STARTUP
-    (_exited(1), "could not start (exit status 1)"),
-    (9, "could not start (killed by signal 9)"),
-])
-def test_a_worker_that_dies_before_serving_stops_the_server(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], status: int,
-        reason: str) -> None:
-    """Restarting it would fail the same way, forever: the master stops, non-zero."""
-    from mlcontainer import server
+def test_gunicorn_hooks_say_what_happened(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
 
-    master = server.Master(ServerConfig.from_env({"MODEL_SERVER_WORKERS": "2"}), sock=None,
-                           files=None)
-    master.workers = {101: 0, 102: 1}
-    master.started[1] = 1.0  # slot 1 serves; slot 0 is still starting
-    exits = [(101, status), (0, 0)]
-    monkeypatch.setattr(server.os, "waitpid", lambda pid, options: exits.pop(0))
-    master.reap()
-    assert master.stopping and master.exit_code == 1
-    assert f"worker 101 {reason}; stopping" in capsys.readouterr().err
+    from mlcontainer import httpserver
 
-
-def test_a_worker_that_dies_while_serving_is_restarted(monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    from mlcontainer import server
-
-    master = server.Master(ServerConfig.from_env({"MODEL_SERVER_WORKERS": "2"}), sock=None,
-                           files=None)
-    master.workers = {101: 0, 102: 1}
-    master.started[0] = master.started[1] = 1.0
-    exits = [(101, 9), (0, 0)]
-    monkeypatch.setattr(server.os, "waitpid", lambda pid, options: exits.pop(0))
-    master.reap()
-    assert not master.stopping and master.exit_code == 0 and master.workers == {102: 1}
-    assert "worker 101 exited with status -9; starting a new one" in capsys.readouterr().err
+    httpserver._child_exit(None, SimpleNamespace(pid=101))
+    httpserver._on_exit(None)
+    err = capsys.readouterr().err
+    assert "worker 101 exited" in err and err.rstrip().endswith("stopped")

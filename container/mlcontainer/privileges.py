@@ -32,7 +32,9 @@ from mlcontainer.errors import UserError
 USER_ENV = "MLCONTAINER_USER"
 #: Packages whose code runs after the drop, besides the standard library.
 JOB_PACKAGES = ("mlcontainer", "numpy", "scipy", "xgboost")
-SERVER_PACKAGES = ("mlcontainer", "numpy", "xgboost", "uvloop", "httptools")
+SERVER_PACKAGES = (
+    "mlcontainer", "numpy", "xgboost", "gunicorn", "uvicorn", "uvicorn_worker", "uvloop", "httptools",
+)
 
 
 def _target() -> pwd.struct_passwd | None:
