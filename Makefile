@@ -20,6 +20,8 @@ PURGE ?=
 YES ?=
 KEEP ?= 0
 BENCH_ARGS ?=
+GROUP ?=
+JOBS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AWS ?= $(BIN)/aws
 BUCKET ?=
@@ -30,10 +32,11 @@ ASL_VALIDATOR := $(VENV)/node/node_modules/.bin/asl-validator
 # the architecture diagram. Changing a version changes the stamp's name: they reinstall.
 NODE_TOOLS := asl-validator@4.0.0 mermaid@11.17.2 jsdom@24.1.3
 empty :=
+comma := ,
 space := $(empty) $(empty)
 NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOLS)))
 
-.PHONY: help install templates build diagram golden lint test doctor bucket package deploy publish project destroy local bench clean
+.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy local drift bench mutate clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -72,11 +75,21 @@ golden: $(STAMP) ## Re-render the golden files of the test configs (tests/config
 
 templates: build golden lint ## Render and lint every stack (the main job)
 
-lint: $(STAMP) $(NODE_STAMP) ## cfn-lint + checkov + ASL validation over templates/
+lint: $(STAMP) $(NODE_STAMP) ## cfn-lint + checkov + ASL validation over templates/ (and the CI workflow linters over templates/ci/)
 	$(CLI) -c $(CONFIG) lint --out templates
+	$(CLI) -c $(CONFIG) ci lint --out templates
 	@if ls templates/*.asl.json >/dev/null 2>&1; then \
 	  for f in templates/*.asl.json; do $(ASL_VALIDATOR) --json-path "$$f" --silent && echo "$$f: valid ASL"; done; \
 	fi
+
+# GitHub Actions / GitLab CI instead of CodePipeline (pipeline.orchestrator: github|gitlab):
+# the workflow lands in templates/ci/ (make templates renders it too) for the project's repository.
+ci: $(STAMP) ## Render the GitHub Actions / GitLab CI workflow of pipeline.orchestrator into templates/ci/ and lint it (actionlint, zizmor, schemas)
+	@orchestrator="$$($(CLI) -c $(CONFIG) get pipeline.orchestrator)"; \
+	if [ "$$orchestrator" = codepipeline ]; then \
+	  echo "pipeline.orchestrator is codepipeline: no CI workflow (set it to github or gitlab in $(CONFIG))"; exit 0; \
+	fi; \
+	$(CLI) -c $(CONFIG) ci "$$orchestrator" --out templates && $(CLI) -c $(CONFIG) ci lint --out templates
 
 test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite
 	$(BIN)/pytest
@@ -126,8 +139,11 @@ destroy: $(STAMP) ## Delete a project's stacks in order and report what they kep
 	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
 	@$(CLI) -c $(CONFIG) destroy --name "$(NAME)" --purge "$(PURGE)" $(if $(filter 1 yes true,$(YES)),--yes)
 
-local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally (KEEP=1 keeps the server)
+local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally, capture its requests and monitor them (KEEP=1 keeps the server)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)
+
+drift: $(STAMP) ## Send drifted traffic to the local model, monitor it, upload ground truth: which features drift, which alarms fire, the HTML report
+	$(BIN)/python scripts/drift.py --config $(CONFIG)
 
 bench: $(STAMP) ## Print template-build, training, accuracy and serving figures (vs the samples' nginx+gunicorn+Flask stack and granian)
 	$(BIN)/pip install --quiet -e '.[bench]'
@@ -136,6 +152,13 @@ bench: $(STAMP) ## Print template-build, training, accuracy and serving figures 
 	  { command -v apt-get >/dev/null && $(SUDO) apt-get install -y -qq nginx-light wrk >/dev/null; } || \
 	  echo "note: could not install them: the samples' stacks are skipped, the Python load generator is used"; }
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+# Not part of `make test` (it takes minutes per group): each group of tests/mutation/groups.toml
+# runs in a temporary copy of the working tree; survivors not killed nor accepted in
+# tests/mutation/accepted.toml fail the run.
+mutate: $(STAMP) ## Mutation-test the safety-critical code with mutmut, per group (GROUP=<name>[,<name>] JOBS=<n>; KEEP=1 keeps the sessions)
+	$(BIN)/python scripts/mutate.py $(foreach g,$(subst $(comma), ,$(GROUP)),--group $(g)) \
+	  $(if $(JOBS),--jobs $(JOBS)) $(if $(filter 1,$(KEEP)),--keep)
 
 clean: ## Remove the venvs, packaged templates and caches
 	rm -rf $(VENV) $(CHECKOV_VENV) $(PACKAGED) .pytest_cache .ruff_cache .hypothesis

@@ -272,6 +272,9 @@ def parser() -> argparse.ArgumentParser:
         p = add(name, func, help_text)
         p.add_argument("stack", choices=list(stacks.STACKS))
     _add_deploy_commands(add)
+    from mlops_templates.ci import cli as ci_cli
+
+    ci_cli.add_commands(add)
     return top
 
 

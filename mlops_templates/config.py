@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlops_templates import naming
+from mlops_templates import naming, notifications
 from mlops_templates.errors import ConfigError
 
 #: SageMaker instance families this library knows how to size and price-check.
@@ -270,20 +270,39 @@ class EndpointsConfig(_Model):
     prd: PrdEndpointConfig = Field(default_factory=PrdEndpointConfig)
 
 
-class MonitoringConfig(_Model):
-    """Model Monitor data-quality schedule on the production endpoint."""
+class QualityAlarmConfig(_Model):
+    """The model-quality alarm: a metric of the labelled predictions against a threshold."""
 
-    #: Instance type of the data-quality monitoring job.
+    #: Metric of the predictions joined with uploaded ground truth that the alarm watches.
+    metric: Literal["rmse", "mae", "r2"] = "rmse"
+    #: How the metric breaches the threshold (`rmse > 3.0`, `r2 < 0.5`).
+    operator: Literal[">", ">=", "<", "<="] = ">"
+    #: Threshold of the quality alarm (the reference system retrains when the error on ground
+    #: truth passes it).
+    threshold: float = 3.0
+    #: Fewest labelled rows in one run for its quality to be judged (fewer: no datapoint, which
+    #: the alarm treats as not breaching).
+    min_rows: int = Field(default=30, ge=1, le=100000)
+
+
+class MonitoringConfig(_Model):
+    """Scheduled checks of the production endpoint's captured traffic: data quality, drift
+    and model quality, the alarms on them and the dashboard."""
+
+    #: What checks the traffic: the project's own `monitor` job (every account), or SageMaker
+    #: Model Monitor's data-quality schedule (closed to new customers; accounts that have it).
+    engine: Literal["builtin", "model_monitor"] = "builtin"
+    #: Instance type of the monitoring job.
     instance_type: KmsVolumeInstanceType = "ml.m5.xlarge"
     #: Volume of the monitoring job (KMS-encrypted).
     volume_size_gb: int = Field(default=20, ge=1, le=512)
     #: Time limit of one monitoring run.
     max_runtime_seconds: int = Field(default=1800, ge=60, le=3600)
-    #: Drift alarm: fires when this many features violate the baseline in one run.
+    #: Drift alarm: fires when this many watched features drifted in one run.
     drift_violations_threshold: int = Field(default=1, ge=1, le=1000)
-    #: Features whose ``feature_baseline_drift_<name>`` metric the drift alarm watches.
-    #: Names are those of the baseline statistics (the header of the baseline dataset).
-    #: A CloudWatch metric-math alarm reads at most 10 metrics.
+    #: Features whose drift counts toward the drift alarm (builtin: names of the monitoring
+    #: baseline; model_monitor: of the baseline dataset's header, read by a metric-math alarm,
+    #: which takes at most 10 metrics).
     drift_features: list[
         Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
     ] = Field(
@@ -294,13 +313,23 @@ class MonitoringConfig(_Model):
         min_length=1,
         max_length=10,
     )
-    #: Baseline distance above which a feature counts as drifted (Model Monitor's
-    #: default ``comparison_threshold`` in the suggested constraints is 0.1).
+    #: Distance from the baseline above which a feature counts as drifted: the Jensen-Shannon
+    #: distance (0 to 1) with builtin, Model Monitor's baseline distance with model_monitor
+    #: (whose suggested `comparison_threshold` is also 0.1).
     drift_distance_threshold: float = Field(default=0.1, gt=0, le=1)
+    #: builtin: fewest live rows in a run for its drift to be judged. A small sample's
+    #: histogram is noisy: 500 rows from the baseline's own distribution stay under 0.1
+    #: (a 95th percentile near 0.08 over 10 bins).
+    drift_min_rows: int = Field(default=500, ge=1, le=10_000_000)
     #: How often captured data is checked against the baseline (hourly, 6-hourly or daily).
     schedule_expression: Literal["cron(0 * ? * * *)", "cron(0 */6 ? * * *)", "cron(0 0 ? * * *)"] = (
         "cron(0 * ? * * *)"
     )
+    #: builtin: the model-quality alarm on predictions joined with uploaded ground truth.
+    quality: QualityAlarmConfig = Field(default_factory=QualityAlarmConfig)
+    #: builtin: how old a captured prediction may be and still be joined with a label uploaded
+    #: in the run's window (labels arrive after the prediction).
+    ground_truth_lookback_hours: int = Field(default=24, ge=1, le=168)
 
     @field_validator("drift_features")
     @classmethod
@@ -453,16 +482,78 @@ class SourceConfig(_Model):
         return self
 
 
+#: The OIDC issuer of GitHub Actions tokens (GitHub docs, "Configuring OpenID Connect in
+#: Amazon Web Services": provider URL https://token.actions.githubusercontent.com).
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+#: A branch name the CI path puts into an OIDC subject claim and a branch filter: no glob
+#: or space characters, so both name exactly this branch.
+CI_BRANCH_PATTERN = r"^[A-Za-z0-9._/-]+$"
+
+
+class CiConfig(_Model):
+    """GitHub Actions or GitLab CI as the orchestrator (``pipeline.orchestrator``): who may
+    assume the ``ci-oidc`` stack's role, and the workflow ``make templates`` renders."""
+
+    #: The repository whose workflow may deploy: `owner/repo` on GitHub, the full project path
+    #: (`group/subgroup/project`) on GitLab, spelled as the OIDC subject claim spells it (case
+    #: included). Default: `pipeline.source.repository`.
+    repository: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", max_length=255)
+    ] | None = None
+    #: The environment of the production deployment: a GitHub environment with required
+    #: reviewers (the approval), or a GitLab protected environment whose manual job is the
+    #: approval.
+    environment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,255}$")] = "production"
+    #: GitHub only: the owner's numeric ID, for repositories that emit the immutable subject
+    #: claim (`repo:<owner>@<owner_id>/<repo>@<repository_id>:...`); with `repository_id`.
+    owner_id: int | None = Field(default=None, ge=1)
+    #: GitHub only: the repository's numeric ID, for the immutable subject claim; with
+    #: `owner_id`.
+    repository_id: int | None = Field(default=None, ge=1)
+    #: GitLab only: the instance URL, which is the OIDC issuer (`https://`, no trailing slash).
+    gitlab_url: Annotated[
+        str, StringConstraints(pattern=r"^https://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
+    ] = "https://gitlab.com"
+    #: The audience (`aud`) of the CI job's ID token; none: `sts.amazonaws.com` on GitHub (the
+    #: default of aws-actions/configure-aws-credentials), the instance URL on GitLab (GitLab's
+    #: documented value).
+    audience: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:/._-]{1,255}$")] | None = None
+    #: ARN of the account's existing OIDC provider of the issuer; none: the `ci-oidc` stack
+    #: creates it. IAM allows one provider per issuer URL in an account: a second project, or
+    #: an account that already trusts the issuer, names the existing one here.
+    oidc_provider_arn: Annotated[
+        str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/[A-Za-z0-9.:/_-]+$")
+    ] | None = None
+
+    @model_validator(mode="after")
+    def _ids_together(self) -> CiConfig:
+        if (self.owner_id is None) != (self.repository_id is None):
+            raise ValueError(
+                "owner_id and repository_id must be given together (or neither): the immutable "
+                "subject claim carries both"
+            )
+        return self
+
+
 class PipelineConfig(_Model):
     source: SourceConfig = Field(default_factory=SourceConfig)
+    #: What runs the build, training and deployments: CodePipeline (in the pipeline stack), or
+    #: a GitHub Actions workflow / GitLab CI pipeline (rendered into `templates/ci/`) that
+    #: assumes the `ci-oidc` stack's role with OIDC, without long-lived keys.
+    orchestrator: Literal["codepipeline", "github", "gitlab"] = "codepipeline"
+    ci: CiConfig = Field(default_factory=CiConfig)
     #: EventBridge schedule expression of periodic retraining.
     retrain_schedule: Annotated[str, StringConstraints(pattern=r"^(rate|cron)\(.+\)$")] = (
         "rate(30 days)"
     )
-    #: Whether the retraining schedule is enabled.
+    #: Whether the retraining schedule is enabled (CodePipeline; a CI orchestrator runs on pushes,
+    #: by hand, or on the CI system's own schedules).
     retrain_schedule_enabled: bool = False
-    #: Start the pipeline when the production drift alarm fires.
-    retrain_on_drift: bool = True
+    #: The production alarms whose firing starts the pipeline (CodePipeline only): `drift`,
+    #: `quality` (builtin monitoring only), both, or none.
+    retrain_on: list[Literal["drift", "quality"]] = Field(
+        default_factory=lambda: ["drift", "quality"], max_length=2
+    )
     #: CodeBuild image of the build stage.
     codebuild_image: str = "aws/codebuild/standard:7.0"
     #: CodeBuild compute type of the build stage.
@@ -473,6 +564,52 @@ class PipelineConfig(_Model):
     data_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]*/$")] = "training/"
     #: Retention of the pipeline's build, workflow and flow logs.
     log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
+
+    @property
+    def ci_repository(self) -> str:
+        """The repository the CI workflow runs in (``ci.repository``, else the source's)."""
+        return self.ci.repository or self.source.repository
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "retrain_on_drift" in data:
+            raise ValueError(
+                "retrain_on_drift became retrain_on, the list of production alarms that start "
+                "the pipeline: [drift, quality] (the default), [drift] for drift only, [] for none"
+            )
+        return data
+
+    @field_validator("retrain_on")
+    @classmethod
+    def _unique_alarms(cls, alarms: list[str]) -> list[str]:
+        if len(set(alarms)) != len(alarms):
+            raise ValueError(f"retrain_on names an alarm twice ({', '.join(alarms)})")
+        return alarms
+
+    @model_validator(mode="after")
+    def _ci(self) -> PipelineConfig:
+        if self.orchestrator == "codepipeline":
+            return self
+        if not re.fullmatch(CI_BRANCH_PATTERN, self.source.branch):
+            raise ValueError(
+                f"source.branch '{self.source.branch}': with orchestrator {self.orchestrator} the "
+                "branch is matched exactly by the OIDC subject and the workflow's branch filter; "
+                "use letters, digits, '.', '_', '/' and '-' only"
+            )
+        if self.orchestrator == "github" and self.ci_repository.count("/") != 1:
+            raise ValueError(
+                f"ci.repository '{self.ci_repository}' must be 'owner/repo' for orchestrator github"
+            )
+        issuer = GITHUB_ISSUER if self.orchestrator == "github" else self.ci.gitlab_url
+        host = issuer.removeprefix("https://")
+        arn = self.ci.oidc_provider_arn
+        if arn is not None and not arn.endswith(f":oidc-provider/{host}"):
+            raise ValueError(
+                f"ci.oidc_provider_arn '{arn}' is not the provider of {issuer}: its ARN ends with "
+                f"':oidc-provider/{host}'"
+            )
+        return self
 
 
 class StudioConfig(_Model):
@@ -517,6 +654,26 @@ class AccountConfig(_Model):
     api_gateway_logging_role: bool = True
 
 
+class NotificationsConfig(_Model):
+    """The texts of the notifications (``mlops_templates/notifications.py`` has the events,
+    their default texts and the ``{names}`` each may use)."""
+
+    #: Text per event, replacing its default: `run_started`, `run_failed`, `training_failed`,
+    #: `gate_failed`, `gate_passed`, `deployed`, `rolled_back`, `api_deployment`, `drift`,
+    #: `quality_breach`, `monitor_failed`. `{name}` inserts a value of the event.
+    messages: dict[
+        Literal[tuple(notifications.EVENTS)],  # type: ignore[valid-type]
+        Annotated[str, StringConstraints(min_length=1, max_length=1000)],
+    ] = Field(default_factory=dict)
+
+    @field_validator("messages")
+    @classmethod
+    def _placeholders(cls, messages: dict[str, str]) -> dict[str, str]:
+        for event, text in messages.items():
+            notifications.check(event, text)
+        return messages
+
+
 class Config(_Model):
     """The whole project configuration (``mlops.yaml``)."""
 
@@ -529,6 +686,7 @@ class Config(_Model):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     studio: StudioConfig = Field(default_factory=StudioConfig)
     account: AccountConfig = Field(default_factory=AccountConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     #: Deploy-time values of CloudFormation Parameters, per stack
     #: (``make deploy`` passes them; ``PARAMS=Key=Value`` on the command line wins).
     parameters: dict[

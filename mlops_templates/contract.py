@@ -64,6 +64,7 @@ NOTIFICATION_TOPIC_ARN = "NotificationTopicArn"
 NOTIFICATION_EMAIL = "NotificationEmail"
 DATA_CAPTURE_URI = "DataCaptureUri"
 MONITORING_OUTPUT_URI = "MonitoringOutputUri"
+GROUND_TRUTH_URI = "GroundTruthUri"
 #: Where in the artifact bucket the endpoint captures requests and monitoring reports land.
 DATA_CAPTURE_PREFIX = "data-capture"
 MONITORING_PREFIX = "monitoring"
@@ -79,3 +80,21 @@ TRAIN_OUTPUT_OVERRIDES: dict[str, tuple[str, ...]] = {
     "deploy-prd": (MODEL_DATA_URL, IMAGE_URI, BASELINE_STATISTICS_URI, BASELINE_CONSTRAINTS_URI),
 }
 TRAIN_OUTPUT_KEYS = tuple(sorted({key for keys in TRAIN_OUTPUT_OVERRIDES.values() for key in keys}))
+
+# -- Monitoring ---------------------------------------------------------------------------
+
+#: Inference ids of synthetic requests (deployment hooks, smoke tests) start with this; the
+#: monitor leaves them out of live data. The hooks and the monitor job get it from the stack.
+SYNTHETIC_INFERENCE_ID_PREFIX = "synthetic-"
+#: Where in the artifact bucket ground truth is uploaded: ``<prefix>/yyyy/mm/dd/hh/*.jsonl``
+#: (the hour the labels were collected), in Model Monitor's ground-truth format.
+GROUND_TRUTH_PREFIX = "ground-truth"
+#: CloudWatch metrics the monitor job writes into metrics.json (the container's
+#: ``mlcontainer.monitor.METRICS`` is the same list; a test keeps them equal).
+MONITOR_METRICS = (
+    "FeaturesDrifted", "FeatureDrift", "PredictionDrift", "Records", "Rows", "SyntheticRecords",
+    "MissingValues", "InvalidValues", "OutOfRangeValues", "GroundTruthRows", "JoinedRows",
+    "RMSE", "MAE", "R2", "MonitorFailed",
+)
+#: The metric of each ``monitoring.quality.metric``.
+QUALITY_METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "r2": "R2"}

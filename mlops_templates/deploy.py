@@ -99,9 +99,14 @@ class StackSpec:
     capabilities: Sequence[str] = CAPABILITIES
     #: How to supply a Parameter that has no value (Parameter -> advice).
     hints: Mapping[str, str] = field(default_factory=dict)
+    #: The role CloudFormation deploys the stack with (None: the caller's credentials).
+    role_arn: str | None = None
+    #: Delete a stack whose first create failed before creating it again; False for a
+    #: stack a deployment must never delete (production, as CodePipeline's CREATE_UPDATE).
+    replace_failed: bool = True
 
 
-def _ready(cloudformation: Any, watcher: Watcher, name: str) -> Stack | None:
+def _ready(cloudformation: Any, watcher: Watcher, name: str, replace_failed: bool = True) -> Stack | None:
     """The stack once it can take a change set; None when it must be created."""
     while True:
         stack = describe(cloudformation, name)
@@ -119,6 +124,11 @@ def _ready(cloudformation: Any, watcher: Watcher, name: str) -> Stack | None:
                 if status == "ROLLBACK_COMPLETE"
                 else "a change set created it but was never executed"
             )
+            if not replace_failed:
+                raise DeployError(
+                    f"stack {name} is {status} ({why}); this deployment never deletes it. Delete it, "
+                    f"then run the deployment again:\n  aws cloudformation delete-stack --stack-name {name}"
+                )
             watcher.say(f"stack {name} is {status} ({why}): deleting it before creating it again")
             _delete(cloudformation, watcher, stack)
             continue
@@ -222,7 +232,7 @@ def deploy_stack(boto: Any, spec: StackSpec, out: TextIO | None = None) -> str:
     except OSError as err:
         raise DeployError(f"{spec.template_file}: {err.strerror}") from None
     declared = template_parameters(text, str(spec.template_file))
-    stack = _ready(cloudformation, watcher, spec.name)
+    stack = _ready(cloudformation, watcher, spec.name, spec.replace_failed)
     previous: set[str] = set()
     if stack is not None:
         described = cloudformation.describe_stacks(StackName=stack.id)["Stacks"][0]
@@ -231,6 +241,7 @@ def deploy_stack(boto: Any, spec: StackSpec, out: TextIO | None = None) -> str:
     url = _upload(s3, spec, text)
     kind = "CREATE" if stack is None else "UPDATE"
     watcher.say(f"stack {spec.name}: {'creating' if stack is None else 'updating'} (change set, {kind})")
+    role = {"RoleARN": spec.role_arn} if spec.role_arn else {}
     try:
         created = cloudformation.create_change_set(
             StackName=spec.name,
@@ -240,13 +251,15 @@ def deploy_stack(boto: Any, spec: StackSpec, out: TextIO | None = None) -> str:
             ChangeSetName=f"mlops-templates-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}",
             ChangeSetType=kind,
             Description="Created by mlops-templates deploy",
+            **role,
         )
     except (ClientError, BotoCoreError) as err:
         raise aws_error(err, f"create a change set for stack {spec.name}") from None
     try:
         change_set = _change_set(cloudformation, watcher, created["Id"])
     except DeployError:
-        if kind == "CREATE":  # the change set made an empty stack (REVIEW_IN_PROGRESS): remove it
+        if kind == "CREATE" and spec.replace_failed:
+            # The change set made an empty stack (REVIEW_IN_PROGRESS): remove it.
             cloudformation.delete_stack(StackName=created["StackId"])
         raise
     if change_set is None:
@@ -295,11 +308,12 @@ def _deployable(config: Config) -> list[str]:
 def stage_stacks(config: Config, stage: str) -> list[str]:
     """The stacks ``make deploy STAGE=<stage>`` deploys, in order.
 
-    ``system`` is the account stack (when the config enables it) and the pipeline, which
-    deploys everything else; a stack's name (or ``X`` for ``deploy-X``) is that stack.
+    ``system`` is the account stack (when the config enables it), the pipeline, which
+    deploys everything else, and with a CI orchestrator the ci-oidc stack whose role the
+    CI workflow assumes; a stack's name (or ``X`` for ``deploy-X``) is that stack.
     """
     if stage == SYSTEM:
-        return [name for name in ("account", "pipeline") if name in _deployable(config)]
+        return [name for name in ("account", "pipeline", "ci-oidc") if name in _deployable(config)]
     aliases = {name.removeprefix("deploy-"): name for name in stacks.STACKS}
     name = aliases.get(stage, stage)
     if name == PUBLISH_STACK:

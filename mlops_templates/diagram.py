@@ -30,14 +30,24 @@ PROJECT_NAME = "${SageMakerProjectName}"
 Template = dict[str, Any]
 
 
-def load(directory: str | Path) -> dict[str, Template]:
-    """``{stack: template}`` of the ``*.yaml`` templates in ``directory``."""
-    import cfn_flip
+#: The key :func:`load` gives the CI workflow rendered under ``ci/`` (GitHub or GitLab).
+CI_WORKFLOW = "ci-workflow"
 
-    return {
+
+def load(directory: str | Path) -> dict[str, Template]:
+    """``{stack: template}`` of the ``*.yaml`` templates in ``directory``, and the CI
+    workflow of a GitHub or GitLab orchestrator as ``CI_WORKFLOW``."""
+    import cfn_flip
+    import yaml
+
+    found = {
         path.stem: json.loads(cfn_flip.to_json(path.read_text(encoding="utf-8")))
         for path in sorted(Path(directory).glob("*.yaml"))
     }
+    for path in sorted(Path(directory).glob("ci/*/*.yml")) + sorted(Path(directory).glob("ci/*/.*.yml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        found[CI_WORKFLOW] = {"orchestrator": path.parent.name, "document": document}
+    return found
 
 
 def _resources(template: Template, kind: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -147,6 +157,8 @@ def pipeline(graph: Graph, stacks: Mapping[str, Template]) -> dict[str, str]:
     """The stages, in order, and what each action starts; returns ``{stack: action node}``
     for the actions that deploy another stack (and ``"workflow-execution"``)."""
     template = stacks["pipeline"]
+    if not any(_resources(template, "AWS::CodePipeline::Pipeline")):
+        return ci_pipeline(graph, stacks.get(CI_WORKFLOW, {}))
     group = graph.group("pipeline", "pipeline stack: CodePipeline (one per project)")
     (_, spec), *_ = _resources(template, "AWS::CodePipeline::Pipeline")
     starts: dict[str, str] = {}
@@ -168,6 +180,54 @@ def pipeline(graph: Graph, stacks: Mapping[str, Template]) -> dict[str, str]:
             elif provider.startswith("Code") and stage["Name"] == "Source":
                 starts["source"] = node_id
     _triggers(graph, template, spec, starts.get("source"))
+    return starts
+
+
+def _ci_jobs(workflow: Mapping[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """``(job id, job, its commands)`` of a GitHub workflow or GitLab pipeline, in order."""
+    document = workflow["document"]
+    if workflow["orchestrator"] == "github":
+        return [
+            (job_id, job, " ".join(step.get("run", "") for step in job["steps"]))
+            for job_id, job in document["jobs"].items()
+        ]
+    return [
+        (job_id, job, " ".join(job["script"]))
+        for job_id, job in document.items()
+        if isinstance(job, dict) and "script" in job
+    ]
+
+
+def ci_pipeline(graph: Graph, workflow: Mapping[str, Any]) -> dict[str, str]:
+    """The CI workflow's jobs, in order, with its approval; ``{stack: job node}`` for the
+    jobs that deploy a stack (``ci deploy <stack>``) and run the training (``ci train``)."""
+    orchestrator = workflow.get("orchestrator", "")
+    title = {"github": "GitHub Actions workflow", "gitlab": "GitLab CI pipeline"}.get(orchestrator, "CI")
+    group = graph.group("pipeline", f"{title}: assumes the ci-oidc role (OIDC)")
+    starts: dict[str, str] = {}
+    previous: str | None = None
+    for job_id, job, commands in _ci_jobs(workflow) if workflow else []:
+        environment = job.get("environment")
+        gated = environment if orchestrator == "github" else (job.get("when") == "manual" and environment["name"])
+        if gated:
+            who = "reviewers of" if orchestrator == "github" else "manual job,"
+            approval = graph.node(f"approve{job_id.replace('-', '')}", f"approval: {who} environment {gated}",
+                                  group=group)
+            if previous is not None:
+                graph.edge(previous, approval)
+            previous = approval
+        node = graph.node(f"job{job_id.replace('-', '')}", f"{job_id}: {job.get('name', job.get('stage', ''))}",
+                          group=group)
+        if previous is None:
+            graph.node("push", "git push", "round")
+            graph.edge("push", node)
+        else:
+            graph.edge(previous, node)
+        previous = node
+        for stack in re.findall(r"ci deploy ([a-z-]+)", commands):
+            starts[stack] = node
+        if "ci train" in commands:
+            starts["workflow-execution"] = node
     return starts
 
 
@@ -352,6 +412,7 @@ def _monitoring(graph: Graph, template: Template, group: str, endpoint: str) -> 
         node = graph.node(f"prd{schedule_id}", f"data-quality monitor {expression}", group=group)
         graph.edge(capture or endpoint, node)
         names[props["MonitoringScheduleName"]] = node
+    monitor = _builtin_monitor(graph, template, group, capture or endpoint)
     for alarm_id, props in _resources(template, "AWS::CloudWatch::Alarm"):
         dimensions = {
             d["Value"]
@@ -359,6 +420,9 @@ def _monitoring(graph: Graph, template: Template, group: str, endpoint: str) -> 
             for d in query.get("MetricStat", {}).get("Metric", {}).get("Dimensions", [])
         }
         sources = [node for name, node in names.items() if name in dimensions]
+        # The builtin monitor's metrics: the project's own namespace, not an AWS one.
+        if monitor and props.get("Namespace") and not str(props["Namespace"]).startswith("AWS/"):
+            sources.append(monitor)
         if not sources:
             continue
         alarm = graph.node(f"prd{alarm_id}", f"alarm {props['AlarmName']}", "alarm", group)
@@ -366,6 +430,22 @@ def _monitoring(graph: Graph, template: Template, group: str, endpoint: str) -> 
             graph.edge(source, alarm)
         if any(_names_match(pattern, props["AlarmName"]) for pattern in graph.retrain_alarms):
             graph.edge(alarm, "pipeline", "retrain")
+
+
+def _builtin_monitor(graph: Graph, template: Template, group: str, source: str) -> str | None:
+    """The schedule -> the monitor state machine (monitoring.engine builtin), if any."""
+    monitor = None
+    for schedule_id, props in _resources(template, "AWS::Scheduler::Schedule"):
+        machine = _text(props["Target"]["Arn"])
+        for machine_id, _ in _resources(template, "AWS::StepFunctions::StateMachine"):
+            if machine_id in machine:
+                schedule = graph.node(f"prd{schedule_id}", f"schedule {props['ScheduleExpression']}", group=group)
+                monitor = graph.node(
+                    f"prd{machine_id}", "monitor job: drift, data and model quality", group=group
+                )
+                graph.edge(source, schedule)
+                graph.edge(schedule, monitor, "StartExecution")
+    return monitor
 
 
 def production(graph: Graph, template: Template, starts: Mapping[str, str]) -> None:

@@ -48,6 +48,8 @@ LIMITS: dict[str, int] = {
     "stack": 128,
     "iam-policy": 128,  # managed policy names
     "tag": 256,  # values of Name tags (VPC resources have no name of their own)
+    "schedule": 64,  # EventBridge Scheduler schedules
+    "dashboard": 255,  # CloudWatch dashboards
 }
 
 #: Components named with a fixed suffix, and the limit each must respect. ``<n>`` stands
@@ -55,8 +57,19 @@ LIMITS: dict[str, int] = {
 COMPONENTS: dict[str, str] = {
     "dev": "sagemaker",  # dev endpoint
     "prd": "sagemaker",  # prod endpoint
-    "prd-data-quality": "sagemaker",  # monitoring schedule / job definition
+    "prd-data-quality": "sagemaker",  # Model Monitor's schedule (monitoring.engine model_monitor)
     "prd-drift": "alarm",
+    "prd-quality": "alarm",  # the model-quality alarm
+    "prd-monitor": "state-machine",  # the monitor state machine (monitoring.engine builtin)
+    "prd-monitor-schedule": "schedule",
+    "prd-monitor-window": "lambda",  # the function listing a window's files, and its role
+    "prd-monitor-states": "iam-role",
+    "prd-monitor-scheduler": "iam-role",
+    "prd-dashboard": "dashboard",
+    "prd-notice-drift": "event-rule",  # deploy-prd's notification rules
+    "prd-notice-quality": "event-rule",
+    "prd-notice-rollback": "event-rule",
+    "prd-notice-api": "event-rule",
     "prd-notifications": "sns",
     "prd-pre-traffic": "lambda",  # hook functions and their roles
     "prd-post-traffic": "lambda",
@@ -80,8 +93,10 @@ COMPONENTS: dict[str, str] = {
     "source-push": "event-rule",
     "data-upload": "event-rule",
     "retrain-schedule": "event-rule",
-    "retrain-on-drift": "event-rule",
+    "retrain-on-alarm": "event-rule",
     "pipeline-failed": "event-rule",
+    "run-started": "event-rule",
+    "prd-deployed": "event-rule",
     "launch": "iam-role",  # Service Catalog launch role
     "launch-<n>": "iam-policy",  # ...and its managed policies
     "cloudformation-<n>": "iam-policy",  # the CloudFormation role's managed policies
@@ -94,6 +109,9 @@ COMPONENTS: dict[str, str] = {
     "workflow": "stack",
     "deploy-dev": "stack",
     "deploy-prd": "stack",
+    # GitHub Actions / GitLab CI as the orchestrator: the ci-oidc stack and its role.
+    "ci-oidc": "stack",
+    "ci": "iam-role",
 }
 
 #: The pipeline's buckets are named ``<base>-<account>-<region>-<suffix>`` (bucket names
@@ -125,6 +143,23 @@ JOB_NAME_AFTER_BASE = 1 + RUN_ID_MAX_LENGTH + JOB_SUFFIX_MAX_LENGTH + ATTEMPT_SU
 def base(config: Config) -> str:
     """``<prefix>-<project>``: the start of every physical name."""
     return f"{config.project.prefix}-{config.project.name}"
+
+
+def metrics_namespace(config: Config) -> str:
+    """``<prefix>/<project>``: the CloudWatch namespace of the project's own metrics."""
+    return f"{config.project.prefix}/{config.project.name}"
+
+
+#: The monitor's processing jobs are ``<base>-mon-<window end yyyymmddHHMM>-<attempt>-
+#: <redrive count>``: 31 characters after ``<base>``, fewer than a workflow job's, so
+#: :func:`check_lengths` covers them.
+MONITOR_JOB_AFTER_BASE = len("-mon-") + 12 + 1 + ATTEMPT_ID_LENGTH + 1 + REDRIVE_COUNT_MAX_DIGITS
+
+
+def monitor_job_name_format(config: Config) -> str:
+    """``<base>-mon-{}-{}-{}``: a monitor job's name with ``{}`` for the window id, the
+    attempt id and the redrive count."""
+    return f"{base(config)}-mon-{{}}-{{}}-{{}}"
 
 
 def job_name_format(config: Config, step: str) -> str:

@@ -23,7 +23,9 @@ def to_yaml(template: Template) -> str:
 
 
 def render(config: Config, names: Iterable[str] | None = None) -> dict[str, str]:
-    """Render stacks to ``{file name: text}`` without touching the disk."""
+    """Render stacks to ``{file name: text}`` without touching the disk; rendering every
+    stack (``names`` None) adds the CI workflow of ``pipeline.orchestrator``, under
+    ``ci/`` (GitHub Actions or GitLab CI; none for CodePipeline)."""
     files: dict[str, str] = {}
     for name in names or stacks.STACKS:
         if names is None and not stacks.enabled(name, config):
@@ -33,6 +35,10 @@ def render(config: Config, names: Iterable[str] | None = None) -> dict[str, str]
         extra = getattr(mod, "artifacts", None)
         if extra is not None:
             files.update(extra(config))
+    if names is None:
+        from mlops_templates.ci import workflows
+
+        files.update(workflows.render(config))
     return dict(sorted(files.items()))
 
 
@@ -43,6 +49,7 @@ def write(files: dict[str, str], out_dir: str | Path) -> list[Path]:
     written = []
     for name, text in files.items():
         path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             path.write_text(text, encoding="utf-8")
         written.append(path)

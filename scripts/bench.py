@@ -24,6 +24,8 @@ Sections (``--sections``, all by default):
    servers alone at 1 row, c=8, where the server was chosen.
 3. ``templates``: ``python -c pass``, ``python -c "import mlops_templates.cli"`` and
    ``mlops-templates build`` of every stack, median of ``--runs`` runs each.
+4. ``monitor``: ``mlcontainer monitor`` over 100,000 captured records on one core
+   (``benchlib.monitor``; target under 10 s).
 
 The extra stacks need the ``bench`` extra (flask, gunicorn, pandas, granian) and
 ``nginx`` (Debian package nginx-light); whatever is missing is skipped, saying why.
@@ -47,11 +49,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import local
 from benchlib import model, report, serving
+from benchlib import monitor as monitor_section
 from benchlib import templates as templates_section
 from benchlib.loadgen import LoadGenerator
 
 REPO = local.REPO
-SECTIONS = ("model", "serving", "templates")
+SECTIONS = ("model", "serving", "templates", "monitor")
 STACKS = ("mlcontainer", "samples", "samples+our-predictor", "granian")
 
 
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if "templates" in sections:
         results["templates"] = templates_section.templates(args.config, REPO, args.runs, say)
-    if sections & {"model", "serving"}:
+    if sections & {"model", "serving", "monitor"}:
         config = config_mod.load(args.config)
         hyperparameters = {k: str(v) for k, v in config.training.hyperparameters.items()}
         hyperparameters.update(dict(args.hyperparameter))
@@ -172,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             if "serving" in sections:
                 say("\n[serving]")
                 results["serving"] = serve_section(args, run, bodies, workers, say)
+            if "monitor" in sections:
+                results["monitor"] = monitor_section.throughput(run, say)
         finally:
             shutil.rmtree(root, ignore_errors=True)
     results["machine"]["load_average_after"] = os.getloadavg()

@@ -87,6 +87,8 @@ def rendered_templates() -> list[dict[str, Any]]:
     for path in _configs():
         cfg = config.load(path)
         for name in stacks.STACKS:
+            if name == "ci-oidc" and not stacks.enabled(name, cfg):
+                continue  # it has no identity to trust without a CI orchestrator
             template = json.loads(stacks.module(name).build(cfg).to_json())
             templates.append(template)
             if "Transform" in template:

@@ -1,11 +1,15 @@
 """Run the model's whole lifecycle on this machine, as SageMaker would run it.
 
-preprocess -> train -> evaluate -> quality gate -> serve -> smoke request, each step a
-real process running the container's own entry point (``python -m mlcontainer
-<command>``, what ``docker run IMAGE <command>`` runs) under a temporary
+preprocess -> train -> evaluate -> quality gate -> serve -> smoke and test requests ->
+monitor, each step a real process running the container's own entry point (``python -m
+mlcontainer <command>``, what ``docker run IMAGE <command>`` runs) under a temporary
 ``/opt/ml``-shaped directory (``ML_PREFIX``). SageMaker's part is played in between:
 channels are staged, the model directory is packed into ``model.tar.gz`` and unpacked
-again for hosting. Hyperparameters and the quality gate come from the project config.
+again for hosting, and every request the server answers is written to a capture file in
+SageMaker's data-capture format (``<root>/capture/<endpoint>/AllTraffic/yyyy/mm/dd/hh/``),
+which the ``monitor`` job then checks against the baseline evaluate wrote. The smoke
+request carries a synthetic inference id, so the monitor leaves it out. Hyperparameters,
+the quality gate and the monitor's settings come from the project config.
 
 Usage: ``python scripts/local.py [--keep] [-c mlops.yaml] [-H num_round=50 ...]``.
 With ``--keep`` the server keeps running; its URL and PID are printed.
@@ -204,6 +208,10 @@ class Lifecycle:
         test = self.jobs / "processing" / "test"
         test.mkdir(parents=True, exist_ok=True)
         shutil.copy(self.jobs / "processing" / "output" / "test" / "test.csv", test / "test.csv")
+        # The train split's feature profile: evaluate completes it into the monitor's baseline.
+        shutil.rmtree(self.jobs / "processing" / "feature_baseline", ignore_errors=True)
+        shutil.copytree(self.jobs / "processing" / "output" / "feature_baseline",
+                        self.jobs / "processing" / "feature_baseline")
         self._record(run_step("evaluate", self.jobs))
         report = self.jobs / "processing" / "evaluation" / "evaluation.json"
         return json.loads(report.read_text(encoding="utf-8"))
@@ -216,6 +224,86 @@ class Lifecycle:
         with tarfile.open(self.model_tarball) as archive:
             archive.extractall(model, filter="data")
         return Server(self.hosting, **kwargs)
+
+
+# -- monitoring: what data capture, a ground-truth upload and the monitor job do -------------
+
+#: The endpoint name local capture files are filed under.
+LOCAL_ENDPOINT = "local"
+
+
+def _capture_module() -> Any:
+    if str(CONTAINER) not in sys.path:
+        sys.path.insert(0, str(CONTAINER))
+    from mlcontainer import capture
+
+    return capture
+
+
+def capture_requests(server: Server, requests: list[tuple[str, str | None]], root: Path,
+                     name: str = "requests.jsonl") -> dict[str | None, list[float]]:
+    """POST each ``(csv body, inference id)`` and append the capture record SageMaker would
+    write for it under ``root``; each id's predictions."""
+    from datetime import UTC, datetime
+
+    capture = _capture_module()
+    answers: dict[str | None, list[float]] = {}
+    records = []
+    for index, (body, inference_id) in enumerate(requests):
+        headers = {"Content-Type": "text/csv"}
+        if inference_id:
+            headers["X-Amzn-SageMaker-Inference-Id"] = inference_id
+        status, _, answer = server.request("POST", "/invocations", body.encode(), headers)
+        text = answer.decode("utf-8", errors="replace")
+        when = datetime.now(UTC)
+        records.append(capture.capture_record(body, text, when, f"local-event-{when:%H%M%S}-{index}",
+                                              inference_id))
+        if status == 200:
+            answers[inference_id] = capture.numbers(text, False) or []
+    path = capture.capture_path(root, LOCAL_ENDPOINT, datetime.now(UTC), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in records)
+    return answers
+
+
+def upload_ground_truth(root: Path, labels: dict[str, float], name: str = "labels.jsonl") -> Path:
+    """Ground truth as users upload it: one record per inference id, in the hour's folder."""
+    from datetime import UTC, datetime
+
+    capture = _capture_module()
+    path = capture.hour_path(root, datetime.now(UTC), name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(capture.ground_truth_record([label], key)) + "\n"
+                            for key, label in labels.items()), encoding="utf-8")
+    return path
+
+
+def run_monitor(run: Lifecycle, config: Any, window: tuple[str, str],
+                output: Path | None = None) -> tuple[Step, dict[str, Any]]:
+    """The monitor job over ``run.root/capture`` and ``run.root/ground-truth``, with the
+    settings the deployed job gets (``monitor_definition.job_environment``)."""
+    sys.path.insert(0, str(REPO))
+    from mlops_templates.stacks.deploy_prd.monitor_definition import job_environment
+
+    output = output or run.root / "monitoring"
+    env = {**job_environment(config, LOCAL_ENDPOINT),
+           "WINDOW_START": window[0], "WINDOW_END": window[1]}
+    step = run._record(run_step("monitor", run.jobs, "--capture", str(run.root / "capture"),
+                                "--ground-truth", str(run.root / "ground-truth"),
+                                "--output", str(output), extra_env=env))
+    return step, json.loads((output / "report.json").read_text(encoding="utf-8"))
+
+
+def labelled_test_requests(run: Lifecycle) -> tuple[list[tuple[str, str | None]], dict[str, float]]:
+    """The test split as live requests (one row each, an inference id each) and its labels."""
+    lines = (run.jobs / "processing" / "output" / "test" / "test.csv").read_text().splitlines()[1:]
+    requests, labels = [], {}
+    for index, line in enumerate(lines):
+        features, _, rings = line.rpartition(",")
+        requests.append((features, f"local-test-{index}"))
+        labels[f"local-test-{index}"] = float(rings)
+    return requests, labels
 
 
 def gate(config: Any, report: dict[str, Any]) -> tuple[bool, str]:
@@ -298,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"smoke request failed: {status} {body.decode(errors='replace')}")
             return 1
         show(Step("smoke", seconds, 0, ""), f"{SMOKE_ROW} -> {body.decode().strip()} rings")
+        monitor_locally(run, server, config, show)
     except StepFailed as err:
         print(f"\n{err.step.name} failed (exit {err.step.returncode}):\n{err.step.output}",
               file=sys.stderr)
@@ -306,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None and not args.keep:
             server.stop()
     print(f"total {sum(s.seconds for s in run.steps):.2f} s in the batch jobs")
+    if args.keep or args.workdir is not None:
+        print(f"monitoring report: {run.root / 'monitoring' / 'report.html'}")
     if args.keep:
         server.detach()
         print(f"\nserver running: {server.url} (PID {server.pid}, log {server.log_path})")
@@ -314,6 +405,33 @@ def main(argv: list[str] | None = None) -> int:
     elif args.workdir is None:
         shutil.rmtree(run.root, ignore_errors=True)
     return 0
+
+
+def monitor_locally(run: Lifecycle, server: Server, config: Any, show: Any) -> None:
+    """Capture the smoke request (synthetic) and the test set, then run the monitor."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_templates.contract import SYNTHETIC_INFERENCE_ID_PREFIX
+
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    requests, _ = labelled_test_requests(run)
+    requests.insert(0, (SMOKE_ROW, f"{SYNTHETIC_INFERENCE_ID_PREFIX}local-smoke"))
+    clock = time.perf_counter()
+    capture_requests(server, requests, run.root / "capture")
+    show(Step("capture", time.perf_counter() - clock, 0, ""),
+         f"{len(requests)} requests in SageMaker's capture format under {run.root / 'capture'}")
+    window = (started.isoformat(), (datetime.now(UTC) + timedelta(seconds=1)).isoformat())
+    step, report = run_monitor(run, config, window)
+    show(step, report_summary(report))
+
+
+def report_summary(report: dict[str, Any]) -> str:
+    """One line: live rows, synthetic requests left out, drifted features."""
+    records, drift = report["records"], report["drift"]
+    drifted = ", ".join(drift["drifted"]) or "none"
+    judged = "" if drift["judged"] else f" (not judged: under {drift['min_rows']} rows)"
+    return (f"{records['rows']} live rows, {records['synthetic']} synthetic left out; "
+            f"drifted features: {drifted}{judged}")
 
 
 def _last_line(output: str, prefix: str) -> str:

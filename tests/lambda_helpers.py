@@ -1,7 +1,9 @@
 """Shared code for the Lambda tests: load a handler by path, a fake context, a status recorder.
 
 Every function's handler module is called ``app.py`` and is deployed from its own folder,
-so the tests load each one by path under a distinct module name.
+so the tests load each one by path under a distinct module name: its path's dotted name,
+``lambdas.<name>.app``, which is also the name the mutation tester (``make mutate``) gives
+the file's functions.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def load_lambda(name: str) -> ModuleType:
     its boto3 clients at import time.
     """
     path = LAMBDAS / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"lambda_{name}_app", path)
+    spec = importlib.util.spec_from_file_location(f"lambdas.{name}.app", path)
     assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -92,11 +92,17 @@ def test_preprocess_splits_reproducibly(lifecycle, tmp_path: Path) -> None:
     first = (output / "xgboost" / "train" / "train.csv").read_text().splitlines()[0].split(",")
     assert len(first) == 15 and float(first[0]) >= 1
     assert not (output / "xgboost" / "test").exists()
-    # Model Monitor baseline: the train rows as the endpoint captures them.
+    # Model Monitor's baseline dataset: the answer first (rings as a decimal), then the
+    # features, as its analyzer reads captured output and input.
     baseline = (output / "baseline" / "baseline.csv").read_text().splitlines()
     train_rows = (output / "train" / "train.csv").read_text().splitlines()
-    assert baseline[0] == HEADER and len(baseline) == len(train_rows)
-    assert baseline[1] == train_rows[1].rsplit(",", 1)[0]
+    assert baseline[0] == f"prediction,{HEADER}" and len(baseline) == len(train_rows)
+    features, _, rings = train_rows[1].rpartition(",")
+    assert baseline[1] == f"{float(rings)!r},{features}"
+    # The builtin monitor's feature profile of the train split, which evaluate completes.
+    statistics = json.loads((output / "feature_baseline" / "statistics.json").read_text())
+    assert statistics["rows"] == counts["train"] and list(statistics["features"]) == HEADER.split(",")
+    assert sum(statistics["features"]["length"]["counts"]) == counts["train"]
     # Same input and seed, same split; another seed, another split.
     again = tmp_path / "again"
     (again / "processing/input/raw").mkdir(parents=True)
@@ -124,6 +130,16 @@ def test_training_prints_metrics_and_writes_the_model(lifecycle) -> None:
                                                           abs=1e-6)
     history = json.loads((lifecycle.jobs / "output/data/training_history.json").read_text())
     assert set(history) == {"train", "validation"}
+
+
+def test_evaluate_writes_the_monitoring_baseline(lifecycle) -> None:
+    directory = lifecycle.jobs / "processing" / "baseline"
+    statistics = json.loads((directory / "statistics.json").read_text())
+    constraints = json.loads((directory / "constraints.json").read_text())
+    prediction = statistics["prediction"]
+    assert prediction["source"] == "test split" and sum(prediction["counts"]) == 626
+    assert set(constraints["features"]) == set(statistics["features"])
+    assert constraints["features"]["sex"]["domain"] == ["F", "I", "M"]
 
 
 def test_evaluation_report_shape(lifecycle) -> None:

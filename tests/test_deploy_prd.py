@@ -1,7 +1,9 @@
 """The production stack: properties that must never regress (KMS everywhere, API auth,
 guardrails and rollback alarms, data capture, current runtimes, every Parameter used),
-the drift alarm on the metrics Model Monitor really emits, clean cfn-lint output for the
-config variants, and a SAM expansion that CloudFormation would accept and that lints clean.
+the drift alarm on the metrics Model Monitor really emits (engine model_monitor), clean
+cfn-lint output for the config variants, and a SAM expansion that CloudFormation would
+accept and that lints clean. The builtin monitor's schedule, state machine, alarms,
+notices and dashboard have their own tests (tests/test_monitoring_stack.py).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from .template_checks import assert_parameters_constrained_and_used, referenced
 from .variants import variant_config
 
 #: Variants beside the example: API key + IP allow list, linear rollout, existing VPC
-#: subnets, 50% capture; all-at-once rollout with IAM auth behind an IP allow list.
-VARIANTS = ["api-key-linear-vpc", "existing-subnets"]
+#: subnets, 50% capture; all-at-once rollout with IAM auth behind an IP allow list;
+#: monitoring with SageMaker Model Monitor.
+VARIANTS = ["api-key-linear-vpc", "existing-subnets", "model-monitor"]
 
 SUPPORTED_PYTHON_RUNTIMES = {"python3.12", "python3.13"}
 
@@ -64,25 +67,33 @@ def _statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_kms_on_every_volume_capture_topic_log_group_and_function(case) -> None:
-    _, t = case
     key_param = {"Ref": "KmsKeyArn"}
+    cfg, t = case
+    builtin = cfg.monitoring.engine == "builtin"
     endpoint_config = _one(t, "AWS::SageMaker::EndpointConfig")
     assert endpoint_config["KmsKeyId"] == key_param
     assert endpoint_config["DataCaptureConfig"]["KmsKeyId"] == key_param
-    job = _one(t, "AWS::SageMaker::DataQualityJobDefinition")
-    assert job["DataQualityJobOutputConfig"]["KmsKeyId"] == key_param
-    assert job["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key_param
-    # The project key (its policy admits CloudWatch alarms and Logs): the stack creates
-    # no key of its own, so its deploying role never needs to manage one.
+    if builtin:
+        machine = _one(t, "AWS::StepFunctions::StateMachine")
+        assert machine["EncryptionConfiguration"]["KmsKeyId"] == key_param
+        assert machine["DefinitionSubstitutions"]["KmsKeyArn"] == key_param
+        assert _one(t, "AWS::Scheduler::Schedule")["KmsKeyArn"] == key_param
+    else:
+        job = _one(t, "AWS::SageMaker::DataQualityJobDefinition")
+        assert job["DataQualityJobOutputConfig"]["KmsKeyId"] == key_param
+        assert job["JobResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key_param
+    # The project key (its policy admits EventBridge and Logs): the stack creates no key
+    # of its own, so its deploying role never needs to manage one.
     assert _of_type(t, "AWS::KMS::Key") == {}
     for props in [r["Properties"] for r in _of_type(t, "AWS::SNS::Topic").values()]:
         assert props["KmsMasterKeyId"] == key_param
     log_groups = _of_type(t, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 4  # API access logs + three functions
+    # API access logs + the API and hook functions (+ the window function and the monitor)
+    assert len(log_groups) == (6 if builtin else 4)
     for group in log_groups.values():
         assert group["Properties"]["KmsKeyId"] == key_param
     functions = _of_type(t, "AWS::Serverless::Function")
-    assert len(functions) == 3
+    assert len(functions) == (4 if builtin else 3)
     for function in functions.values():
         assert function["Properties"]["KmsKeyArn"] == key_param
 
@@ -218,9 +229,13 @@ def test_api_function_is_canary_deployed_with_hooks_and_rollback_alarms(case) ->
         a for a in alarms if any(d["Name"] == "ExecutedVersion" for d in a["Dimensions"])
     ]
     assert len(new_version) == 1
-    (trigger,) = preference["TriggerConfigurations"]
-    assert trigger["TriggerTargetArn"] == {"Ref": deploy_prd.NOTIFICATION_TOPIC}
-    assert {"DeploymentFailure", "DeploymentRollback"} <= set(trigger["TriggerEvents"])
+    # CodeDeploy's own trigger messages are raw JSON: the API deployment notice rule words
+    # the outcome instead.
+    assert "TriggerConfigurations" not in preference
+    rule = t["Resources"][deploy_prd.notices.n.API_DEPLOYMENT_NOTICE]["Properties"]
+    assert rule["EventPattern"]["detail"]["application"] == [
+        {"Ref": deploy_prd.SAM_CODEDEPLOY_APPLICATION}
+    ]
 
 
 def test_functions_use_current_runtime_and_contract_environment(case) -> None:
@@ -236,6 +251,11 @@ def test_functions_use_current_runtime_and_contract_environment(case) -> None:
     env = {k: f["Properties"]["Environment"]["Variables"] for k, f in functions.items()}
     endpoint_name = f"{cfg.project.prefix}-{cfg.project.name}-prd"
     assert set(env[deploy_prd.API_FUNCTION]) == {"ENDPOINT_NAME"}
+    if cfg.monitoring.engine == "builtin":
+        window = env[deploy_prd.notices.n.MONITOR_WINDOW]
+        assert window["ENDPOINT_NAME"] == endpoint_name
+        assert window["CAPTURE_URI"] == {"Ref": deploy_prd.DATA_CAPTURE_URI}
+        assert window["GROUND_TRUTH_URI"] == {"Ref": "GroundTruthUri"}
     assert env[deploy_prd.PRE_TRAFFIC_HOOK] == {
         "ENDPOINT_NAME": endpoint_name,
         "SAMPLE_CSV": deploy_prd.SAMPLE_CSV,
@@ -271,7 +291,7 @@ def test_data_capture_is_on(case) -> None:
 
 
 def test_every_parameter_is_constrained_and_used(case) -> None:
-    _, t = case
+    cfg, t = case
     params = t["Parameters"]
     assert {
         "ImageUri",
@@ -283,6 +303,7 @@ def test_every_parameter_is_constrained_and_used(case) -> None:
         "BaselineConstraintsUri",
         "MonitoringOutputUri",
     } <= set(params)
+    assert ("GroundTruthUri" in params) is (cfg.monitoring.engine == "builtin")
     assert_parameters_constrained_and_used(t)
     used = referenced(t["Resources"]) | referenced(t.get("Conditions", {}))
     assert set(t.get("Conditions", {})) <= used
@@ -321,6 +342,12 @@ def test_autoscaling_uses_the_service_linked_role(case) -> None:
 
 def test_model_monitor_runs_the_regional_analyzer_on_the_schedule(case) -> None:
     cfg, t = case
+    if cfg.monitoring.engine == "builtin":
+        # The project's own monitor, which every account can run: no Model Monitor at all.
+        assert not _of_type(t, "AWS::SageMaker::DataQualityJobDefinition")
+        assert not _of_type(t, "AWS::SageMaker::MonitoringSchedule")
+        assert "SageMakerImages" not in t.get("Mappings", {})
+        return
     job = _one(t, "AWS::SageMaker::DataQualityJobDefinition")
     app = job["DataQualityAppSpecification"]
     assert app["ImageUri"] == {
@@ -352,8 +379,12 @@ def test_drift_alarm_counts_drifted_features_from_model_monitor_metrics(case) ->
     alarm = t["Resources"][deploy_prd.DRIFT_ALARM]["Properties"]
     assert alarm["AlarmName"] == f"{base}-prd-drift"
     assert alarm["TreatMissingData"] == "notBreaching"
-    assert alarm["AlarmActions"] == [{"Ref": deploy_prd.NOTIFICATION_TOPIC}]
+    # No raw alarm JSON to subscribers: the drift notice rule words it.
+    assert "AlarmActions" not in alarm and "OKActions" not in alarm
     assert alarm["Threshold"] == cfg.monitoring.drift_violations_threshold
+    assert t["Outputs"]["DriftAlarmName"]["Value"] == {"Ref": deploy_prd.DRIFT_ALARM}
+    if cfg.monitoring.engine == "builtin":
+        return  # a plain alarm on FeaturesDrifted: tests/test_monitoring_stack.py
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     stats = [q for q in alarm["Metrics"] if "MetricStat" in q]
     (expression,) = [q for q in alarm["Metrics"] if "Expression" in q]
@@ -383,9 +414,11 @@ def test_drift_alarm_counts_drifted_features_from_model_monitor_metrics(case) ->
 
 def test_outputs_of_the_contract(case) -> None:
     cfg, t = case
-    expected = {"EndpointName", "ApiUrl", "NotificationTopicArn", "DriftAlarmName"}
+    expected = {"EndpointName", "ApiUrl", "NotificationTopicArn", "DriftAlarmName", "DashboardName"}
     if cfg.api.auth == "api_key":
         expected.add("ApiKeyId")
+    if cfg.monitoring.engine == "builtin":
+        expected |= {"QualityAlarmName", "MonitorStateMachineArn"}
     assert set(t["Outputs"]) == expected
     assert t["Outputs"]["ApiUrl"]["Value"]["Fn::Sub"].endswith(
         f"/{cfg.api.stage_name}{deploy_prd.API_PATH}"
@@ -397,14 +430,31 @@ def test_iam_is_scoped(case) -> None:
     allowed_wildcards = {
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
+        "xray:GetSamplingRules",
+        "xray:GetSamplingTargets",
         "cloudwatch:DescribeAlarms",
         "ec2:DescribeNetworkInterfaces",
         "ec2:DescribeSubnets",
+        # Step Functions' log delivery (no resource-level permissions).
+        "logs:CreateLogDelivery",
+        "logs:GetLogDelivery",
+        "logs:UpdateLogDelivery",
+        "logs:DeleteLogDelivery",
+        "logs:ListLogDeliveries",
+        "logs:PutResourcePolicy",
+        "logs:DescribeResourcePolicies",
+        "logs:DescribeLogGroups",
     }
     for logical_id, statement in _statements(t):
         actions = set(statement["Action"])
         assert not any(a.endswith("*") for a in actions), (logical_id, actions)
         if "*" in statement["Resource"]:
+            if actions == {"cloudwatch:PutMetricData"}:
+                # No resource-level permissions: pinned to the project's namespace.
+                assert statement["Condition"] == {
+                    "StringEquals": {"cloudwatch:namespace": f"{cfg.project.prefix}/{cfg.project.name}"}
+                }
+                continue
             assert actions <= allowed_wildcards, (logical_id, actions)
     by_sid = {(role, s.get("Sid")): s for role, s in _statements(t)}
     for hook in (deploy_prd.PRE_TRAFFIC_HOOK, deploy_prd.POST_TRAFFIC_HOOK):

@@ -50,8 +50,8 @@ def test_readme_shows_the_diagram_of_the_committed_templates() -> None:
 
 def test_every_edge_joins_drawn_nodes_or_stacks() -> None:
     text = diagram.architecture(diagram.load(TEMPLATES))
-    nodes = set(re.findall(r"^\s*(\w+)[\[({]", text, re.M))
-    groups = set(re.findall(r"^\s*subgraph (\w+)\[", text, re.M))
+    nodes = set(re.findall(r"^\s*(\w+)[\[({]", text, re.MULTILINE))
+    groups = set(re.findall(r"^\s*subgraph (\w+)\[", text, re.MULTILINE))
     edges = _edges(text)
     assert len(edges) >= 25
     for source, target, _ in edges:

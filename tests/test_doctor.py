@@ -195,7 +195,7 @@ def test_healthy_account_passes_and_exits_0(account: Any, capsys: pytest.Capture
     code, out = doctor_run(capsys)
     assert code == 0, out
     assert "FAIL" not in out and "Traceback" not in out
-    assert out.splitlines()[-1].endswith("0 failed, 0 warned, 0 skipped")
+    assert out.splitlines()[-1].endswith("0 failed, 0 warned, 1 skipped")  # Model Monitor: builtin
     for start in (
         f"PASS  credentials and region: account {ACCOUNT}, region {REGION}",
         "PASS  SageMaker projects:",
@@ -205,7 +205,7 @@ def test_healthy_account_passes_and_exits_0(account: Any, capsys: pytest.Capture
         "PASS  leftover S3 buckets: none",
         "PASS  leftover stacks: none",
         "PASS  deployment bucket:",
-        "PASS  Model Monitor: Model Monitor API answers",
+        "SKIP  Model Monitor: monitoring.engine is builtin: the project's own monitor job does not use Model Monitor",
     ):
         line(out, start)
 
@@ -646,37 +646,100 @@ def test_empty_make_variables_mean_the_defaults(account: Any, capsys: pytest.Cap
 CLOSED = "Amazon SageMaker Model Monitor is no longer available to new customers"
 
 
-def test_model_monitor_unavailable_warns_for_the_builtin_engine(
-    account: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def model_monitor_config(tmp_path: Path) -> Path:
+    return write_config(tmp_path, monitoring__engine="model_monitor")
+
+
+def test_model_monitor_is_not_probed_for_the_builtin_engine(
+    account: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account[0]["sagemaker.ListMonitoringSchedules"] = error("AccessDeniedException", CLOSED, 403)
-    monkeypatch.setattr(doctor.checks, "monitoring_engine", lambda config: "builtin")
     code, out = doctor_run(capsys)
     assert code == 0
-    assert (
-        "WARN  Model Monitor: Model Monitor is not available to this account: "
-        "monitoring.engine builtin (the default) does not need it"
-    ) in out
+    line(out, "SKIP  Model Monitor: monitoring.engine is builtin")
+
+
+def test_model_monitor_answers_for_the_model_monitor_engine(
+    account: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = doctor_run(capsys, config=model_monitor_config(tmp_path))
+    assert code == 0, out
+    line(out, "PASS  Model Monitor: Model Monitor API answers")
 
 
 def test_model_monitor_unavailable_fails_where_the_config_uses_it(
-    account: Any, capsys: pytest.CaptureFixture[str]
+    account: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account[0]["sagemaker.ListMonitoringSchedules"] = error("ValidationException", CLOSED)
-    code, out = doctor_run(capsys)
+    code, out = doctor_run(capsys, config=model_monitor_config(tmp_path))
     assert code == 1
-    assert "FAIL  Model Monitor: Model Monitor is not available to this account (ValidationException" in out
+    text = line(out, "FAIL  Model Monitor: Model Monitor is not available to this account (ValidationException")
+    assert "monitoring.engine model_monitor uses it" in text and "set monitoring.engine: builtin" in text
 
 
 def test_model_monitor_probe_denied_for_other_reasons_warns(
-    account: Any, capsys: pytest.CaptureFixture[str]
+    account: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account[0]["sagemaker.ListMonitoringSchedules"] = error(
         "AccessDeniedException", "not authorized to perform", 403
     )
-    code, out = doctor_run(capsys)
+    code, out = doctor_run(capsys, config=model_monitor_config(tmp_path))
     assert code == 0
     assert (
         "WARN  Model Monitor: AccessDeniedException: the caller lacks sagemaker:ListMonitoringSchedules"
         in out
     )
+
+
+# -- 9. the CI orchestrator's OIDC provider ---------------------------------------------------
+
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+
+
+def github_config(tmp_path: Path, **ci: Any) -> Path:
+    return write_config(tmp_path, pipeline__orchestrator="github", pipeline__ci=ci)
+
+
+def test_codepipeline_has_no_oidc_check(account: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = doctor_run(capsys)
+    assert code == 0 and "CI OIDC provider" not in out
+
+
+def test_a_missing_provider_is_one_the_ci_stack_creates(
+    account: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = doctor_run(capsys, config=github_config(tmp_path))
+    assert code == 0, out
+    line(out, f"PASS  CI OIDC provider: no provider for https://{GITHUB_ISSUER} yet: the ci-oidc stack creates it")
+    assert "SKIP  source connection: pipeline.orchestrator is github" in out
+
+
+def test_an_existing_provider_must_be_named_in_the_config(
+    account: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = boto3.client("iam").create_open_id_connect_provider(
+        Url=f"https://{GITHUB_ISSUER}", ClientIDList=["sts.amazonaws.com"]
+    )["OpenIDConnectProviderArn"]
+    code, out = doctor_run(capsys, config=github_config(tmp_path))
+    assert code == 1
+    text = line(out, f"FAIL  CI OIDC provider: the account already has {arn}")
+    assert f"fix: set pipeline.ci.oidc_provider_arn: {arn}" in text
+    code, out = doctor_run(capsys, config=github_config(tmp_path, oidc_provider_arn=arn))
+    assert code == 0, out
+    line(out, f"PASS  CI OIDC provider: {arn} exists and accepts audience sts.amazonaws.com")
+
+
+def test_a_configured_provider_must_exist_and_accept_the_audience(
+    account: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GITHUB_ISSUER}"
+    code, out = doctor_run(capsys, config=github_config(tmp_path, oidc_provider_arn=missing))
+    assert code == 1
+    assert "remove the setting" in line(out, f"FAIL  CI OIDC provider: pipeline.ci.oidc_provider_arn {missing}")
+    arn = boto3.client("iam").create_open_id_connect_provider(
+        Url=f"https://{GITHUB_ISSUER}", ClientIDList=["other-audience"]
+    )["OpenIDConnectProviderArn"]
+    code, out = doctor_run(capsys, config=github_config(tmp_path, oidc_provider_arn=arn))
+    assert code == 1
+    text = line(out, f"FAIL  CI OIDC provider: {arn} does not accept the CI job's audience sts.amazonaws.com")
+    assert "aws iam add-client-id-to-open-id-connect-provider" in text and "--client-id sts.amazonaws.com" in text

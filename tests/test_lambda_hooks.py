@@ -183,7 +183,7 @@ def test_pre_hook_succeeds_and_reports(pre: PreHook, capsys: pytest.CaptureFixtu
     assert line["deployment_id"] == pre.deployment_id
 
 
-def test_pre_hook_sends_the_sample_as_csv(pre: PreHook) -> None:
+def test_pre_hook_sends_the_sample_as_csv(pre: PreHook, aws: SimpleNamespace) -> None:
     from io import BytesIO
 
     from botocore.response import StreamingBody
@@ -207,7 +207,7 @@ def test_pre_hook_sends_the_sample_as_csv(pre: PreHook) -> None:
         )
         # The second call is the API version's own: the hook's module and the API module
         # share botocore's client class but not the client, so stub the API's client too.
-        with Stubber(pre.invoker.handler.__globals__["RUNTIME"]) as api_stub:
+        with Stubber(aws.api.RUNTIME) as api_stub:
             api_stub.add_response(
                 "invoke_endpoint",
                 {"Body": StreamingBody(BytesIO(b"10.5"), 4), "ContentType": "text/csv"},

@@ -16,11 +16,12 @@ import yaml
 
 from mlops_templates import render
 from mlops_templates.stacks import deploy_prd
+from mlops_templates.stacks.deploy_prd.names import MONITOR_WINDOW
 
 from .conftest import FAKE_CREDENTIALS, REPO, aws_cli
 
 BUCKET = "package-artifacts"
-FUNCTION_DIRS = ("api", "pre_traffic_hook", "post_traffic_hook")
+FUNCTION_DIRS = ("api", "pre_traffic_hook", "post_traffic_hook", "monitor_window")
 
 pytestmark = pytest.mark.slow
 
@@ -103,6 +104,7 @@ def test_package_uploads_every_function_and_rewrites_code_uri(
         deploy_prd.API_FUNCTION,
         deploy_prd.PRE_TRAFFIC_HOOK,
         deploy_prd.POST_TRAFFIC_HOOK,
+        MONITOR_WINDOW,
     }
     for logical_id, resource in functions.items():
         code_uri = resource["Properties"]["CodeUri"]
@@ -119,5 +121,5 @@ def test_package_uploads_every_function_and_rewrites_code_uri(
         assert unchanged == {
             k: v for k, v in source["Resources"][logical_id]["Properties"].items() if k != "CodeUri"
         }
-    # The three functions are three distinct archives.
-    assert len({f["Properties"]["CodeUri"] for f in functions.values()}) == 3
+    # The four functions are four distinct archives.
+    assert len({f["Properties"]["CodeUri"] for f in functions.values()}) == 4

@@ -24,7 +24,7 @@ from mlops_templates import config, iam, sam
 from mlops_templates.permissions import coverage, data, grants, scenario
 from mlops_templates.permissions.deployed import DeployedStack
 from mlops_templates.permissions.policy import Request, allows, decide, wildcard_match
-from mlops_templates.stacks import pipeline
+from mlops_templates.stacks import enabled, pipeline
 
 from . import variants
 from .conftest import EXAMPLE_CONFIG, REPO
@@ -211,7 +211,8 @@ def test_roles_pass_only_their_own_roles_and_only_to_the_expected_services(deplo
             services = statement["Condition"]["StringEquals"]["iam:PassedToService"]
             assert set(services) <= {
                 "codedeploy.amazonaws.com", "lambda.amazonaws.com", "sagemaker.amazonaws.com",
-                "states.amazonaws.com",
+                # The monitor's schedule starts its state machine with its own role.
+                "scheduler.amazonaws.com", "states.amazonaws.com",
             }
             assert all(f":role/{base}" in r for r in statement["Resource"])
 
@@ -222,7 +223,7 @@ def test_every_action_in_every_policy_exists() -> None:
     missing = set()
     for path in CONFIGS:
         d = deployment(path)
-        for stack in [d.studio, d.pipeline, *d.runs.values()]:
+        for stack in [d.studio, d.pipeline, *d.runs.values(), *([d.ci] if d.ci else [])]:
             found: set[str] = set()
             for resource in stack.resources.values():
                 _actions(resource.properties, found)
@@ -247,7 +248,9 @@ def test_policies_fit_iam_size_limits() -> None:
     6,144, with the longest project name the pipeline accepts."""
     for path in CONFIGS:
         cfg = config.load(path)
-        for name in ("studio", "pipeline"):
+        for name in ("studio", "pipeline", "ci-oidc"):
+            if not enabled(name, cfg):
+                continue
             template = scenario.template_dict(cfg, name)
             # A Parameter is at most its MaxLength long.
             lengths = {
@@ -399,10 +402,21 @@ def test_roles_allow_what_their_services_do_at_run_time(deployed) -> None:
 
 
 def test_every_role_of_the_runtime_table_exists() -> None:
-    d = deployment(EXAMPLE_CONFIG)
+    """Each role exists for every orchestrator and monitoring engine the table lists it
+    for (and is checked)."""
+    checked = set()
+    for path in CONFIGS:
+        d = deployment(path)
+        for name, spec in data.runtime().items():
+            if d.config.pipeline.orchestrator not in spec.get("orchestrators", [d.config.pipeline.orchestrator]):
+                continue
+            if d.config.monitoring.engine not in spec.get("engines", [d.config.monitoring.engine]):
+                assert spec["role"] not in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
+                continue
+            assert spec["role"] in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
+            checked.add(name)
+    assert checked == set(data.runtime())
     for name, spec in data.runtime().items():
-        stack = d.runs[spec["stack"]] if "stack" in spec else d.pipeline
-        assert spec["role"] in stack.resources, name
         assert spec["source"].startswith("https://docs.aws.amazon.com/"), name
         assert all(need["why"] and need["actions"] for need in spec["needs"]), name
 

@@ -371,7 +371,38 @@ def test_retraining_rules_follow_the_config(name: str, state: str, drift: bool) 
     if drift:
         pattern = props(tpl, pipeline.DRIFT_RULE)["EventPattern"]
         assert pattern["detail"] == {"state": {"value": ["ALARM"]}}
-        assert pattern["resources"][0]["Fn::Sub"].endswith(":alarm:mlops-${SageMakerProjectName}-prd-drift")
+        # Both production alarms, by name (pipeline.retrain_on: [drift, quality]).
+        alarms = [resource_text(r).rsplit(":alarm:", 1)[1] for r in pattern["resources"]]
+        assert alarms == ["mlops-${SageMakerProjectName}-prd-drift", "mlops-${SageMakerProjectName}-prd-quality"]
+
+
+@pytest.mark.parametrize(("retrain_on", "alarms"), [
+    (["drift"], ["prd-drift"]), (["quality"], ["prd-quality"]), (["quality", "drift"], ["prd-quality", "prd-drift"]),
+])
+def test_the_retraining_rule_matches_the_configured_alarms(retrain_on: list[str], alarms: list[str]) -> None:
+    cfg = config.parse({"pipeline": {"retrain_on": retrain_on}})
+    tpl = json.loads(pipeline.build(cfg).to_json())
+    resources = props(tpl, pipeline.DRIFT_RULE)["EventPattern"]["resources"]
+    assert [resource_text(r).rsplit(":alarm:", 1)[1] for r in resources] == [
+        f"mlops-${{SageMakerProjectName}}-{a}" for a in alarms
+    ]
+
+
+def test_model_monitor_retrains_on_its_drift_alarm_only() -> None:
+    """Model Monitor's engine has no quality alarm: the default [drift, quality] matches drift."""
+    cfg = config.parse({"monitoring": {"engine": "model_monitor"}})
+    tpl = json.loads(pipeline.build(cfg).to_json())
+    resources = props(tpl, pipeline.DRIFT_RULE)["EventPattern"]["resources"]
+    assert [resource_text(r).rsplit(":alarm:", 1)[1] for r in resources] == ["mlops-${SageMakerProjectName}-prd-drift"]
+    cfg = config.parse({"monitoring": {"engine": "model_monitor"}, "pipeline": {"retrain_on": ["quality"]}})
+    assert pipeline.DRIFT_RULE not in json.loads(pipeline.build(cfg).to_json())["Resources"]
+
+
+def test_retrain_on_drift_is_refused_with_its_replacement() -> None:
+    with pytest.raises(ConfigError, match=r"retrain_on_drift became retrain_on"):
+        config.parse({"pipeline": {"retrain_on_drift": True}})
+    with pytest.raises(ConfigError, match="names an alarm twice"):
+        config.parse({"pipeline": {"retrain_on": ["drift", "drift"]}})
 
 
 def test_failed_runs_notify_with_a_readable_message() -> None:
@@ -384,9 +415,30 @@ def test_failed_runs_notify_with_a_readable_message() -> None:
     assert set(re.findall(r"<(\w+)>", message)) == set(transformer["InputPathsMap"])
     topic_policy = props(template("example"), pipeline.TOPIC_POLICY)["PolicyDocument"]["Statement"][0]
     assert topic_policy["Principal"] == {"Service": "events.amazonaws.com"}
-    assert topic_policy["Condition"]["ArnEquals"]["aws:SourceArn"]["Fn::Sub"].endswith(
-        "rule/mlops-${SageMakerProjectName}-pipeline-failed"
-    )
+    sources = [resource_text(a) for a in topic_policy["Condition"]["ArnEquals"]["aws:SourceArn"]]
+    assert [s.rsplit("rule/", 1)[1] for s in sources] == [
+        f"mlops-${{SageMakerProjectName}}-{c}" for c in ("pipeline-failed", "run-started", "prd-deployed")
+    ]
+
+
+@pytest.mark.parametrize(("rule", "detail"), [
+    ("RunStartedRule", {"state": ["STARTED"]}),
+    ("ProductionDeployedRule", {"stage": ["DeployPrd"], "state": ["SUCCEEDED"]}),
+])
+def test_runs_that_start_or_deploy_production_notify_in_words(rule: str, detail: dict[str, Any]) -> None:
+    from mlops_templates.stacks.pipeline import rules, stages
+
+    assert rules.DEPLOY_PRD_STAGE == stages.STAGES[-1]
+    tpl = template("example")
+    found = props(tpl, rule)
+    for key, value in detail.items():
+        assert found["EventPattern"]["detail"][key] == value
+    name = resource_text(found["Name"])
+    topic_policy = props(tpl, pipeline.TOPIC_POLICY)["PolicyDocument"]["Statement"][0]
+    assert any(resource_text(a).endswith(f"rule/{name}") for a in topic_policy["Condition"]["ArnEquals"]["aws:SourceArn"])
+    (target,) = found["Targets"]
+    message = json.loads(target["InputTransformer"]["InputTemplate"])
+    assert "{" not in message and set(re.findall(r"<(\w+)>", message)) <= set(target["InputTransformer"]["InputPathsMap"])
 
 
 # ----------------------------------------------------------------- IAM
@@ -532,7 +584,8 @@ def test_per_run_stacks_name_their_roles_and_create_no_keys() -> None:
         for logical_id, resource in of_type(tpl, "AWS::IAM::Role").items():
             assert resource["Properties"]["RoleName"].startswith(f"{naming.base(cfg)}-prd-"), logical_id
         if stack == "deploy-prd":
-            assert len(of_type(tpl, "AWS::IAM::Role")) == 4
+            # API, two hooks, CodeDeploy; the monitor's window function, state machine, schedule
+            assert len(of_type(tpl, "AWS::IAM::Role")) == 7
     assert not any(a == "kms:CreateKey" for s in _cloudformation_statements(template("example")) for a in s["Action"])
 
 
@@ -568,7 +621,7 @@ def test_every_api_a_function_in_the_vpc_calls_has_an_endpoint() -> None:
         r["Properties"] for r in prd["Resources"].values()
         if r["Type"] == "AWS::Serverless::Function" and "VpcConfig" in r["Properties"]
     ]
-    assert len(functions) == 3
+    assert len(functions) == 4  # API, two hooks, the monitor's window function
     available = set(network.INTERFACE_ENDPOINTS) | {"s3"}
     for function in functions:
         source = (REPO / "templates" / function["CodeUri"] / "app.py").resolve().read_text(encoding="utf-8")

@@ -17,7 +17,9 @@ from .conftest import EXAMPLE_CONFIG, REPO
 from .template_checks import assert_parameters_constrained_and_used
 
 CONFIGS = [EXAMPLE_CONFIG, *sorted((REPO / "tests" / "configs").glob("*.yaml"))]
-CASES = [(path, name) for path in CONFIGS for name in stacks.STACKS]
+CASES = [
+    (path, name) for path in CONFIGS for name in stacks.STACKS if stacks.enabled(name, config.load(path))
+]
 IDS = [f"{path.stem}/{name}" for path, name in CASES]
 SUPPORTED_RUNTIMES = re.compile(r"^python3\.(1[2-9]|[2-9]\d)$")
 

@@ -321,8 +321,10 @@ def test_rules_start_the_pipeline_as_configured(
     assert upload["State"] == "ENABLED"
     schedule = events.describe_rule(Name=f"mlops-{PROJECT}-retrain-schedule")
     assert schedule["State"] == "DISABLED" and schedule["ScheduleExpression"] == "rate(30 days)"
-    drift = json.loads(events.describe_rule(Name=f"mlops-{PROJECT}-retrain-on-drift")["EventPattern"])
-    assert drift["resources"] == [f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:mlops-{PROJECT}-prd-drift"]
+    retrain = json.loads(events.describe_rule(Name=f"mlops-{PROJECT}-retrain-on-alarm")["EventPattern"])
+    assert retrain["resources"] == [  # pipeline.retrain_on: [drift, quality]
+        f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:mlops-{PROJECT}-prd-{alarm}" for alarm in ("drift", "quality")
+    ]
     (target,) = events.list_targets_by_rule(Rule=f"mlops-{PROJECT}-data-upload")["Targets"]
     assert target["Arn"] == f"arn:aws:codepipeline:us-east-1:123456789012:mlops-{PROJECT}-pipeline"
     assert target["RoleArn"] == outputs["EventsRoleArn"]

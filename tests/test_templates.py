@@ -2,8 +2,9 @@
 cfn-lint (every level), checkov and the ASL validator.
 
 ``templates/`` is rendered from ``mlops.yaml``; ``tests/golden/<variant>/`` from
-``tests/configs/<variant>.yaml``. After an intended change, ``make templates`` rewrites
-both and the diff is reviewed.
+``tests/configs/<variant>.yaml``, with the CI workflow of a GitHub or GitLab orchestrator
+under ``ci/`` (tests/test_ci.py lints those). After an intended change, ``make templates``
+rewrites both and the diff is reviewed.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def test_committed_files_equal_a_fresh_render(
     config_path: Path, directory: Path, rendered: dict[Path, dict[str, str]]
 ) -> None:
     files = rendered[config_path]
-    committed = {p.name for p in directory.glob("*") if p.is_file()}
+    committed = {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()}
     assert committed == set(files), f"{directory}: run `make templates` (file set differs)"
     for name, text in files.items():
         old = (directory / name).read_text(encoding="utf-8")
@@ -56,9 +57,14 @@ def test_committed_files_equal_a_fresh_render(
             pytest.fail(f"{directory}/{name} is stale: run `make templates`\n{diff[:4000]}")
 
 
-def test_every_stack_is_rendered(rendered: dict[Path, dict[str, str]]) -> None:
-    for files in rendered.values():
-        assert {f"{name}.yaml" for name in stacks.STACKS} <= set(files)
+def test_every_enabled_stack_is_rendered(rendered: dict[Path, dict[str, str]]) -> None:
+    for path, files in rendered.items():
+        cfg = config.load(path)
+        expected = {f"{name}.yaml" for name in stacks.STACKS if stacks.enabled(name, cfg)}
+        assert {name for name in files if name.endswith(".yaml")} == expected
+        # The CI workflow of a GitHub or GitLab orchestrator, and nothing under ci/ otherwise.
+        workflows = {name for name in files if name.startswith("ci/")}
+        assert bool(workflows) == (cfg.pipeline.orchestrator != "codepipeline"), (path, workflows)
 
 
 @pytest.mark.parametrize("config_path", [path for path, _ in CASES], ids=CASE_IDS)
@@ -68,7 +74,10 @@ def test_rendering_is_deterministic(config_path: Path, rendered: dict[Path, dict
 
 def _template_params() -> list[tuple[Path, str]]:
     return [
-        (directory, f"{name}.yaml") for _, directory in CASES for name in sorted(stacks.STACKS)
+        (directory, f"{name}.yaml")
+        for path, directory in CASES
+        for name in sorted(stacks.STACKS)
+        if stacks.enabled(name, config.load(path))
     ]
 
 

@@ -20,8 +20,9 @@ from .variants import names, variant_config
 ASL_VALIDATOR = REPO / ".venv" / "node" / "node_modules" / ".bin" / "asl-validator"
 
 #: Variants that change the definition: built-in XGBoost + spot + VPC (a golden config),
-#: and a GPU instance without a volume key, no isolation and an r2 gate.
-VARIANTS = ["example", "api-key-xgboost", "gpu-r2-open"]
+#: a GPU instance without a volume key, no isolation and an r2 gate, and Model Monitor as
+#: the monitoring engine (its baseline job beside training).
+VARIANTS = ["example", "api-key-xgboost", "gpu-r2-open", "model-monitor"]
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
@@ -44,6 +45,10 @@ def _machine(template: dict[str, Any]) -> dict[str, Any]:
 
 def _tasks(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: state for name, state in asl.all_states(definition) if state["Type"] == "Task"}
+
+
+def _model_monitor(cfg: config.Config) -> bool:
+    return cfg.monitoring.engine == "model_monitor"
 
 
 # ------------------------------------------------------------------- the template
@@ -166,15 +171,21 @@ def test_substitutions_match_the_placeholders(variant: tuple[str, config.Config]
             "Fn::FindInMap": [regions.MAPPING_NAME, {"Ref": "AWS::Region"}, "ModelMonitor"]
         }
     }
-    assert substitutions["ModelMonitorImage"] == images["ModelMonitor"]
+    # Model Monitor's analyzer runs only with that engine (the builtin one needs no image).
+    assert substitutions.get("ModelMonitorImage") == (
+        images["ModelMonitor"] if _model_monitor(cfg) else None
+    )
     assert ("XGBoostImage" in substitutions) == (cfg.training.image == "xgboost")
 
 
 def test_image_mapping_comes_from_the_table(cfgs: dict[str, config.Config]) -> None:
+    monitor = cfgs["model-monitor"]
+    row = _template(monitor)["Mappings"][regions.MAPPING_NAME][monitor.project.region]
+    assert row == {"ModelMonitor": regions.image_uri("model-monitor", monitor.project.region)}
     cfg = cfgs["api-key-xgboost"]
     mapping = _template(cfg)["Mappings"][regions.MAPPING_NAME]
     row = mapping[cfg.project.region]
-    assert row["ModelMonitor"] == regions.image_uri("model-monitor", cfg.project.region)
+    assert "ModelMonitor" not in row
     assert row["XGBoost"] == regions.image_uri(
         f"xgboost-{cfg.training.xgboost_version}", cfg.project.region
     )
@@ -202,12 +213,17 @@ def test_definition_is_sound(variant: tuple[str, config.Config]) -> None:
 
 def test_every_task_catches_into_failure_and_is_retried(variant: tuple[str, config.Config]) -> None:
     tasks = _tasks(workflow.definition(variant[1]))
-    assert len(tasks) == 8
+    # Preprocess, Train, [Baseline,] Evaluate, ReadEvaluation, CreateModel, RegisterModel and
+    # the three notices (registered, gate failed, failure).
+    assert len(tasks) == (10 if _model_monitor(variant[1]) else 9)
     for name, task in tasks.items():
         assert task["Catch"], name
         for catcher in task["Catch"]:
             assert catcher["ErrorEquals"] == ["States.ALL"], name
             assert catcher["ResultPath"] in (workflow.FAILURE_PATH, "$.NotificationFailure"), name
+        if task["Resource"] == "arn:aws:states:::sns:publish":
+            # A notice goes on where the run was going: it never turns an outcome around.
+            assert [c["Next"] for c in task["Catch"]] == [task["Next"]], name
         retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
         assert "States.ALL" not in retried, f"{name}: only transient errors are retried"
         if task["Resource"].startswith("arn:aws:states:::sagemaker:"):
@@ -216,14 +232,21 @@ def test_every_task_catches_into_failure_and_is_retried(variant: tuple[str, conf
             assert retry["BackoffRate"] > 1 and retry["MaxAttempts"] >= 2, name
 
 
-def test_failures_are_named_then_notified_then_failed(example_config: config.Config) -> None:
-    definition = workflow.definition(example_config)
+@pytest.mark.parametrize("name", ["example", "model-monitor"])
+def test_failures_are_named_then_notified_then_failed(name: str) -> None:
+    cfg = variant_config(name)
+    nested = (workflow.TRAIN, workflow.BASELINE) if _model_monitor(cfg) else ()
+    definition = workflow.definition(cfg)
     states = dict(asl.all_states(definition))
     for step, (state_name, error) in workflow.STEP_ERRORS.items():
+        if step not in states:  # TrainAndBaseline and Baseline: Model Monitor only
+            assert not _model_monitor(cfg) and step in (workflow.BASELINE, workflow.TRAIN_AND_BASELINE)
+            assert state_name not in states
+            continue
         target = states[state_name]
         catchers = states[step]["Catch"]
         assert catchers[-1]["Next"] == state_name
-        if step in (workflow.TRAIN, workflow.BASELINE):  # inside a branch: fail it, named
+        if step in nested:  # inside a branch: fail it, named
             assert target == {
                 "Type": "Fail",
                 "Error": error,
@@ -232,16 +255,20 @@ def test_failures_are_named_then_notified_then_failed(example_config: config.Con
         else:
             assert target["Parameters"]["Error"] == error
             assert target["Next"] == workflow.NOTIFY_FAILURE
-    parallel = states[workflow.TRAIN_AND_BASELINE]
-    assert parallel["Catch"][0] == {
-        "ErrorEquals": ["TrainingFailed", "BaselineFailed"],
-        "ResultPath": "$.Failure",
-        "Next": "NotifyFailure",
-    }
+    if _model_monitor(cfg):
+        parallel = states[workflow.TRAIN_AND_BASELINE]
+        assert parallel["Catch"][0] == {
+            "ErrorEquals": ["TrainingFailed", "BaselineFailed"],
+            "ResultPath": "$.Failure",
+            "Next": "NotifyFailure",
+        }
     notify = states[workflow.NOTIFY_FAILURE]
     assert notify["Resource"] == "arn:aws:states:::sns:publish"
     assert notify["Parameters"]["TopicArn"] == "${NotificationTopicArn}"
-    assert notify["Parameters"]["Message"]["Error.$"] == "$.Failure.Error"
+    # One readable message (notifications.training_failed, or the config's), never the raw state.
+    message = notify["Parameters"]["Message.$"]
+    assert message.startswith("States.Format(") and "$.Failure.Error" in message
+    assert "$$.Execution.Name" in message  # an input refused before Initialize has no RunId
     assert notify["ResultPath"] is None and notify["Next"] == workflow.FAILED
     assert states[workflow.FAILED] == {
         "Type": "Fail",
@@ -251,18 +278,19 @@ def test_failures_are_named_then_notified_then_failed(example_config: config.Con
     # Every path into NotifyFailure carries one of the workflow's own error names.
     into_notify = [n for n, s in states.items() if workflow.NOTIFY_FAILURE in asl.transitions(s)]
     assert sorted(into_notify) == sorted(
-        [
-            workflow.INVALID_INPUT,
-            workflow.METRIC_MISSING,
-            workflow.GATE_FAILED,
-            workflow.TRAIN_AND_BASELINE,
-        ]
+        [workflow.INVALID_INPUT, workflow.METRIC_MISSING]
+        + ([workflow.TRAIN_AND_BASELINE] if _model_monitor(cfg) else [])
         + [
-            name
-            for step, (name, _) in workflow.STEP_ERRORS.items()
-            if step not in (workflow.TRAIN, workflow.BASELINE)
+            state_name
+            for step, (state_name, _) in workflow.STEP_ERRORS.items()
+            if step in states and step not in nested
         ]
     )
+    # The gate's rejection has its own notice: its cause is the gate_failed message.
+    assert states[workflow.GATE_FAILED]["Next"] == workflow.NOTIFY_GATE_FAILED
+    gate_notice = states[workflow.NOTIFY_GATE_FAILED]
+    assert gate_notice["Parameters"]["Message.$"] == "$.Failure.Cause"
+    assert gate_notice["Next"] == workflow.FAILED
 
 
 def test_jobs_are_encrypted_and_named_after_the_run(variant: tuple[str, config.Config]) -> None:
@@ -270,7 +298,8 @@ def test_jobs_are_encrypted_and_named_after_the_run(variant: tuple[str, config.C
     definition = workflow.definition(cfg)
     tasks = _tasks(definition)
     jobs = {n: t for n, t in tasks.items() if t["Resource"].endswith(".sync")}
-    assert set(jobs) == {"Preprocess", "Train", "Baseline", "Evaluate"}
+    expected = {"Preprocess", "Train", "Evaluate"} | ({"Baseline"} if _model_monitor(cfg) else set())
+    assert set(jobs) == expected
     for name, job in jobs.items():
         params = job["Parameters"]
         output = params.get("ProcessingOutputConfig") or params["OutputDataConfig"]
@@ -370,14 +399,15 @@ def test_job_settings_follow_the_config(variant: tuple[str, config.Config]) -> N
     vpc = {"SecurityGroupIds": cfg.network.security_group_ids, "Subnets": cfg.network.subnet_ids}
     model = tasks["CreateModel"]["Parameters"]
     assert model["EnableNetworkIsolation"] is training.network_isolation
+    processing = ("Preprocess", "Baseline", "Evaluate") if _model_monitor(cfg) else ("Preprocess", "Evaluate")
     for params in (
         train,
         model,
-        *(tasks[n]["Parameters"]["NetworkConfig"] for n in ("Preprocess", "Baseline", "Evaluate")),
+        *(tasks[n]["Parameters"]["NetworkConfig"] for n in processing),
     ):
         assert (params.get("VpcConfig") == vpc) == bool(cfg.network.subnet_ids)
         assert ("VpcConfig" in params) == bool(cfg.network.subnet_ids)
-    for name in ("Preprocess", "Baseline", "Evaluate"):
+    for name in processing:
         network = tasks[name]["Parameters"]["NetworkConfig"]
         assert network["EnableNetworkIsolation"] is training.network_isolation
         assert network["EnableInterContainerTrafficEncryption"] is True
@@ -417,7 +447,7 @@ def test_training_image_and_channels(cfgs: dict[str, config.Config]) -> None:
         o["OutputName"]
         for o in builtin["Preprocess"]["Parameters"]["ProcessingOutputConfig"]["Outputs"]
     }
-    assert outputs == {"train", "validation", "test", "baseline", "xgboost"}
+    assert outputs == {"train", "validation", "test", "feature_baseline", "xgboost"}
 
 
 def test_processing_jobs_use_the_container_entries(example_config: config.Config) -> None:
@@ -435,7 +465,8 @@ def test_processing_jobs_use_the_container_entries(example_config: config.Config
         "/opt/ml/processing/output/train": "$.Paths.Train",
         "/opt/ml/processing/output/validation": "$.Paths.Validation",
         "/opt/ml/processing/output/test": "$.Paths.Test",
-        "/opt/ml/processing/output/baseline": "$.Paths.BaselineDataset",
+        # The train split's feature profile (mlcontainer.baseline), which evaluate completes.
+        "/opt/ml/processing/output/feature_baseline": "$.Paths.FeatureBaseline",
     }
     evaluate = tasks["Evaluate"]["Parameters"]
     inputs = {
@@ -444,16 +475,28 @@ def test_processing_jobs_use_the_container_entries(example_config: config.Config
     assert inputs == {
         "/opt/ml/processing/model": "$.Training.ModelDataUrl",
         "/opt/ml/processing/test": "$.Paths.Test",
+        "/opt/ml/processing/feature_baseline": "$.Paths.FeatureBaseline",
     }
-    assert evaluate["ProcessingOutputConfig"]["Outputs"][0]["S3Output"] == {
+    outputs = {o["S3Output"]["LocalPath"]: o["S3Output"] for o in evaluate["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs["/opt/ml/processing/evaluation"] == {
         "S3Uri.$": "$.Paths.Evaluation",
         "LocalPath": "/opt/ml/processing/evaluation",
         "S3UploadMode": "EndOfJob",
     }
+    # The monitoring baseline: statistics.json and constraints.json, the deploy stack's inputs.
+    assert outputs["/opt/ml/processing/baseline"]["S3Uri.$"] == "$.Paths.Baseline"
+    assert "Baseline" not in tasks  # no Model Monitor analyzer
 
 
-def test_baseline_follows_the_analyzer_contract(example_config: config.Config) -> None:
-    params = _tasks(workflow.definition(example_config))["Baseline"]["Parameters"]
+def test_baseline_follows_the_analyzer_contract(cfgs: dict[str, config.Config]) -> None:
+    tasks = _tasks(workflow.definition(cfgs["model-monitor"]))
+    preprocess = tasks["Preprocess"]["Parameters"]["ProcessingOutputConfig"]["Outputs"]
+    assert {"OutputName": "baseline", "S3Output": {
+        "S3Uri.$": "$.Paths.BaselineDataset", "LocalPath": "/opt/ml/processing/output/baseline",
+        "S3UploadMode": "EndOfJob"}} in preprocess
+    evaluate = tasks["Evaluate"]["Parameters"]
+    assert len(evaluate["ProcessingInputs"]) == 2  # no feature profile to complete
+    params = tasks["Baseline"]["Parameters"]
     assert params["AppSpecification"] == {"ImageUri": "${ModelMonitorImage}"}
     assert params["Environment"] == {
         "dataset_format": '{"csv": {"header": true}}',

@@ -69,6 +69,12 @@ INPUT = {
 CONTEXT = {"RedriveCount": 0}
 
 
+def _variant_path(name: str) -> Any:
+    from .variants import path
+
+    return path(name)
+
+
 def _metrics(rmse: float) -> dict[str, Any]:
     return {
         "regression_metrics": {
@@ -367,11 +373,20 @@ def _input(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def _only_notification(run: Run) -> dict[str, Any]:
+def _only_notification(run: Run, subject: str = "mlops-abalone: training run failed") -> str:
+    """The one message the run sent: a readable text (notifications.py), never JSON."""
     assert len(run.messages) == 1, run.messages
     [envelope] = run.messages
-    assert envelope["Subject"] == "mlops-abalone: training run failed"
-    return json.loads(envelope["Message"])
+    assert envelope["Subject"] == subject
+    text = envelope["Message"]
+    assert not text.lstrip().startswith("{"), text
+    return text
+
+
+def _batch_steps(cfg: config.Config) -> tuple[str, ...]:
+    """The steps of the jobs the stubs record by name: Model Monitor adds its baseline."""
+    steps = (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN)
+    return (*steps, workflow.STEP_BASELINE) if cfg.monitoring.engine == "model_monitor" else steps
 
 
 # --------------------------------------------------------------------------- runs
@@ -416,18 +431,22 @@ def test_a_good_model_is_registered(aws: Workflow, example_config: config.Config
     }
     model = sagemaker.describe_model(ModelName=model_name)
     assert model["PrimaryContainer"]["Image"] == image
-    assert run.messages == []
+    text = _only_notification(run, "mlops-abalone: model registered")
+    assert text == (
+        f"Training run {run_id} of mlops-abalone passed the quality gate: rmse is 2.1 on the test "
+        f"split (rmse < 3.0). Registered {package_arn}."
+    )
     # The input's hyperparameters win over the config's, which fill the gaps.
     defaults = {k: json.dumps(v) for k, v in example_config.training.hyperparameters.items()}
     assert context["Hyperparameters"] == {**defaults, "max_depth": "7", "extra": "1"}
     assert context["Paths"]["Train"] == f"{prefix}/preprocess/train/"
     assert aws.job_names(run_id) == {
-        f"mlops-abalone-{run_id}-{step}-{attempt}-0"
-        for step in (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN, workflow.STEP_BASELINE)
+        f"mlops-abalone-{run_id}-{step}-{attempt}-0" for step in _batch_steps(example_config)
     }
     assert aws.evaluation_job_name(context) == f"mlops-abalone-{run_id}-eval-{attempt}-0"
     entered = run.entered()
-    assert entered.index("Baseline") < entered.index("Evaluate")
+    assert entered.index("Train") < entered.index("Evaluate")
+    assert workflow.TRAIN_AND_BASELINE not in entered  # no Model Monitor analyzer
 
 
 def test_hyperparameters_may_be_left_out(aws: Workflow, example_config: config.Config) -> None:
@@ -447,12 +466,11 @@ def test_a_poor_model_is_rejected_and_notified(
     assert run.status == "FAILED"
     assert run.error == "QualityGateFailed"
     assert run.cause == (
-        "The model was not registered: rmse is 3.5 on the test split; the gate requires rmse < 3.0."
+        f"Training run {execution_input['RunId']} of mlops-abalone did not pass the quality gate: "
+        "rmse is 3.5 on the test split, the gate requires rmse < 3.0. The model was not registered."
     )
-    message = _only_notification(run)
-    assert message["Error"] == "QualityGateFailed" and message["Cause"] == run.cause
-    assert message["StateMachine"] == "mlops-abalone-training"
-    assert message["Input"] == execution_input
+    # The gate's own notice: the cause, word for word.
+    assert _only_notification(run, "mlops-abalone: training run rejected") == run.cause
     assert workflow.CREATE_MODEL not in run.entered()
     models = aws.clients["sagemaker"].list_models()["Models"]
     assert not [m for m in models if execution_input["RunId"] in m["ModelName"]]
@@ -465,25 +483,31 @@ def test_an_evaluation_without_the_metric_is_rejected(
         example_config, _input(), evaluation={"regression_metrics": {"mae": {"value": 1.0}}}
     )
     assert (run.status, run.error) == ("FAILED", "EvaluationIncomplete")
-    assert _only_notification(run)["Error"] == "EvaluationIncomplete"
+    text = _only_notification(run)
+    assert text.startswith(f"Training execution run-{aws.runs} of mlops-abalone failed: EvaluationIncomplete: ")
 
 
 def test_a_missing_evaluation_is_named(aws: Workflow, example_config: config.Config) -> None:
     run = aws.run(example_config, _input(), evaluation=None)
     assert (run.status, run.error) == ("FAILED", "EvaluationUnreadable")
     assert "NoSuchKey" in run.cause
-    assert _only_notification(run)["Error"] == "EvaluationUnreadable"
+    assert f"failed: EvaluationUnreadable: {run.cause}" in _only_notification(run)
 
 
-def test_a_failed_job_in_the_parallel_is_named_notified_and_failed(
-    aws: Workflow, example_config: config.Config
-) -> None:
-    run = aws.run(example_config, _input(), evaluation=_metrics(2.0), failing="Train")
+@pytest.mark.parametrize("name", ["example", "model-monitor"])
+def test_a_failed_training_job_is_named_notified_and_failed(aws: Workflow, name: str) -> None:
+    """A step of its own (builtin monitoring), or a branch of TrainAndBaseline (Model Monitor)."""
+    cfg = config.load(_variant_path(name))
+    run = aws.run(cfg, _input(), evaluation=_metrics(2.0), failing="Train")
     assert (run.status, run.error) == ("FAILED", "TrainingFailed")
     assert "NoSuchKey" in run.cause  # the raw error leads the cause
-    message = _only_notification(run)
-    assert message["Error"] == "TrainingFailed" and message["Cause"] == run.cause
+    base = naming.base(cfg)
+    # Model Monitor's variant words its training_failed message itself (notifications.messages).
+    expected = (f"Training run-{aws.runs} failed (TrainingFailed)" if name == "model-monitor"
+                else f"Training execution run-{aws.runs} of {base} failed: TrainingFailed: {run.cause}")
+    assert _only_notification(run, f"{base}: training run failed") == expected
     assert workflow.EVALUATE not in run.entered()
+    assert (workflow.TRAIN_AND_BASELINE in run.entered()) is (name == "model-monitor")
 
 
 def test_a_failed_job_outside_the_parallel_is_named(
@@ -491,8 +515,8 @@ def test_a_failed_job_outside_the_parallel_is_named(
 ) -> None:
     run = aws.run(example_config, _input(), evaluation=_metrics(2.0), failing="Preprocess")
     assert (run.status, run.error) == ("FAILED", "PreprocessingFailed")
-    assert _only_notification(run)["Error"] == "PreprocessingFailed"
-    assert workflow.TRAIN_AND_BASELINE not in run.entered()
+    assert "failed: PreprocessingFailed: " in _only_notification(run)
+    assert workflow.TRAIN not in run.entered()
 
 
 @pytest.mark.parametrize(
@@ -510,7 +534,8 @@ def test_invalid_input_is_refused_before_any_job(
 ) -> None:
     run = aws.run(example_config, _input(**changes))
     assert (run.status, run.error) == ("FAILED", "InvalidInput")
-    assert _only_notification(run)["Error"] == "InvalidInput"
+    # Named after the execution: an input without a RunId still gets its message.
+    assert f"Training execution run-{aws.runs} of mlops-abalone failed: InvalidInput: " in _only_notification(run)
     assert workflow.PREPROCESS not in run.entered()
 
 
@@ -528,9 +553,7 @@ def test_the_project_container_serves_a_builtin_xgboost_model(aws: Workflow) -> 
     image = execution_input["ImageUri"]
     run = aws.run(cfg, execution_input, evaluation=_metrics(2.0))
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    assert run.state_output(workflow.TRAIN_AND_BASELINE)["Training"]["TrainingImage"] == (
-        XGBOOST_IMAGE
-    )
+    assert run.state_output(workflow.TRAIN)["Training"]["TrainingImage"] == XGBOOST_IMAGE
     assert run.output["ImageUri"] == image  # what deploy-dev and deploy-prd serve
     sagemaker = aws.clients["sagemaker"]
     package = sagemaker.describe_model_package(ModelPackageName=run.output["ModelPackageArn"])
@@ -559,10 +582,10 @@ def test_a_retried_run_gets_new_names_and_registers_its_own_model(
     assert first.status == second.status == "SUCCEEDED", (second.error, second.cause)
     attempts = [r.state_output(workflow.INITIALIZE)["Attempt"] for r in (first, second)]
     assert attempts[0] != attempts[1]
-    # Six SageMaker jobs: no name of the first execution was used again.
+    # Four SageMaker jobs: no name of the first execution was used again.
     assert aws.job_names(run_id) == {
         f"mlops-abalone-{run_id}-{step}-{attempt}-0"
-        for step in (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN, workflow.STEP_BASELINE)
+        for step in _batch_steps(example_config)
         for attempt in attempts
     }
     evaluations = {aws.evaluation_job_name(r.state_output(workflow.INITIALIZE)) for r in (first, second)}
@@ -610,7 +633,7 @@ def test_a_redriven_job_gets_a_new_name(aws: Workflow, example_config: config.Co
     assert redriven.status == "SUCCEEDED", (redriven.error, redriven.cause)
     assert aws.job_names(run_id) == {
         f"mlops-abalone-{run_id}-{step}-{attempt}-{count}"
-        for step in (workflow.STEP_PREPROCESS, workflow.STEP_TRAIN, workflow.STEP_BASELINE)
+        for step in _batch_steps(example_config)
         for count in (0, 1)
     }
     assert aws.evaluation_job_name(recorded) == f"mlops-abalone-{run_id}-eval-{attempt}-1"
@@ -624,18 +647,24 @@ def test_a_redriven_job_gets_a_new_name(aws: Workflow, example_config: config.Co
     assert redriven.output["EvaluationUri"] == original.output["EvaluationUri"]
 
 
+@pytest.mark.parametrize("name", ["example", "model-monitor"])
 def test_name_expressions_follow_the_redrive_count_and_the_token_does_not(
-    aws: Workflow, example_config: config.Config
+    aws: Workflow, name: str
 ) -> None:
     """Every job and model name of the real definition, evaluated by moto for a redrive
     count of 0 and 1; the registration's ClientToken stays (one version per attempt)."""
+    cfg = config.load(_variant_path(name))
+    base = naming.base(cfg)
     tasks = {
-        name: state for name, state in asl.all_states(workflow.definition(example_config))
+        name: state for name, state in asl.all_states(workflow.definition(cfg))
         if state["Type"] == "Task"
     }
+    steps = {"Preprocess": "prep", "Train": "train", "Baseline": "stats", "Evaluate": "eval",
+             "CreateModel": "model"}
+    if "Baseline" not in tasks:
+        del steps["Baseline"]
     expressions = {
-        name: _job_name_expression(tasks[name])
-        for name in ("Preprocess", "Train", "Baseline", "Evaluate")
+        task: _job_name_expression(tasks[task]) for task in steps if task != "CreateModel"
     }
     expressions["CreateModel"] = tasks[workflow.CREATE_MODEL]["Parameters"]["ModelName.$"]
     expressions["RegisterModel"] = tasks[workflow.REGISTER_MODEL]["Parameters"]["ClientToken.$"]
@@ -650,7 +679,7 @@ def test_name_expressions_follow_the_redrive_count_and_the_token_does_not(
         },
     }
     machine = aws.clients["stepfunctions"].create_state_machine(
-        name="job-names", definition=json.dumps(definition),
+        name=f"job-names-{name}", definition=json.dumps(definition),
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/mlops-abalone-states",
     )["stateMachineArn"]
     context = {"RunId": "1624a1d1-3699", "Attempt": "5f2c9a1e"}
@@ -659,14 +688,10 @@ def test_name_expressions_follow_the_redrive_count_and_the_token_does_not(
         description = aws.execute(machine, context, redrive_count=count)
         assert description["status"] == "SUCCEEDED", description
         names[count] = json.loads(description["output"])
-    steps = {
-        "Preprocess": "prep", "Train": "train", "Baseline": "stats", "Evaluate": "eval",
-        "CreateModel": "model",
-    }
     for count in (0, 1):
         assert names[count] == {
             **{
-                state: f"mlops-abalone-1624a1d1-3699-{step}-5f2c9a1e-{count}"
+                state: f"{base}-1624a1d1-3699-{step}-5f2c9a1e-{count}"
                 for state, step in steps.items()
             },
             "RegisterModel": "1624a1d1-3699-5f2c9a1e",

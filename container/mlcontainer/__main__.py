@@ -17,6 +17,7 @@ COMMANDS = {
     "train": ("mlcontainer.train", "train XGBoost on the train/validation channels (training job)"),
     "evaluate": ("mlcontainer.evaluate", "score model.tar.gz on the test split (processing job)"),
     "serve": ("mlcontainer.server", "answer /ping and /invocations on port 8080 (hosting)"),
+    "monitor": ("mlcontainer.monitor", "check captured traffic against the baseline (processing job)"),
 }
 
 

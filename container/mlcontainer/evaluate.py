@@ -11,6 +11,11 @@ report shape::
 
 Each standard deviation is a seeded bootstrap estimate (1,000 resamples of the test
 rows): how much the metric would move on another test set of the same size.
+
+With the train split's feature profile (``/opt/ml/processing/feature_baseline``, written by
+``preprocess``), it also writes the monitoring baseline to ``/opt/ml/processing/baseline``:
+that profile plus the distribution of the model's predictions on the test split
+(:mod:`mlcontainer.baseline`), which the ``monitor`` job compares live answers with.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="test CSV file or directory (default: <prefix>/processing/test)")
     parser.add_argument("--output", type=Path, default=None,
                         help="output directory (default: <prefix>/processing/evaluation)")
+    parser.add_argument("--feature-baseline", type=Path, default=None,
+                        help="the train split's feature profile (default: "
+                             "<prefix>/processing/feature_baseline; skipped when absent)")
+    parser.add_argument("--baseline-output", type=Path, default=None,
+                        help="where the monitoring baseline goes (default: "
+                             "<prefix>/processing/baseline)")
     return parser
 
 
@@ -93,7 +104,24 @@ def _test_files(test: Path) -> list[Path]:
     return files
 
 
-def run(model: Path, test: Path, output: Path) -> dict[str, Any]:
+def write_monitoring_baseline(features: Path, output: Path, predictions) -> None:
+    """The feature profile of ``features`` plus the ``predictions``' distribution."""
+    import json
+
+    from mlcontainer import baseline
+
+    try:
+        statistics = json.loads((features / baseline.STATISTICS).read_text(encoding="utf-8"))
+        constraints = json.loads((features / baseline.CONSTRAINTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{features}: unreadable feature baseline ({err})") from None
+    baseline.write(output, baseline.with_predictions(statistics, predictions), constraints)
+    log(f"monitoring baseline: {len(statistics['features'])} features and the prediction "
+        f"distribution of {len(predictions)} test rows -> {output}")
+
+
+def run(model: Path, test: Path, output: Path, features: Path | None = None,
+        baseline_output: Path | None = None) -> dict[str, Any]:
     import numpy as np
 
     from mlcontainer.model import Predictor, cpu_count
@@ -114,6 +142,8 @@ def run(model: Path, test: Path, output: Path) -> dict[str, Any]:
     (output / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log(f"{sum(len(t) for t in truth)} test rows: " + " ".join(
         f"{name}={m['value']:.4f} (sd {m['standard_deviation']:.4f})" for name, m in metrics.items()))
+    if features is not None and baseline_output is not None and features.is_dir():
+        write_monitoring_baseline(features, baseline_output, np.concatenate(predictions))
     return report
 
 
@@ -122,6 +152,10 @@ def main(argv: list[str]) -> int:
     model = args.model or paths.evaluation_model_file()
     test = args.test or paths.evaluation_test_dir()
     output = args.output or paths.evaluation_output_dir()
-    privileges.drop_for_job(readable=[model, test], writable=[output, paths.output_dir()])
-    return run_job("evaluate", lambda: run(model, test, output), paths.message_file(),
-                   reason_limit=1024)
+    features = args.feature_baseline or paths.feature_baseline_dir()
+    baseline_output = args.baseline_output or paths.monitoring_baseline_dir()
+    readable = [model, test] + ([features] if features.is_dir() else [])
+    privileges.drop_for_job(readable=readable,
+                            writable=[output, baseline_output, paths.output_dir()])
+    return run_job("evaluate", lambda: run(model, test, output, features, baseline_output),
+                   paths.message_file(), reason_limit=1024)

@@ -103,3 +103,30 @@ def evaluation_test_dir() -> Path:
 
 def evaluation_output_dir() -> Path:
     return processing_dir() / "evaluation"
+
+
+def feature_baseline_dir() -> Path:
+    """Evaluate: the train split's feature profile written by preprocess."""
+    return processing_dir() / "feature_baseline"
+
+
+def monitoring_baseline_dir() -> Path:
+    """Evaluate writes the monitoring baseline here; the monitor job reads it here."""
+    return processing_dir() / "baseline"
+
+
+# --- the monitor job (processing) ----------------------------------------------------------
+
+def capture_dir() -> Path:
+    """The endpoint's captured requests of the window (a manifest input)."""
+    return processing_dir() / "input" / "capture"
+
+
+def ground_truth_dir() -> Path:
+    """Ground-truth labels uploaded in the window (a manifest input)."""
+    return processing_dir() / "input" / "ground_truth"
+
+
+def monitor_output_dir() -> Path:
+    """``report.json``, ``report.html`` and ``metrics.json``."""
+    return processing_dir() / "monitoring"

@@ -8,9 +8,15 @@ Inputs: every ``*.csv`` under ``/opt/ml/processing/input/raw`` (header optional;
 * ``xgboost/{train,validation}/<split>.csv``: label first, no header, features encoded
   with the default :class:`~mlcontainer.schema.FeatureSpec`, for the built-in XGBoost
   algorithm.
-* ``baseline/baseline.csv``: the train split's raw features with a header and without
-  ``rings``: the columns, in order, of the requests the endpoint captures, for the Model
-  Monitor data-quality baseline.
+* ``feature_baseline/{statistics,constraints}.json``: the profile of the train split's
+  features that the ``monitor`` job compares live requests with (:mod:`mlcontainer.baseline`;
+  ``evaluate`` adds the prediction distribution).
+* ``baseline/baseline.csv``: the baseline dataset of Model Monitor's analyzer
+  (``monitoring.engine: model_monitor``): a ``prediction`` column (the train split's
+  ``rings``, as a decimal number) then the raw features, under a header. Model Monitor
+  analyses captured output and input together and "the prediction/output column(s) are
+  assumed to be the 1st column(s) in the training dataset"
+  (https://docs.aws.amazon.com/sagemaker/latest/dg/model-monitor-create-baseline.html).
 
 The split is a seeded permutation: the same file and seed always give the same split.
 """
@@ -81,10 +87,24 @@ def _write_csv(path: Path, rows: list[list[str]], header: list[str] | None) -> N
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
+def _write_baselines(output: Path, train) -> None:
+    """The monitoring baselines of the train split (see the module docstring)."""
+    from mlcontainer import baseline
+    from mlcontainer.schema import FEATURES
+
+    statistics, constraints = baseline.feature_baseline(train)
+    baseline.write(output / "feature_baseline", statistics, constraints)
+    # Decimal labels: the analyzer infers the column's type from the baseline, and the
+    # captured predictions are fractional.
+    rows = [[repr(float(label)), *fields[:len(FEATURES)]]
+            for label, fields in zip(train.label.tolist(), train.fields)]
+    _write_csv(output / "baseline" / "baseline.csv", rows, [baseline.PREDICTION, *FEATURES])
+
+
 def run(source: Path, output: Path, seed: int, fractions: tuple[float, float]) -> dict[str, int]:
     import numpy as np
 
-    from mlcontainer.schema import COLUMNS, FEATURES, FeatureSpec, parse_csv
+    from mlcontainer.schema import COLUMNS, FeatureSpec, parse_csv
 
     parts = []
     for path in _input_files(source):
@@ -111,8 +131,7 @@ def run(source: Path, output: Path, seed: int, fractions: tuple[float, float]) -
         part = rows.take(order[bounds[i]:bounds[i + 1]])
         _write_csv(output / split / f"{split}.csv", part.fields, list(COLUMNS))
         if split == "train":
-            _write_csv(output / "baseline" / "baseline.csv",
-                       [fields[:len(FEATURES)] for fields in part.fields], list(FEATURES))
+            _write_baselines(output, part)
         if split != "test":
             # float64 so that the text keeps the raw values' digits (0.455, not 0.455000013).
             features = spec.encode(part, dtype=np.float64)

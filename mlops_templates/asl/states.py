@@ -332,6 +332,20 @@ class Parallel(_WorkState):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Wait(State):
+    """Waits ``seconds`` before going on."""
+
+    TYPE: ClassVar[str] = "Wait"
+    seconds: int
+    next: str | None = None
+
+    def render(self) -> dict[str, Any]:
+        out = self._head()
+        out["Seconds"] = self.seconds
+        return self._tail(out, self.next)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Fail(State):
     """Ends the execution (or branch) as failed, with a fixed or path-selected error."""
 

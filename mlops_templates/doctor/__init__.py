@@ -33,6 +33,7 @@ from mlops_templates.doctor.checks import (
     check_sagemaker_projects,
     quota_needs,
 )
+from mlops_templates.doctor.ci import check_oidc_provider
 from mlops_templates.doctor.context import (
     FAIL,
     PASS,
@@ -64,7 +65,7 @@ CHECKS: tuple[Callable[[Context], Check | list[Check]], ...] = (
     check_sagemaker_projects, check_api_gateway_logging, check_connection, check_quotas,
     check_leftover_buckets, check_leftover_repository, check_leftover_model_group,
     check_leftover_endpoints, check_leftover_stacks, check_leftover_log_groups,
-    check_bucket, check_model_monitor,
+    check_bucket, check_model_monitor, check_oidc_provider,
 )
 
 

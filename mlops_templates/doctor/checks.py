@@ -119,6 +119,8 @@ def check_api_gateway_logging(ctx: Context) -> Check:
 @_check("source connection")
 def check_connection(ctx: Context) -> Check:
     name, source = "source connection", ctx.config.pipeline.source
+    if ctx.config.pipeline.orchestrator != "codepipeline":
+        return Check(name, SKIP, f"pipeline.orchestrator is {ctx.config.pipeline.orchestrator}: its CI checks out the code")
     if source.provider != "codeconnections":
         return Check(name, SKIP, f"pipeline.source.provider is {source.provider}")
     arn = ctx.options.connection_arn or source.connection_arn
@@ -172,17 +174,19 @@ def quota_needs(config: Config) -> list[Need]:
     spot = "spot " if training.use_spot else ""
     needs = [Need(f"{training.instance_type} for {spot}training job usage", training.instance_count,
                   f"training.instance_count {training.instance_count}")]
-    # The workflow runs its processing jobs one at a time (the baseline beside training); the
-    # scheduled data-quality job is a processing job too, and can start while a run's job goes.
+    # The workflow runs its processing jobs one at a time (Model Monitor's baseline beside
+    # training); the scheduled monitoring job is a processing job too, and can overlap them.
     if training.processing_instance_type == monitor:
         needs.append(Need(f"{monitor} for processing job usage", 2,
-                          "1 workflow job at a time + 1 scheduled data-quality job that can overlap it"))
+                          "1 workflow job at a time + 1 scheduled monitoring job that can overlap it"))
     else:
+        baseline = config.monitoring.engine == "model_monitor"  # its baseline job runs on `monitor`
         needs += [
             Need(f"{training.processing_instance_type} for processing job usage", 1,
                  "preprocessing and evaluation, one at a time"),
-            Need(f"{monitor} for processing job usage", 2,
-                 "the baseline job + 1 scheduled data-quality job that can overlap it"),
+            Need(f"{monitor} for processing job usage", 2 if baseline else 1,
+                 "the baseline job + 1 scheduled monitoring job that can overlap it" if baseline
+                 else "the scheduled monitoring job"),
         ]
     # SageMaker updates an endpoint blue/green: a second fleet runs beside the old one until
     # traffic has moved. Dev and prd deploy in separate stages, so one doubles at a time.
@@ -284,29 +288,21 @@ def check_bucket(ctx: Context) -> Check:
 # -- 8. Model Monitor -----------------------------------------------------------------------
 
 
-def monitoring_engine(config: Config) -> str | None:
-    """``monitoring.engine``; ``None`` where the config has no such setting (Model Monitor only)."""
-    return getattr(config.monitoring, "engine", None)
-
-
 @_check("Model Monitor")
 def check_model_monitor(ctx: Context) -> Check:
+    """Only monitoring.engine model_monitor uses Model Monitor; builtin needs nothing of it."""
     name = "Model Monitor"
+    if ctx.config.monitoring.engine != "model_monitor":
+        return Check(name, SKIP, f"monitoring.engine is {ctx.config.monitoring.engine}: "
+                                 "the project's own monitor job does not use Model Monitor")
     try:
         ctx.call("sagemaker", "list_monitoring_schedules", sagemaker.ListMonitoringSchedules, MaxResults=1)
     except AwsError as err:
         closed = re.search(r"availab|new customer", err.message, re.IGNORECASE)
         if not (closed and (err.denied or err.code == "ValidationException")):
             raise
-        engine = monitoring_engine(ctx.config)
-        if engine == "builtin":
-            return Check(name, WARN, "Model Monitor is not available to this account: monitoring.engine "
-                                     "builtin (the default) does not need it")
-        user = f"monitoring.engine {engine}" if engine else (
-            "deploy-prd's data-quality schedule and the baseline")
-        fix = "set monitoring.engine: builtin in mlops.yaml" if engine else (
-            "this release monitors with Model Monitor only: use one with monitoring.engine builtin")
         return Check(name, FAIL, f"Model Monitor is not available to this account ({err.code}: "
-                     f"{err.message}), and {user} use it", fix)
+                     f"{err.message}), and monitoring.engine model_monitor uses it",
+                     "set monitoring.engine: builtin in mlops.yaml (the project's own monitor job)")
     return Check(name, PASS, "Model Monitor API answers")
 

@@ -3,8 +3,10 @@
 ``runtime_permissions.json`` lists, per role of the pipeline stack, the calls the service
 makes with it (from the service's documentation): CodePipeline's actions, CodeBuild's
 build (the buildspec's commands), EventBridge's targets, SageMaker's jobs, models and
-endpoints. Each need names its ARN with placeholders that a modelled deployment
-(:mod:`scenario`) fills in; the role's rendered policies are then evaluated on it.
+endpoints; and the calls of the CI workflow's jobs with the ci-oidc stack's role. A role
+with ``orchestrators`` exists only for those values of ``pipeline.orchestrator``. Each
+need names its ARN with placeholders that a modelled deployment (:mod:`scenario`) fills
+in; the role's rendered policies are then evaluated on it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_templates.permissions import data
+from mlops_templates.permissions.deployed import DeployedStack
 from mlops_templates.permissions.policy import Request, decide
 from mlops_templates.permissions.scenario import ATTEMPT, RUN_ID, ProjectDeployment
 
@@ -44,9 +47,6 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
     machine_arn = deployment.runs["workflow"].resources["TrainingStateMachine"].arn if machine is None else machine.arn
     prd = deployment.runs["deploy-prd"]
     rollback = prd.resources["Endpoint"].properties["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
-    connection = ""
-    for action in res[pipeline.PIPELINE].properties["Stages"][0]["Actions"]:
-        connection = action.get("Configuration", {}).get("ConnectionArn", connection)
     values = {
         "p": env.partition,
         "r": env.region,
@@ -58,15 +58,11 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         "key_arn": res[pipeline.KEY].arn,
         "topic_arn": res[pipeline.TOPIC].arn,
         "repository_arn": res[pipeline.REPOSITORY].arn,
-        "build_log_group_arn": res[pipeline.BUILD_LOG_GROUP].arn,
-        "build_project_arn": res[pipeline.BUILD_PROJECT].arn,
-        "train_output_project_arn": res[pipeline.TRAIN_OUTPUT_PROJECT].arn,
-        "pipeline_arn": res[pipeline.PIPELINE].arn,
+        **_codepipeline(stack),
+        "pipeline_stack_arn": stack.stack_id,
         "cloudformation_role_arn": res[pipeline.CLOUDFORMATION_ROLE].arn,
         "state_machine_arn": machine_arn,
         "execution_arn": f"{machine_arn.replace(':stateMachine:', ':execution:')}:{RUN_ID}",
-        "connection_arn": connection,
-        "connection_service": connection.split(":")[2] if connection else "",
         "codecommit_arn": f"arn:{env.partition}:codecommit:{env.region}:{env.account}:{source.repository}",
         "rollback_alarm_arn": (
             f"arn:{env.partition}:cloudwatch:{env.region}:{env.account}:alarm:{rollback[0]['AlarmName']}"
@@ -74,6 +70,8 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
     }
     for name, run in deployment.runs.items():
         values[f"stack_arn:{name}"] = run.stack_id
+    # The CI job names an execution <run id>-<attempt>.
+    values["ci_execution_arn"] = f"{values['execution_arn']}-1"
     sm = f"arn:{env.partition}:sagemaker:{env.region}:{env.account}"
     # Job names as the workflow builds them: <base>-<RunId>-<step>-<Attempt>-<RedriveCount>.
     values.update(
@@ -97,6 +95,36 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         post_hook_arn=functions["PostTrafficHook"].arn,
         prd_topic_arn=prd.resources["NotificationTopic"].arn,
     )
+    # The builtin monitor's resources (monitoring.engine builtin) and its job names.
+    monitor = prd.resources.get("MonitorStateMachine")
+    values.update(
+        monitor_machine_arn=monitor.arn if monitor else "",
+        monitor_window_arn=functions["MonitorWindowFunction"].arn if "MonitorWindowFunction" in functions else "",
+        monitor_job_arn=f"{sm}:processing-job/{base}-mon-202601010100-{ATTEMPT}-0",
+        metrics_namespace=f"{config.project.prefix}/{deployment.pipeline.parameters['SageMakerProjectName']}",
+    )
+    return values
+
+
+def _codepipeline(stack: DeployedStack) -> dict[str, str]:
+    """The CodePipeline's, its builds' and its source connection's placeholders (empty
+    when a CI system orchestrates: the pipeline stack then has none of them)."""
+    from mlops_templates.stacks import pipeline
+
+    res = stack.resources
+    connection = ""
+    stages = res[pipeline.PIPELINE].properties["Stages"] if pipeline.PIPELINE in res else [{"Actions": []}]
+    for action in stages[0]["Actions"]:
+        connection = action.get("Configuration", {}).get("ConnectionArn", connection)
+    ids = {
+        "build_log_group_arn": pipeline.BUILD_LOG_GROUP,
+        "build_project_arn": pipeline.BUILD_PROJECT,
+        "train_output_project_arn": pipeline.TRAIN_OUTPUT_PROJECT,
+        "pipeline_arn": pipeline.PIPELINE,
+    }
+    values = {name: res[logical_id].arn if logical_id in res else "" for name, logical_id in ids.items()}
+    values["connection_arn"] = connection
+    values["connection_service"] = connection.split(":")[2] if connection else ""
     return values
 
 
@@ -104,11 +132,26 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\{([^{}]+)\}", lambda m: values[m.group(1)], text)
 
 
+def _fill_value(value: str | list[str], values: dict[str, str]) -> str | list[str]:
+    """A context value: one string, or a list of them (a multivalued key)."""
+    return [_fill(v, values) for v in value] if isinstance(value, list) else _fill(value, values)
+
+
 def _applies(need: dict[str, Any], deployment: ProjectDeployment) -> bool:
+    if deployment.config.monitoring.engine not in need.get("engines", ("builtin", "model_monitor")):
+        return False
     when = need.get("when")
     if when is None:
         return True
     return deployment.config.pipeline.source.provider == when
+
+
+def _exists(spec: dict[str, Any], deployment: ProjectDeployment) -> bool:
+    """Whether the role of ``spec`` exists with ``deployment``'s orchestrator and
+    monitoring engine."""
+    return deployment.config.pipeline.orchestrator in spec.get(
+        "orchestrators", ("codepipeline", "github", "gitlab")
+    ) and deployment.config.monitoring.engine in spec.get("engines", ("builtin", "model_monitor"))
 
 
 def missing(deployment: ProjectDeployment) -> list[Missing]:
@@ -116,7 +159,9 @@ def missing(deployment: ProjectDeployment) -> list[Missing]:
     values = placeholders(deployment)
     found = []
     for name, spec in data.runtime().items():
-        stack = deployment.runs[spec["stack"]] if "stack" in spec else deployment.pipeline
+        if not _exists(spec, deployment):
+            continue
+        stack = deployment.stack(spec.get("stack", "pipeline"))
         from mlops_templates.permissions.coverage import role_documents
 
         documents = role_documents(stack, spec["role"])
@@ -124,7 +169,7 @@ def missing(deployment: ProjectDeployment) -> list[Missing]:
             if not _applies(need, deployment):
                 continue
             resource = _fill(need["resource"], values)
-            context = {k: _fill(v, values) for k, v in need.get("context", {}).items()}
+            context = {k: _fill_value(v, values) for k, v in need.get("context", {}).items()}
             for action in need["actions"]:
                 action = _fill(action, values)
                 decision = decide(documents, Request(action, resource, context))

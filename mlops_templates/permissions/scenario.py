@@ -4,8 +4,10 @@ The studio stack is deployed by a person; Service Catalog creates the pipeline s
 with the studio stack's launch role; the pipeline's build renders the per-run stacks
 with the project's name and deploys them with the pipeline's CloudFormation role,
 passing the pipeline's resources (``pipeline_build.template_configuration``) and the
-training output. The permission checks evaluate each deploying role against the
-stacks it deploys in this model.
+training output. With a CI orchestrator the ci-oidc stack is deployed for the same
+project, and the build's environment comes from the pipeline stack's outputs
+(``ci.steps.stack_env``) instead of the CodeBuild project. The permission checks evaluate
+each deploying role against the stacks it deploys in this model.
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ class ProjectDeployment:
     studio: DeployedStack
     pipeline: DeployedStack
     runs: dict[str, DeployedStack] = field(default_factory=dict)
+    #: The ci-oidc stack, with a CI orchestrator.
+    ci: DeployedStack | None = None
+
+    def stack(self, name: str) -> DeployedStack:
+        """The deployed stack ``name`` (``pipeline``, ``ci-oidc`` or a per-run stack)."""
+        if name == "pipeline":
+            return self.pipeline
+        if name == "ci-oidc":
+            if self.ci is None:
+                raise KeyError("no ci-oidc stack: pipeline.orchestrator is codepipeline")
+            return self.ci
+        return self.runs[name]
 
     def launch_role_documents(self) -> list[dict[str, Any]]:
         from mlops_templates.permissions.coverage import role_documents
@@ -75,6 +89,17 @@ def _pipeline_environment(stack: DeployedStack) -> dict[str, str]:
     build = stack.resources[pipeline.BUILD_PROJECT]
     variables = build.properties["Environment"]["EnvironmentVariables"]
     return {v["Name"]: str(v["Value"]) for v in variables}
+
+
+def ci_environment(config: config_mod.Config, stack: DeployedStack) -> dict[str, str]:
+    """The CI build's environment: the pipeline stack's outputs and Parameters, resolved,
+    as ``mlops-templates ci env`` reads them."""
+    from mlops_templates.ci import steps
+
+    outputs = {name: stack.output(name) for name in stack.template.get("Outputs", {})}
+    outputs = {name: ",".join(v) if isinstance(v, list) else str(v) for name, v in outputs.items()}
+    parameters = {name: str(value) for name, value in stack.parameters.items()}
+    return steps.stack_env(config, outputs, parameters)
 
 
 def _train_output(env: dict[str, str]) -> dict[str, str]:
@@ -105,12 +130,14 @@ def deploy(
     parameters = {"SageMakerProjectName": project_name, "SageMakerProjectId": PROJECT_ID}
     if "CodeConnectionArn" in pipeline_template.get("Parameters", {}):
         parameters["CodeConnectionArn"] = CONNECTION.format(region=env.region)
-    pipeline = DeployedStack(
-        f"SC-{env.account}-pp-{PROJECT_ID[2:]}", pipeline_template, parameters, env
-    )
+    ci = config.pipeline.orchestrator != "codepipeline"
+    # Service Catalog names a Studio project's stack; a CI-driven project's pipeline stack
+    # is deployed by `make deploy`, under the name the CI job reads its outputs from.
+    name = f"{config.project.prefix}-{project_name}-pipeline" if ci else f"SC-{env.account}-pp-{PROJECT_ID[2:]}"
+    pipeline = DeployedStack(name, pipeline_template, parameters, env)
     deployment = ProjectDeployment(config, env, studio, pipeline)
 
-    build_env = _pipeline_environment(pipeline)
+    build_env = ci_environment(config, pipeline) if ci else _pipeline_environment(pipeline)
     data = config.model_dump(mode="json", exclude_defaults=True)
     if build_env.get("SUBNET_IDS"):
         data = pipeline_build.derived_config(
@@ -130,5 +157,10 @@ def deploy(
             values[key] = train_output[key]
         deployment.runs[name] = DeployedStack(
             naming.stack_name(run_config, name), template, values, env, configuration["Tags"]
+        )
+    if ci:
+        # Deployed for the project the pipeline stack was deployed as.
+        deployment.ci = DeployedStack(
+            naming.stack_name(run_config, "ci-oidc"), template_dict(run_config, "ci-oidc"), {}, env
         )
     return deployment

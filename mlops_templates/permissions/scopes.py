@@ -42,6 +42,7 @@ RUN_PASSED_TO = (
     "codedeploy.amazonaws.com",
     "lambda.amazonaws.com",
     "sagemaker.amazonaws.com",
+    "scheduler.amazonaws.com",
     "states.amazonaws.com",
 )
 #: Application Auto Scaling's service-linked role for SageMaker endpoint variants.
@@ -132,7 +133,8 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool 
 def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any) -> Scope:
     """One project's per-run stacks (the pipeline's CloudFormation role).
 
-    ``base``: ``<prefix>-${SageMakerProjectName}`` (a ``Fn::Sub`` text).
+    ``base``: ``<prefix>-${SageMakerProjectName}`` (a ``Fn::Sub`` text). Long because it is
+    one table: the ARN patterns of every resource type the per-run stacks create.
     """
     from troposphere import Join, Sub
 
@@ -159,6 +161,10 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any) -> Scope:
             # Target tracking names its alarms after the endpoint.
             arn("cloudwatch", f"alarm:TargetTracking-endpoint/{named}"),
         ),
+        # Dashboards are global: their ARNs carry no region.
+        ("cloudwatch", "dashboard"): (arn("cloudwatch", f"dashboard/{named}", region=False),),
+        ("events", "rule-on-default-event-bus"): (arn("events", f"rule/{named}"),),
+        ("scheduler", "schedule"): (arn("scheduler", f"schedule/default/{named}"),),
         ("codedeploy", "application"): (arn("codedeploy", f"application:{named}"),),
         ("codedeploy", "deploymentgroup"): (arn("codedeploy", f"deploymentgroup:{named}"),),
         # CodeDeploy's predefined CodeDeployDefault.Lambda* configurations.

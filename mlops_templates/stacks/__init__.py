@@ -19,6 +19,7 @@ STACKS: dict[str, str] = {
     "workflow": "mlops_templates.stacks.workflow",
     "deploy-dev": "mlops_templates.stacks.deploy_dev",
     "deploy-prd": "mlops_templates.stacks.deploy_prd",
+    "ci-oidc": "mlops_templates.stacks.ci_oidc",
 }
 
 

@@ -205,6 +205,7 @@ def _known_values(env: Mapping[str, str]) -> dict[str, str]:
     bucket = values["ARTIFACT_BUCKET"]
     known[contract.DATA_CAPTURE_URI] = f"s3://{bucket}/{contract.DATA_CAPTURE_PREFIX}"
     known[contract.MONITORING_OUTPUT_URI] = f"s3://{bucket}/{contract.MONITORING_PREFIX}"
+    known[contract.GROUND_TRUTH_URI] = f"s3://{bucket}/{contract.GROUND_TRUTH_PREFIX}"
     email = env.get("NOTIFICATION_EMAIL", "").strip()
     if email and email != NO_EMAIL:
         known[contract.NOTIFICATION_EMAIL] = email

@@ -15,21 +15,36 @@ Two deployment mechanisms guard production:
   captured (:mod:`.hooks`); CodeDeploy rolls back on the alias, new-version or API 5XX
   alarms (:mod:`.api`).
 
-Model Monitor compares the captured requests with the training baseline on a schedule;
-the drift alarm ``<prefix>-<name>-prd-drift`` (whose state changes the pipeline's
-EventBridge rule matches to retrain) counts the features that drifted (:mod:`.monitoring`).
+A schedule checks the captured traffic against the training baseline (:mod:`.monitoring`:
+the project's own monitor job, or SageMaker Model Monitor where the account has it); the
+drift alarm ``<prefix>-<name>-prd-drift`` counts the features that drifted and the quality
+alarm ``<prefix>-<name>-prd-quality`` watches the error on uploaded ground truth (the
+pipeline's EventBridge rule matches both to retrain). Notification rules word every event
+for the topic (:mod:`.notices`); a dashboard shows traffic, errors, latency, drift, model
+quality and the last monitoring run (:mod:`.dashboard`).
 """
 
 from __future__ import annotations
+
+import json
 
 from troposphere import Output, Ref, Sub, Template
 
 from mlops_templates.config import Config
 from mlops_templates.stacks import functions
 from mlops_templates.stacks.deploy_prd import api as api_part
+from mlops_templates.stacks.deploy_prd import (
+    dashboard,
+    monitoring,
+    notices,
+    notifications,
+    serving,
+)
 from mlops_templates.stacks.deploy_prd import hooks as hooks_part
-from mlops_templates.stacks.deploy_prd import monitoring, notifications, serving
-from mlops_templates.stacks.deploy_prd.monitoring import SCHEDULE_PERIOD_SECONDS
+from mlops_templates.stacks.deploy_prd.monitoring import (
+    SCHEDULE_PERIOD_SECONDS,
+    Monitoring,
+)
 from mlops_templates.stacks.deploy_prd.names import (
     ALIAS,
     API,
@@ -42,6 +57,7 @@ from mlops_templates.stacks.deploy_prd.names import (
     BASELINE_STATISTICS_URI,
     CODEDEPLOY_ROLE,
     COMPONENT,
+    DASHBOARD,
     DATA_CAPTURE_URI,
     DRIFT_ALARM,
     ENDPOINT,
@@ -67,15 +83,25 @@ __all__ = [
     "DATA_CAPTURE_URI", "DRIFT_ALARM", "ENDPOINT", "MONITORING_OUTPUT_URI",
     "NOTIFICATION_EMAIL", "NOTIFICATION_TOPIC", "POST_TRAFFIC_HOOK", "PRE_TRAFFIC_HOOK",
     "PYTHON_RUNTIME", "SAMPLE_CSV", "SAM_CODEDEPLOY_APPLICATION", "SAM_DEPLOYMENT_GROUP",
-    "SAM_TRANSFORM", "SCHEDULE_PERIOD_SECONDS", "build",
+    "SAM_TRANSFORM", "SCHEDULE_PERIOD_SECONDS", "artifacts", "build",
 ]
+
+
+def artifacts(config: Config) -> dict[str, str]:
+    """``monitor.asl.json`` (builtin monitoring): the monitor state machine's definition
+    for ASL validators, placeholders left in."""
+    if config.monitoring.engine != "builtin":
+        return {}
+    from mlops_templates.stacks.deploy_prd import monitor_definition
+
+    return {"monitor.asl.json": json.dumps(monitor_definition.definition(config), indent=2) + "\n"}
 
 
 def _outputs(
     stack: Stack,
     topic: object,
     served: serving.Endpoint,
-    drift: object,
+    watched: Monitoring,
     api: api_part.Api,
 ) -> None:
     outputs = [
@@ -99,10 +125,31 @@ def _outputs(
         ),
         Output(
             "DriftAlarmName",
-            Description="CloudWatch alarm that fires when Model Monitor finds drift",
-            Value=Ref(drift),
+            Description="CloudWatch alarm that fires when the captured data drifts from the baseline",
+            Value=Ref(watched.drift_alarm),
+        ),
+        Output(
+            "DashboardName",
+            Description="CloudWatch dashboard of the endpoint and its monitoring",
+            Value=Ref(DASHBOARD),
         ),
     ]
+    if watched.quality_alarm is not None:
+        outputs.append(
+            Output(
+                "QualityAlarmName",
+                Description="CloudWatch alarm that fires when the error on ground truth breaches the threshold",
+                Value=Ref(watched.quality_alarm),
+            )
+        )
+    if watched.monitor is not None:
+        outputs.append(
+            Output(
+                "MonitorStateMachineArn",
+                Description="State machine of the monitoring runs (start it to check a window now)",
+                Value=Ref(watched.monitor.machine),
+            )
+        )
     if api.key is not None:
         outputs.append(
             Output(
@@ -122,12 +169,16 @@ def build(config: Config) -> Template:
     encrypted with ``KmsKeyArn``) and the ``AWS::SageMaker::Endpoint``
     ``<prefix>-<name>-prd`` with a blue/green ``DeploymentConfig`` and auto-rollback on
     two ``AWS::CloudWatch::Alarm`` (5XX errors, model latency);
-    ``AWS::ApplicationAutoScaling::ScalableTarget`` and ``ScalingPolicy``;
-    ``AWS::SageMaker::DataQualityJobDefinition`` and ``AWS::SageMaker::MonitoringSchedule``
-    ``<prefix>-<name>-prd-data-quality`` and the drift alarm ``<prefix>-<name>-prd-drift``;
-    the ``AWS::Serverless::Api`` and three ``AWS::Serverless::Function`` (API, PreTraffic
-    and PostTraffic hooks) with their IAM roles and encrypted log groups, CodeDeploy's
-    IAM role and three rollback alarms.
+    ``AWS::ApplicationAutoScaling::ScalableTarget`` and ``ScalingPolicy``; monitoring:
+    with the builtin engine the ``AWS::Scheduler::Schedule``, the monitor
+    ``AWS::StepFunctions::StateMachine`` and window ``AWS::Serverless::Function`` (with their
+    roles and log groups), the drift and model-quality ``AWS::CloudWatch::Alarm``; with
+    Model Monitor its ``AWS::SageMaker::DataQualityJobDefinition`` and
+    ``AWS::SageMaker::MonitoringSchedule`` and the drift alarm; the
+    ``AWS::Serverless::Api`` and three ``AWS::Serverless::Function`` (API, PreTraffic and
+    PostTraffic hooks) with their IAM roles and encrypted log groups, CodeDeploy's IAM role
+    and three rollback alarms; the notification ``AWS::Events::Rule`` resources and the topic's
+    ``AWS::SNS::TopicPolicy``; the ``AWS::CloudWatch::Dashboard``.
     """
     stack = Stack.new(
         config, COMPONENT, "SageMaker production endpoint with guardrails, drift monitoring and API"
@@ -136,17 +187,19 @@ def build(config: Config) -> Template:
     names = Names.of(config)
     inputs = parameters(stack)
     topic = notifications.topic(stack, inputs, names)
-    served = serving.endpoint(stack, inputs, topic, names)
+    served = serving.endpoint(stack, inputs, names)
     serving.autoscaling(stack, served)
-    monitoring.schedule(stack, inputs, served, names)
-    drift = monitoring.drift_alarm(stack, topic, names)
+    watched = monitoring.monitoring(stack, inputs, topic, served, names)
     hooks = hooks_part.hooks(stack, inputs, topic, served, names)
-    api = api_part.api(stack, inputs, topic, served, hooks, names)
-    _outputs(stack, topic, served, drift, api)
+    api = api_part.api(stack, inputs, served, hooks, names)
+    notices.notices(stack, topic, names, watched.drift_alarm, watched.quality_alarm)
+    dashboard.dashboard(stack, names, watched.alarms)
+    _outputs(stack, topic, served, watched, api)
     return stack.describe(
         "API Gateway (IAM or API key) -> Lambda alias (CodeDeploy canary with hooks) -> "
         "SageMaker endpoint (blue/green guardrails, auto scaling, data capture to S3) -> "
-        "Model Monitor schedule -> drift alarm -> SNS and the pipeline's retraining rule",
+        "scheduled monitor (drift, data and model quality) -> drift and quality alarms -> "
+        "readable notices on SNS and the pipeline's retraining rule",
         must=[
             "data at rest encrypted with customer-managed KMS keys",
             "the API is never reachable without authentication",

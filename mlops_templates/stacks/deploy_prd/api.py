@@ -14,7 +14,6 @@ from troposphere import (
     apigateway,
     cloudwatch,
     serverless,
-    sns,
 )
 from troposphere.apigateway import MethodSetting
 
@@ -44,24 +43,6 @@ API_ACCESS_LOG_FORMAT = (
     '"integrationError":"$context.integrationErrorMessage",'
     '"xrayTraceId":"$context.xrayTraceId"}'
 )
-DEPLOYMENT_EVENTS = [
-    "DeploymentStart",
-    "DeploymentSuccess",
-    "DeploymentFailure",
-    "DeploymentStop",
-    "DeploymentRollback",
-]
-
-
-class _DeploymentPreference(serverless.DeploymentPreference):
-    """SAM ``DeploymentPreference`` with ``TriggerConfigurations``, which troposphere lacks."""
-
-    props: ClassVar[PropsDictType] = {
-        **serverless.DeploymentPreference.props,
-        "TriggerConfigurations": (list, False),
-    }
-
-
 class _Api(serverless.Api):
     """SAM API that also tags what SAM generates for it (``PropagateTags``)."""
 
@@ -205,7 +186,7 @@ def usage_plan(stack: Stack, api: _Api, names: n.Names) -> apigateway.ApiKey:
     return key
 
 
-def rollback_alarms(stack: Stack, topic: sns.Topic, names: n.Names) -> list[cloudwatch.Alarm]:
+def rollback_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
     """The alarms CodeDeploy rolls the API function back on."""
 
     def errors(
@@ -213,7 +194,6 @@ def rollback_alarms(stack: Stack, topic: sns.Topic, names: n.Names) -> list[clou
     ) -> cloudwatch.Alarm:
         return rollback_alarm(
             logical_id,
-            topic,
             namespace,
             dims,
             AlarmDescription=description,
@@ -246,31 +226,23 @@ def rollback_alarms(stack: Stack, topic: sns.Topic, names: n.Names) -> list[clou
     ]
 
 
-def _deployment(
-    stack: Stack, topic: sns.Topic, hooks: Hooks, names: n.Names
-) -> _DeploymentPreference:
-    """CodeDeploy's gradual shift of the alias, guarded by the hooks and the alarms."""
-    return _DeploymentPreference(
+def _deployment(stack: Stack, hooks: Hooks, names: n.Names) -> serverless.DeploymentPreference:
+    """CodeDeploy's gradual shift of the alias, guarded by the hooks and the alarms. Its
+    outcome reaches the topic as a readable message through the API deployment notice rule
+    (:mod:`.notices`), not as CodeDeploy's trigger JSON."""
+    return serverless.DeploymentPreference(
         Type=stack.config.api.deployment_preference,
-        Alarms=[Ref(alarm) for alarm in rollback_alarms(stack, topic, names)],
+        Alarms=[Ref(alarm) for alarm in rollback_alarms(stack, names)],
         Hooks=serverless.Hooks(
             PreTraffic=Ref(hooks.pre_traffic), PostTraffic=Ref(hooks.post_traffic)
         ),
         Role=GetAtt(hooks.codedeploy_role, "Arn"),
-        TriggerConfigurations=[
-            {
-                "TriggerName": "deployment-events",
-                "TriggerTargetArn": Ref(topic),
-                "TriggerEvents": DEPLOYMENT_EVENTS,
-            }
-        ],
     )
 
 
 def api(
     stack: Stack,
     inputs: Inputs,
-    topic: sns.Topic,
     served: Endpoint,
     hooks: Hooks,
     names: n.Names,
@@ -278,7 +250,7 @@ def api(
     """The API, its optional key, and the function behind it."""
     resource = rest_api(stack, inputs, names)
     key = usage_plan(stack, resource, names) if stack.config.api.auth == "api_key" else None
-    deployment = _deployment(stack, topic, hooks, names)
+    deployment = _deployment(stack, hooks, names)
     logs = log_group(stack, inputs, f"{n.API_FUNCTION}LogGroup", "Logs of the API function")
     role = function_role(
         stack,

@@ -233,8 +233,9 @@ def post_traffic_hook(
     )
 
 
-def codedeploy_role(stack: Stack, inputs: Inputs, topic: sns.Topic, names: n.Names) -> iam.Role:
-    """CodeDeploy's service role, in place of SAM's AWSCodeDeployRoleForLambda."""
+def codedeploy_role(stack: Stack, names: n.Names) -> iam.Role:
+    """CodeDeploy's service role, in place of SAM's AWSCodeDeployRoleForLambda. (It sends
+    no notifications: the API deployment notice rule words them.)"""
     policy = iam_policy.inline_policy(
         "lambda-deployment",
         iam_policy.allow(
@@ -254,12 +255,6 @@ def codedeploy_role(stack: Stack, inputs: Inputs, topic: sns.Topic, names: n.Nam
         # DescribeAlarms has no resource-level permissions (it is a listing action): it
         # needs Resource "*". Read-only.
         iam_policy.allow([cloudwatch_actions.DescribeAlarms], "*", sid="ReadRollbackAlarms"),
-        iam_policy.allow([sns_actions.Publish], Ref(topic), sid="NotifyDeploymentEvents"),
-        iam_policy.allow(
-            [kms_actions.GenerateDataKey, kms_actions.Decrypt],
-            inputs.kms_key_arn,
-            sid="EncryptNotifications",
-        ),
     )
     return stack.add(
         iam.Role(
@@ -269,8 +264,8 @@ def codedeploy_role(stack: Stack, inputs: Inputs, topic: sns.Topic, names: n.Nam
             Policies=[policy],
             Tags=stack.tags(),
         ),
-        "CodeDeploy shifts the API alias, runs the two hooks and notifies the topic; "
-        "scoped to this stack instead of the AWSCodeDeployRoleForLambda managed policy",
+        "CodeDeploy shifts the API alias and runs the two hooks; scoped to this stack "
+        "instead of the AWSCodeDeployRoleForLambda managed policy",
     )
 
 
@@ -281,5 +276,5 @@ def hooks(
     return Hooks(
         pre_traffic=pre_traffic_hook(stack, inputs, topic, served, names),
         post_traffic=post_traffic_hook(stack, inputs, topic, served, names),
-        codedeploy_role=codedeploy_role(stack, inputs, topic, names),
+        codedeploy_role=codedeploy_role(stack, names),
     )

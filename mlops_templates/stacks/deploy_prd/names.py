@@ -17,6 +17,7 @@ DATA_CAPTURE_URI = contract.DATA_CAPTURE_URI
 BASELINE_STATISTICS_URI = contract.BASELINE_STATISTICS_URI
 BASELINE_CONSTRAINTS_URI = contract.BASELINE_CONSTRAINTS_URI
 MONITORING_OUTPUT_URI = contract.MONITORING_OUTPUT_URI
+GROUND_TRUTH_URI = contract.GROUND_TRUTH_URI
 NOTIFICATION_EMAIL = contract.NOTIFICATION_EMAIL
 HAS_NOTIFICATION_EMAIL = "HasNotificationEmail"
 
@@ -33,6 +34,19 @@ SCALING_POLICY = "EndpointScalingPolicy"
 DATA_QUALITY_JOB = "DataQualityJobDefinition"
 MONITORING_SCHEDULE = "DataQualitySchedule"
 DRIFT_ALARM = "DriftAlarm"
+QUALITY_ALARM = "ModelQualityAlarm"
+MONITOR_STATE_MACHINE = "MonitorStateMachine"
+MONITOR_LOG_GROUP = "MonitorStateMachineLogGroup"
+MONITOR_STATES_ROLE = "MonitorStateMachineRole"
+MONITOR_SCHEDULE = "MonitorSchedule"
+MONITOR_SCHEDULER_ROLE = "MonitorScheduleRole"
+MONITOR_WINDOW = "MonitorWindowFunction"
+DASHBOARD = "MonitoringDashboard"
+NOTIFICATION_TOPIC_POLICY = "NotificationTopicPolicy"
+DRIFT_NOTICE = "DriftNoticeRule"
+QUALITY_NOTICE = "QualityNoticeRule"
+ROLLBACK_NOTICE = "RollbackNoticeRule"
+API_DEPLOYMENT_NOTICE = "ApiDeploymentNoticeRule"
 API = "Api"
 API_ACCESS_LOGS = "ApiAccessLogGroup"
 API_FUNCTION = "ApiFunction"
@@ -59,6 +73,10 @@ POST_TRAFFIC_MAX_WAIT_SECONDS = 480
 POST_TRAFFIC_TIMEOUT_SECONDS = 600
 
 
+#: The notification rules, by the kind of event they turn into a message.
+NOTICE_KINDS = ("drift", "quality", "rollback", "api")
+
+
 @dataclass(frozen=True)
 class Names:
     """The physical names of the stack's resources, each checked by :mod:`naming`.
@@ -69,12 +87,20 @@ class Names:
     endpoint: str
     schedule: str
     drift_alarm: str
+    quality_alarm: str
     topic: str
     api: str
     pre_hook: str
     post_hook: str
     api_role: str
     codedeploy_role: str
+    monitor: str
+    monitor_schedule: str
+    monitor_window: str
+    monitor_states_role: str
+    monitor_scheduler_role: str
+    dashboard: str
+    notices: dict[str, str]
 
     @classmethod
     def of(cls, config: Config) -> Names:
@@ -91,4 +117,12 @@ class Names:
             post_hook=name("prd-post-traffic"),
             api_role=name("prd-api"),
             codedeploy_role=name("prd-codedeploy"),
+            quality_alarm=name("prd-quality"),
+            monitor=name("prd-monitor"),
+            monitor_schedule=name("prd-monitor-schedule"),
+            monitor_window=name("prd-monitor-window"),
+            monitor_states_role=name("prd-monitor-states"),
+            monitor_scheduler_role=name("prd-monitor-scheduler"),
+            dashboard=name("prd-dashboard"),
+            notices={kind: name(f"prd-notice-{kind}") for kind in NOTICE_KINDS},
         )

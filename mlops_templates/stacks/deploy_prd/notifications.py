@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from troposphere import Ref, cloudwatch, sns
+from troposphere import cloudwatch, sns
 
 from mlops_templates import naming
 from mlops_templates.stacks import common
@@ -20,12 +20,12 @@ def topic(stack: Stack, inputs: Inputs, names: n.Names) -> sns.Topic:
             n.NOTIFICATION_TOPIC,
             TopicName=names.topic,
             DisplayName=f"{naming.base(stack.config)} production",
-            # The project key: its policy lets CloudWatch alarms, EventBridge and
-            # CloudWatch Logs use it (the pipeline stack's KmsKey).
+            # The project key: its policy lets EventBridge and CloudWatch Logs use it
+            # (the pipeline stack's KmsKey).
             KmsMasterKeyId=inputs.kms_key_arn,
             Tags=stack.tags(),
         ),
-        "Notifications of endpoint, API and drift alarms and of API deployments",
+        "Notifications of the endpoint's and API's alarms and deployments and of monitoring",
     )
     stack.add(
         common.email_subscription(
@@ -37,9 +37,10 @@ def topic(stack: Stack, inputs: Inputs, names: n.Names) -> sns.Topic:
 
 
 def rollback_alarm(
-    logical_id: str, topic: sns.Topic, namespace: str, dimensions: dict[str, Any], **props: Any
+    logical_id: str, namespace: str, dimensions: dict[str, Any], **props: Any
 ) -> cloudwatch.Alarm:
-    """An alarm a deployment rolls back on: one-minute periods, notifying the topic."""
+    """An alarm a deployment rolls back on: one-minute periods. It has no actions: the
+    rollback notice rule (:mod:`.notices`) turns its firing into a readable message."""
     return cloudwatch.Alarm(
         logical_id,
         Namespace=namespace,
@@ -50,6 +51,5 @@ def rollback_alarm(
         ComparisonOperator="GreaterThanOrEqualToThreshold",
         # No requests means no datapoints: nothing to roll back for.
         TreatMissingData="notBreaching",
-        AlarmActions=[Ref(topic)],
         **props,
     )

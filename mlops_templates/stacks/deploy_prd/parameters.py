@@ -22,6 +22,8 @@ class Inputs:
     constraints_uri: Parameter
     monitoring_uri: Parameter
     email: Parameter
+    #: Where ground truth is uploaded (the builtin monitor only).
+    ground_truth_uri: Parameter | None = None
 
     @property
     def kms_key_arn(self) -> Any:
@@ -32,11 +34,29 @@ class Inputs:
     def execution_role_arn(self) -> Any:
         return Ref(self.model[endpoint.EXECUTION_ROLE_ARN])
 
+    @property
+    def image_uri(self) -> Any:
+        """The serving image, which also runs the monitor job."""
+        return Ref(self.model[endpoint.IMAGE_URI])
+
 
 def parameters(stack: Stack) -> Inputs:
-    """The model's Parameters, the S3 locations of capture, baseline and reports, and the
-    optional notification e-mail."""
+    """The model's Parameters, the S3 locations of capture, baseline, reports and ground
+    truth, and the optional notification e-mail."""
     t = stack.template
+    builtin = stack.config.monitoring.engine == "builtin"
+    ground_truth = (
+        endpoint.s3_uri_parameter(
+            t,
+            n.GROUND_TRUTH_URI,
+            "S3 prefix ground truth is uploaded under (s3://bucket/prefix; yyyy/mm/dd/hh/ below it)",
+        )
+        if builtin
+        else None
+    )
+    statistics = "statistics.json of the monitoring baseline" if builtin else "Model Monitor baseline statistics.json"
+    constraints = "constraints.json of the monitoring baseline" if builtin else "Model Monitor baseline constraints.json"
+    reports = "monitoring reports" if builtin else "Model Monitor reports"
     return Inputs(
         model=endpoint.add_model_parameters(t),
         capture_uri=endpoint.s3_uri_parameter(
@@ -45,15 +65,13 @@ def parameters(stack: Stack) -> Inputs:
             "S3 prefix SageMaker writes captured requests and responses to (s3://bucket/prefix)",
         ),
         statistics_uri=endpoint.s3_object_uri_parameter(
-            t, n.BASELINE_STATISTICS_URI, "S3 URI of the baseline statistics.json (workflow output)"
+            t, n.BASELINE_STATISTICS_URI, f"S3 URI of the {statistics} (workflow output)"
         ),
         constraints_uri=endpoint.s3_object_uri_parameter(
-            t,
-            n.BASELINE_CONSTRAINTS_URI,
-            "S3 URI of the baseline constraints.json (workflow output)",
+            t, n.BASELINE_CONSTRAINTS_URI, f"S3 URI of the {constraints} (workflow output)"
         ),
         monitoring_uri=endpoint.s3_uri_parameter(
-            t, n.MONITORING_OUTPUT_URI, "S3 prefix for Model Monitor reports (s3://bucket/prefix)"
+            t, n.MONITORING_OUTPUT_URI, f"S3 prefix for {reports} (s3://bucket/prefix)"
         ),
         email=common.optional_email(
             t,
@@ -62,4 +80,5 @@ def parameters(stack: Stack) -> Inputs:
             "Optional e-mail address subscribed to the stack's notifications "
             "(alarms, deployments), or 'none'",
         ),
+        ground_truth_uri=ground_truth,
     )

@@ -13,7 +13,6 @@ from troposphere import (
     applicationautoscaling,
     cloudwatch,
     sagemaker,
-    sns,
 )
 
 from mlops_templates.stacks import endpoint as shared
@@ -79,14 +78,13 @@ def endpoint_config(stack: Stack, inputs: Inputs) -> sagemaker.EndpointConfig:
     )
 
 
-def guardrail_alarms(stack: Stack, topic: sns.Topic, names: n.Names) -> list[cloudwatch.Alarm]:
+def guardrail_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
     """The 5XX and model-latency alarms SageMaker rolls an endpoint update back on."""
     prd = stack.config.endpoints.prd
     dimensions = {"EndpointName": names.endpoint, "VariantName": shared.VARIANT_NAME}
     why = "Guardrail: SageMaker rolls the endpoint back while this alarm is in ALARM"
     errors = rollback_alarm(
         n.ENDPOINT_5XX_ALARM,
-        topic,
         "AWS/SageMaker",
         dimensions,
         AlarmDescription="Production endpoint returns 5XX errors (rolls a deployment back)",
@@ -97,7 +95,6 @@ def guardrail_alarms(stack: Stack, topic: sns.Topic, names: n.Names) -> list[clo
     )
     latency = rollback_alarm(
         n.ENDPOINT_LATENCY_ALARM,
-        topic,
         "AWS/SageMaker",
         dimensions,
         AlarmDescription=(
@@ -129,10 +126,10 @@ def _traffic_routing(stack: Stack) -> sagemaker.TrafficRoutingConfig:
     return routing
 
 
-def endpoint(stack: Stack, inputs: Inputs, topic: sns.Topic, names: n.Names) -> Endpoint:
+def endpoint(stack: Stack, inputs: Inputs, names: n.Names) -> Endpoint:
     """The endpoint, updated blue/green and rolled back by its guardrail alarms."""
     config = endpoint_config(stack, inputs)
-    alarms = guardrail_alarms(stack, topic, names)
+    alarms = guardrail_alarms(stack, names)
     policy = stack.config.endpoints.prd.deployment
     resource = stack.add(
         sagemaker.Endpoint(

@@ -21,6 +21,12 @@ as Studio passes them). It creates:
 - a custom resource that deletes the per-run stacks when the project is deleted;
 - optionally a private VPC with the endpoints SageMaker needs (``network.create_vpc``).
 
+With ``pipeline.orchestrator`` ``github`` or ``gitlab`` the CodeBuild projects, the
+CodePipeline, its EventBridge rules and the CodeBuild, CodePipeline and EventBridge roles
+are left out: a GitHub Actions workflow or GitLab CI pipeline does their work with the role
+of the ``ci-oidc`` stack (:mod:`mlops_templates.stacks.ci_oidc`), which names this stack's
+resources by their physical names.
+
 One module per concern: :mod:`.parameters`, :mod:`.storage`, :mod:`.roles` (with
 :mod:`.policies` and :mod:`.deploy_role`), :mod:`.builds`, :mod:`.stages`,
 :mod:`.rules`, :mod:`.teardown`, :mod:`.network`; :mod:`.names` holds the names they
@@ -143,15 +149,21 @@ def build(config: Config) -> Template:
     inputs = parameters.create(stack)
     key = storage.key(stack)
     store = storage.create(stack, key, inputs.email)
-    build_logs = builds.log_group(stack, key)
+    # GitHub Actions or GitLab CI orchestrating (the ci-oidc stack's role): no CodeBuild,
+    # CodePipeline or rules that start it; the stores, service roles, deploy role and
+    # teardown are the same.
+    orchestrated = config.pipeline.orchestrator == "codepipeline"
+    build_logs = builds.log_group(stack, key) if orchestrated else None
     vpc = network.create(stack, key) if config.network.create_vpc else None
     service_roles = roles.create(stack, store, build_logs, inputs.connection_arn)
-    projects = builds.create(stack, store, service_roles, build_logs, vpc)
-    pipeline = stages.create(stack, store, service_roles, projects, inputs.connection_arn)
-    rules.create(stack, store, service_roles)
+    pipeline = None
+    if build_logs is not None:
+        projects = builds.create(stack, store, service_roles, build_logs, vpc)
+        pipeline = stages.create(stack, store, service_roles, projects, inputs.connection_arn)
+        rules.create(stack, store, service_roles)
     teardown.create(stack, key, service_roles.deploy)
     _outputs(stack, store, service_roles, pipeline, vpc)
-    _describe(stack.template)
+    _describe(stack.template, config.pipeline.orchestrator)
     return stack.template
 
 
@@ -159,11 +171,10 @@ def _outputs(
     stack: Stack,
     store: Storage,
     service_roles: Roles,
-    pipeline: codepipeline.Pipeline,
+    pipeline: codepipeline.Pipeline | None,
     vpc: network.Network | None,
 ) -> None:
     outputs: dict[str, tuple[str, Any]] = {
-        "PipelineName": ("Name of the CodePipeline", Ref(pipeline)),
         "ArtifactBucketName": ("Bucket of pipeline artifacts and run results", Ref(store.artifact)),
         "DataBucketName": (
             f"Bucket of training data (uploads under {stack.config.pipeline.data_prefix} start a run)",
@@ -172,13 +183,18 @@ def _outputs(
         "KmsKeyArn": ("ARN of the project's KMS key", GetAtt(store.key, "Arn")),
         "NotificationTopicArn": ("ARN of the approval and failure topic", Ref(store.topic)),
         "ImageRepositoryUri": ("URI of the project's ECR repository", GetAtt(store.repository, "RepositoryUri")),
-        "CodePipelineRoleArn": ("ARN of the CodePipeline role", GetAtt(service_roles.pipeline, "Arn")),
-        "CodeBuildRoleArn": ("ARN of the CodeBuild role", GetAtt(service_roles.codebuild, "Arn")),
         "CloudFormationRoleArn": ("ARN of the per-run stacks' deploy role", GetAtt(service_roles.deploy.role, "Arn")),
         "SageMakerRoleArn": ("ARN of the SageMaker execution role", GetAtt(service_roles.sagemaker, "Arn")),
         "StatesRoleArn": ("ARN of the Step Functions role", GetAtt(service_roles.states, "Arn")),
-        "EventsRoleArn": ("ARN of the EventBridge role", GetAtt(service_roles.events, "Arn")),
     }
+    if pipeline is not None:
+        outputs = {
+            "PipelineName": ("Name of the CodePipeline", Ref(pipeline)),
+            **outputs,
+            "CodePipelineRoleArn": ("ARN of the CodePipeline role", GetAtt(service_roles.pipeline, "Arn")),
+            "CodeBuildRoleArn": ("ARN of the CodeBuild role", GetAtt(service_roles.codebuild, "Arn")),
+            "EventsRoleArn": ("ARN of the EventBridge role", GetAtt(service_roles.events, "Arn")),
+        }
     if vpc is not None:
         outputs["VpcId"] = ("ID of the project's private VPC", vpc.vpc_id)
         outputs["SubnetIds"] = ("Private subnets of the project's VPC", network.subnet_list(vpc))
@@ -187,7 +203,30 @@ def _outputs(
         stack.template.add_output(Output(name, Description=description, Value=value))
 
 
-def _describe(template: Template) -> None:
+#: The stack's architecture note, per orchestrator.
+ARCHITECTURE = {
+    "codepipeline": (
+        "Per-project MLOps pipeline: a push or a data upload runs CodePipeline, which "
+        "builds the image and per-run templates in CodeBuild, trains with the Step "
+        "Functions workflow stack, deploys the dev endpoint, waits for approval and "
+        "canary-deploys production"
+    ),
+    "github": (
+        "Per-project MLOps resources a GitHub Actions workflow drives with the ci-oidc "
+        "stack's role: it builds the image and per-run templates, trains with the Step "
+        "Functions workflow stack, deploys the dev endpoint, waits for the production "
+        "environment's reviewers and canary-deploys production"
+    ),
+    "gitlab": (
+        "Per-project MLOps resources a GitLab CI pipeline drives with the ci-oidc stack's "
+        "role: it builds the image and per-run templates, trains with the Step Functions "
+        "workflow stack, deploys the dev endpoint, waits for the manual production job and "
+        "canary-deploys production"
+    ),
+}
+
+
+def _describe(template: Template, orchestrator: str) -> None:
     """Say why each resource exists, and what the whole stack is."""
     for logical_id, resource in template.resources.items():
         why = WHY.get(logical_id)
@@ -196,10 +235,7 @@ def _describe(template: Template) -> None:
         describe(resource, why)
     describe_template(
         template,
-        "Per-project MLOps pipeline: a push or a data upload runs CodePipeline, which "
-        "builds the image and per-run templates in CodeBuild, trains with the Step "
-        "Functions workflow stack, deploys the dev endpoint, waits for approval and "
-        "canary-deploys production",
+        ARCHITECTURE[orchestrator],
         must=[
             (
                 "Physical names start with the prefix and SageMakerProjectName; the per-run "

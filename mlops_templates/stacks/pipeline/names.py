@@ -97,3 +97,22 @@ class ProjectNames:
         checks every component and bucket name (``naming.check_lengths``).
         """
         max_project_name_length(self.prefix)
+
+
+@dataclass(frozen=True)
+class DeployedNames(ProjectNames):
+    """The names of the pipeline stack deployed as project ``project`` (``make deploy``
+    passes ``project.name`` as ``SageMakerProjectName``), as literal text: how another
+    stack (``ci-oidc``) names the pipeline's resources without its Parameter."""
+
+    project: str = ""
+
+    @classmethod
+    def of(cls, config: config_mod.Config) -> DeployedNames:
+        names = cls(config.project.prefix, config.project.name)
+        names.check()
+        return names
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}-{self.project}"

@@ -49,7 +49,7 @@ def create(stack: Stack) -> Inputs:
         t, NOTIFICATION_EMAIL, HAS_EMAIL, "E-mail address for approvals and failures, or 'none'"
     )
     groups = [{"Label": {"default": "SageMaker project"}, "Parameters": [PROJECT_NAME, PROJECT_ID]}]
-    if source.provider == "codeconnections" and source.connection_arn is None:
+    if _connection_arn(stack.config) is not None and source.connection_arn is None:
         t.add_parameter(
             Parameter(
                 CONNECTION_ARN,
@@ -115,6 +115,7 @@ def _project_parameters(t: Template, prefix: str) -> None:
 
 def _connection_arn(config: Config) -> Any | None:
     source = config.pipeline.source
-    if source.provider != "codeconnections":
+    # A CI orchestrator checks out the code itself: no source action, no connection.
+    if source.provider != "codeconnections" or config.pipeline.orchestrator != "codepipeline":
         return None
     return source.connection_arn or Ref(CONNECTION_ARN)

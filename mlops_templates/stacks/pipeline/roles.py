@@ -58,27 +58,38 @@ WHY: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Roles:
-    """The service roles, and the project resources they are scoped to."""
+    """The service roles, and the project resources they are scoped to.
+
+    ``codebuild``, ``pipeline`` and ``events`` exist only when CodePipeline orchestrates
+    (``pipeline.orchestrator: codepipeline``); a CI orchestrator assumes the ``ci-oidc``
+    stack's role instead.
+    """
 
     resources: PipelineResources
     sagemaker: iam.Role
     states: iam.Role
     deploy: deploy_role.DeployRole
-    codebuild: iam.Role
-    pipeline: iam.Role
-    events: iam.Role
+    codebuild: iam.Role | None = None
+    pipeline: iam.Role | None = None
+    events: iam.Role | None = None
 
 
 def create(
-    stack: Stack, store: Storage, build_log_group: log_resources.LogGroup, connection_arn: Any | None
+    stack: Stack,
+    store: Storage,
+    build_log_group: log_resources.LogGroup | None,
+    connection_arn: Any | None,
 ) -> Roles:
-    """Add one role per service, each scoped to the project's resources."""
+    """Add one role per service, each scoped to the project's resources (the CodeBuild,
+    CodePipeline and EventBridge roles only with a build log group: CodePipeline runs)."""
     net = stack.config.network
     res = _resources(stack, store, build_log_group, connection_arn)
     tags = stack.tags("pipeline")
     sagemaker = stack.add(sagemaker_role(SAGEMAKER_ROLE, replace(res, in_vpc=net.enabled), tags))
     states_ = stack.add(states_role(STATES_ROLE, res, GetAtt(sagemaker, "Arn"), tags))
     deploy = deploy_role.create(stack, replace(res, in_vpc=net.enabled), tags)
+    if build_log_group is None:
+        return Roles(res, sagemaker, states_, deploy)
     # The Build project runs only in a VPC the config names: a created VPC has no internet
     # access, and the build needs PyPI and Docker Hub.
     codebuild = stack.add(codebuild_role(CODEBUILD_ROLE, replace(res, in_vpc=bool(net.vpc_id)), tags))
@@ -88,7 +99,10 @@ def create(
 
 
 def _resources(
-    stack: Stack, store: Storage, build_log_group: log_resources.LogGroup, connection_arn: Any | None
+    stack: Stack,
+    store: Storage,
+    build_log_group: log_resources.LogGroup | None,
+    connection_arn: Any | None,
 ) -> PipelineResources:
     cfg, names = stack.config, stack.names
     source = cfg.pipeline.source
@@ -100,7 +114,7 @@ def _resources(
         data_prefix=cfg.pipeline.data_prefix,
         topic_arn=Ref(store.topic),
         repository_arn=GetAtt(store.repository, "Arn"),
-        log_group_arn=GetAtt(build_log_group, "Arn"),
+        log_group_arn=None if build_log_group is None else GetAtt(build_log_group, "Arn"),
         build_project_arns=[
             common.arn("codebuild", f"project/{names.text(p)}") for p in ("build", "train-output")
         ],
@@ -128,6 +142,24 @@ def codepipeline_role(
         iamdoc.allow(
             [cb.StartBuild, cb.BatchGetBuilds], res.build_project_arns, sid="RunBuilds"
         ),
+        *deploy_run_stacks(res),
+        # ValidateTemplate supports no resource-level permissions.
+        iamdoc.allow([cfn.ValidateTemplate], "*", sid="ValidateTemplates"),
+        iamdoc.pass_role(cloudformation_role_arn, "cloudformation.amazonaws.com", sid="PassDeployRole"),
+        *run_training(res),
+        iamdoc.allow([sns.Publish], res.topic_arn, sid="ApprovalNotifications"),
+        *_source_statements(res),
+    ]
+    return service_role(
+        logical_id, names, "codepipeline", "codepipeline.amazonaws.com", statements, tags,
+        "CodePipeline service role of the project's pipeline",
+    )
+
+
+def deploy_run_stacks(res: PipelineResources) -> list[Any]:
+    """Deploy the per-run stacks with change sets (the role passed to CloudFormation does
+    the work): what CodePipeline's deploy actions and the CI role's deploy step call."""
+    return [
         iamdoc.allow(
             [
                 cfn.CreateStack,
@@ -156,9 +188,12 @@ def codepipeline_role(
             common.arn("cloudformation", "transform/Serverless-2016-10-31", account="aws"),
             sid="UseSamTransform",
         ),
-        # ValidateTemplate supports no resource-level permissions.
-        iamdoc.allow([cfn.ValidateTemplate], "*", sid="ValidateTemplates"),
-        iamdoc.pass_role(cloudformation_role_arn, "cloudformation.amazonaws.com", sid="PassDeployRole"),
+    ]
+
+
+def run_training(res: PipelineResources) -> list[Any]:
+    """Start the training state machine and follow (or stop) its executions."""
+    return [
         iamdoc.allow(
             [states.StartExecution, states.DescribeStateMachine],
             res.state_machine_arn,
@@ -167,16 +202,43 @@ def codepipeline_role(
         # Execution names are generated per run.
         iamdoc.allow(
             [states.DescribeExecution, states.StopExecution],
-            common.arn("states", f"execution:{names.text('training')}:*"),
+            common.arn("states", f"execution:{res.names.text('training')}:*"),
             sid="WatchTraining",
         ),
-        iamdoc.allow([sns.Publish], res.topic_arn, sid="ApprovalNotifications"),
-        *_source_statements(res),
     ]
-    return service_role(
-        logical_id, names, "codepipeline", "codepipeline.amazonaws.com", statements, tags,
-        "CodePipeline service role of the project's pipeline",
+
+
+def find_training_data(res: PipelineResources) -> Any:
+    """List the data prefix: a run on ``latest`` trains on its newest object."""
+    return iamdoc.allow(
+        [s3.ListBucket],
+        res.data_bucket_arn,
+        conditions=Condition(StringLike("s3:prefix", f"{res.data_prefix}*")),
+        sid="FindTrainingData",
     )
+
+
+def push_image(res: PipelineResources) -> list[Any]:
+    """Log in to the registry and push the run's image (DescribeImages: a retried run
+    finds the image an earlier attempt pushed; tags are immutable)."""
+    return [
+        # GetAuthorizationToken supports no resource-level permissions.
+        iamdoc.allow([ecr.GetAuthorizationToken], "*", sid="RegistryLogin"),
+        iamdoc.allow(
+            [
+                ecr.BatchCheckLayerAvailability,
+                ecr.BatchGetImage,
+                ecr.GetDownloadUrlForLayer,
+                ecr.DescribeImages,
+                ecr.InitiateLayerUpload,
+                ecr.UploadLayerPart,
+                ecr.CompleteLayerUpload,
+                ecr.PutImage,
+            ],
+            res.repository_arn,
+            sid="PushImage",
+        ),
+    ]
 
 
 def _source_statements(res: PipelineResources) -> list[Any]:
@@ -226,32 +288,12 @@ def codebuild_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.R
         iamdoc.allow(
             [s3.GetBucketAcl, s3.GetBucketLocation], res.artifact_bucket_arn, sid="ArtifactBucket"
         ),
-        iamdoc.allow(
-            [s3.ListBucket],
-            res.data_bucket_arn,
-            conditions=Condition(StringLike("s3:prefix", f"{res.data_prefix}*")),
-            sid="FindTrainingData",
-        ),
+        find_training_data(res),
         iamdoc.allow(
             [s3.GetObject], objects(res.data_bucket_arn, res.data_prefix), sid="ReadTrainingData"
         ),
         key_use(res),
-        # GetAuthorizationToken supports no resource-level permissions.
-        iamdoc.allow([ecr.GetAuthorizationToken], "*", sid="RegistryLogin"),
-        iamdoc.allow(
-            [
-                ecr.BatchCheckLayerAvailability,
-                ecr.BatchGetImage,
-                ecr.GetDownloadUrlForLayer,
-                ecr.DescribeImages,
-                ecr.InitiateLayerUpload,
-                ecr.UploadLayerPart,
-                ecr.CompleteLayerUpload,
-                ecr.PutImage,
-            ],
-            res.repository_arn,
-            sid="PushImage",
-        ),
+        *push_image(res),
     ]
     if res.in_vpc:
         statements += vpc_network_interfaces(res, "codebuild.amazonaws.com")

@@ -1,7 +1,9 @@
 """EventBridge rules of the pipeline stack.
 
-New training data, the retraining schedule, the production drift alarm and (with a
-CodeCommit source) pushes start the pipeline; a failed run notifies the topic.
+New training data, the retraining schedule, the production drift and model-quality alarms
+(``pipeline.retrain_on``) and (with a CodeCommit source) pushes start the pipeline; a run
+that starts, fails or deploys production notifies the topic in words
+(:mod:`mlops_templates.notifications`).
 """
 
 from __future__ import annotations
@@ -10,24 +12,41 @@ from typing import Any
 
 from troposphere import GetAtt, Ref, Sub, events, sns
 
+from mlops_templates import notifications
 from mlops_templates.stacks import common
 from mlops_templates.stacks.pipeline.roles import Roles
 from mlops_templates.stacks.pipeline.stack import Stack
-from mlops_templates.stacks.pipeline.storage import Storage
+from mlops_templates.stacks.pipeline.storage import NOTICE_RULE_COMPONENTS, Storage
 
 SOURCE_RULE = "SourcePushRule"
 DATA_RULE = "DataUploadRule"
 SCHEDULE_RULE = "RetrainScheduleRule"
 DRIFT_RULE = "RetrainOnDriftRule"
 FAILURE_RULE = "PipelineFailedRule"
+STARTED_RULE = "RunStartedRule"
+DEPLOYED_RULE = "ProductionDeployedRule"
+#: The production alarm of each ``pipeline.retrain_on`` entry (deploy-prd names them).
+RETRAIN_ALARMS = {"drift": "prd-drift", "quality": "prd-quality"}
+#: Notification rule -> (its name's component, its event in ``notifications.EVENTS``); the
+#: topic's policy lets the rules of these names publish.
+NOTICE_RULES = dict(
+    zip(
+        (FAILURE_RULE, STARTED_RULE, DEPLOYED_RULE),
+        zip(NOTICE_RULE_COMPONENTS, ("run_failed", "run_started", "deployed")),
+    )
+)
+#: The production deploy stage (``stages.py``); its success is "deployed".
+DEPLOY_PRD_STAGE = "DeployPrd"
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
     SOURCE_RULE: "Starts the pipeline on pushes to the CodeCommit branch",
     DATA_RULE: "Starts the pipeline when training data is uploaded",
     SCHEDULE_RULE: "Retrains on a schedule",
-    DRIFT_RULE: "Retrains when the production drift alarm fires",
+    DRIFT_RULE: "Retrains when a production alarm of pipeline.retrain_on fires",
     FAILURE_RULE: "Notifies the topic when a pipeline run fails",
+    STARTED_RULE: "Notifies the topic when a pipeline run starts",
+    DEPLOYED_RULE: "Notifies the topic when a run deploys production",
 }
 
 
@@ -79,21 +98,25 @@ def create(stack: Stack, store: Storage, roles: Roles) -> None:
         state="ENABLED" if cfg.retrain_schedule_enabled else "DISABLED",
         ScheduleExpression=cfg.retrain_schedule,
     )
-    if cfg.retrain_on_drift:
+    # Model Monitor's engine has no model-quality alarm (deploy-prd's monitoring.py).
+    kinds = [k for k in cfg.retrain_on if k == "drift" or stack.config.monitoring.engine == "builtin"]
+    if kinds:
+        # Matched by name: the alarms live in the deploy-prd stack of every run.
+        alarms = [common.arn("cloudwatch", f"alarm:{names.text(RETRAIN_ALARMS[kind])}") for kind in kinds]
         _starts_pipeline(
             stack,
             start,
             DRIFT_RULE,
-            "retrain-on-drift",
-            f"Retrains {names.base} when its production data drifts",
+            "retrain-on-alarm",
+            f"Retrains {names.base} when its production {' or '.join(kinds)} alarm fires",
             EventPattern={
                 "source": ["aws.cloudwatch"],
                 "detail-type": ["CloudWatch Alarm State Change"],
-                "resources": [common.arn("cloudwatch", f"alarm:{names.text('prd-drift')}")],
+                "resources": alarms,
                 "detail": {"state": {"value": ["ALARM"]}},
             },
         )
-    _failure_rule(stack, store.topic)
+    _notice_rules(stack, store.topic)
 
 
 def _starts_pipeline(
@@ -118,38 +141,41 @@ def _starts_pipeline(
     )
 
 
-def _failure_rule(stack: Stack, topic: sns.Topic) -> None:
-    """Tell the topic's subscribers which run failed, with a link to its console page."""
+def _notice_rules(stack: Stack, topic: sns.Topic) -> None:
+    """Tell the topic's subscribers, in words, that a run started, failed or deployed
+    production (a failure with a link to its console page)."""
     names = stack.names
-    stack.add(
-        events.Rule(
-            FAILURE_RULE,
-            Name=names.name("pipeline-failed"),
-            Description=Sub(f"Notifies the topic when a run of {names.base} fails"),
-            EventPattern={
-                "source": ["aws.codepipeline"],
-                "detail-type": ["CodePipeline Pipeline Execution State Change"],
-                "detail": {"pipeline": [names.name("pipeline")], "state": ["FAILED"]},
-            },
-            State="ENABLED",
-            Targets=[
-                events.Target(
-                    Id="Notify",
-                    Arn=Ref(topic),
-                    InputTransformer=events.InputTransformer(
-                        InputPathsMap={
-                            "pipeline": "$.detail.pipeline",
-                            "execution": "$.detail.execution-id",
-                            "time": "$.time",
-                            "region": "$.region",
-                        },
-                        InputTemplate=(
-                            '"Pipeline <pipeline> failed at <time> (execution <execution>). '
-                            "See https://<region>.console.aws.amazon.com/codesuite/codepipeline/"
-                            'pipelines/<pipeline>/executions/<execution>/timeline?region=<region>"'
+    pipeline = names.name("pipeline")
+    codepipeline = {"source": ["aws.codepipeline"]}
+    patterns = {
+        FAILURE_RULE: {**codepipeline, "detail-type": ["CodePipeline Pipeline Execution State Change"],
+                       "detail": {"pipeline": [pipeline], "state": ["FAILED"]}},
+        STARTED_RULE: {**codepipeline, "detail-type": ["CodePipeline Pipeline Execution State Change"],
+                       "detail": {"pipeline": [pipeline], "state": ["STARTED"]}},
+        DEPLOYED_RULE: {**codepipeline, "detail-type": ["CodePipeline Stage Execution State Change"],
+                        "detail": {"pipeline": [pipeline], "stage": [DEPLOY_PRD_STAGE],
+                                   "state": ["SUCCEEDED"]}},
+    }
+    paths = {"pipeline": "$.detail.pipeline", "execution": "$.detail.execution-id",
+             "time": "$.time", "region": "$.region"}
+    for logical_id, (component, event) in NOTICE_RULES.items():
+        text = stack.config.notifications.messages.get(event)
+        paths_map, template = notifications.render(event, text, {}).eventbridge(paths)
+        stack.add(
+            events.Rule(
+                logical_id,
+                Name=names.name(component),
+                Description=Sub(f"Sends the {event} notification of {names.base}"),
+                EventPattern=patterns[logical_id],
+                State="ENABLED",
+                Targets=[
+                    events.Target(
+                        Id="Notify",
+                        Arn=Ref(topic),
+                        InputTransformer=events.InputTransformer(
+                            InputPathsMap=paths_map, InputTemplate=template
                         ),
-                    ),
-                )
-            ],
+                    )
+                ],
+            )
         )
-    )

@@ -45,6 +45,9 @@ REPOSITORY = "ImageRepository"
 
 #: Images kept in the repository; an endpoint needs its image to scale out.
 IMAGES_KEPT = 100
+#: Name components of the EventBridge rules that publish notices to the topic
+#: (:mod:`.rules`): a run failed, a run started, production deployed.
+NOTICE_RULE_COMPONENTS = ("pipeline-failed", "run-started", "prd-deployed")
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
@@ -58,7 +61,7 @@ WHY: dict[str, str] = {
     DATA_BUCKET: "Training data; uploads under the data prefix start a run via EventBridge",
     DATA_BUCKET_POLICY: "Denies requests that do not use TLS",
     TOPIC: "Approval requests and failure notices of the pipeline",
-    TOPIC_POLICY: "Lets the pipeline-failure rule publish to the topic",
+    TOPIC_POLICY: "Lets the pipeline's notice rules (run started, failed, deployed) publish to the topic",
     SUBSCRIPTION: "Optional e-mail subscriber of the notification topic",
     REPOSITORY: "The project's container image, one immutable tag per run",
 }
@@ -240,7 +243,7 @@ def _topic(stack: Stack, project_key: kms.Key, email: Parameter) -> sns.Topic:
             Topics=[Ref(topic)],
             PolicyDocument=iamdoc.document(
                 Statement(
-                    Sid="PipelineFailureEvents",
+                    Sid="PipelineNotices",
                     Effect=Allow,
                     Principal=Principal("Service", "events.amazonaws.com"),
                     Action=[sns_actions.Publish],
@@ -248,7 +251,10 @@ def _topic(stack: Stack, project_key: kms.Key, email: Parameter) -> sns.Topic:
                     Condition=Condition(
                         ArnEquals(
                             "aws:SourceArn",
-                            common.arn("events", f"rule/{names.text('pipeline-failed')}"),
+                            [
+                                common.arn("events", f"rule/{names.text(component)}")
+                                for component in NOTICE_RULE_COMPONENTS
+                            ],
                         )
                     ),
                 )

@@ -8,15 +8,21 @@ project key) and the ``AWS::SageMaker::ModelPackageGroup`` ``<base>-models``.
 Flow (names are the state names)::
 
     ValidateInput -> LoadSettings -> NewAttempt -> Initialize -> Preprocess
-      -> TrainAndBaseline (Parallel: Train | Baseline)
+      -> Train                                          (monitoring.engine builtin)
+         | TrainAndBaseline (Parallel: Train | Baseline) (monitoring.engine model_monitor)
       -> Evaluate -> ReadEvaluation -> QualityGate
-           pass: CreateModel -> RegisterModel -> Output -> Succeeded
-           fail: GateFailed -> NotifyFailure -> Failed
+           pass: CreateModel -> RegisterModel -> NotifyRegistered -> Output -> Succeeded
+           fail: GateFailed -> NotifyGateFailed -> Failed
     any Task error: <Step>Error -> NotifyFailure -> Failed
 
-Training and the Model Monitor baseline both need only the preprocessed splits, so they
+With the builtin monitoring engine, preprocess profiles the train split's features and
+evaluate completes that profile with the model's prediction distribution: the monitor's
+baseline (``baseline/statistics.json`` and ``constraints.json``). With Model Monitor,
+training and the analyzer's baseline job both need only the preprocessed splits, so they
 run side by side after preprocessing; the baseline is usually done long before training,
-so the Parallel costs no wall time. Every Task catches all errors into ``$.Failure``
+so the Parallel costs no wall time. The notices (``NotifyRegistered``, ``NotifyGateFailed``,
+``NotifyFailure``) publish one readable message each (:mod:`mlops_templates.notifications`);
+a failed notice goes on as if it had been sent. Every Task catches all errors into ``$.Failure``
 (keeping its input); a ``<Step>Error`` state names the error after the step
 (``TrainingFailed``, ...) with the raw error and cause as the cause, ``NotifyFailure``
 publishes it to the project topic and ``Failed`` ends the run with it. Rejections have
@@ -59,7 +65,7 @@ a second, billed one beside it.
 ``naming.check_lengths`` makes sure the longest such name fits SageMaker's 63 characters.
 
 S3 layout of an attempt: ``s3://<ArtifactBucket>/runs/<RunId>/<Attempt>/`` with
-``preprocess/{train,validation,test,baseline[,xgboost]}/``, ``model/``, ``evaluation/``,
+``preprocess/{train,validation,test,feature_baseline|baseline[,xgboost]}/``, ``model/``, ``evaluation/``,
 ``baseline/`` (and ``checkpoints/`` for spot training). Per attempt, not per run: a model
 version's registered evaluation and baseline stay those of its own model when the run
 is tried again, and two executions of one run never mix their splits or reports. A
@@ -124,6 +130,8 @@ from mlops_templates.stacks.workflow.names import (
     NEW_ATTEMPT,
     NOTIFICATION_TOPIC_ARN,
     NOTIFY_FAILURE,
+    NOTIFY_GATE_FAILED,
+    NOTIFY_REGISTERED,
     OUTPUT,
     OUTPUT_KEYS,
     PREPROCESS,
@@ -208,6 +216,8 @@ __all__ = [
     "NEW_ATTEMPT",
     "NOTIFICATION_TOPIC_ARN",
     "NOTIFY_FAILURE",
+    "NOTIFY_GATE_FAILED",
+    "NOTIFY_REGISTERED",
     "OUTPUT",
     "OUTPUT_KEYS",
     "PREPROCESS",

@@ -14,8 +14,10 @@ from mlops_templates.config import Config
 from mlops_templates.stacks.workflow.inputs import input_states
 from mlops_templates.stacks.workflow.jobs import (
     evaluate_state,
+    model_monitor,
     preprocess_state,
     train_and_baseline_state,
+    train_state,
 )
 from mlops_templates.stacks.workflow.names import (
     ARTIFACT_BUCKET,
@@ -39,7 +41,7 @@ def state_machine(config: Config) -> StateMachine:
         [
             *input_states(config),
             preprocess_state(config),
-            train_and_baseline_state(config),
+            train_and_baseline_state(config) if model_monitor(config) else train_state(config),
             evaluate_state(config),
             *gate_states(config),
             *register_states(config),
@@ -59,10 +61,11 @@ def substitutions(config: Config) -> dict[str, Any]:
     values: dict[str, Any] = {
         ARTIFACT_BUCKET: Ref(ARTIFACT_BUCKET),
         KMS_KEY_ARN: Ref(KMS_KEY_ARN),
-        MODEL_MONITOR_IMAGE: regions.image("ModelMonitor"),
         NOTIFICATION_TOPIC_ARN: Ref(NOTIFICATION_TOPIC_ARN),
         SAGEMAKER_ROLE_ARN: Ref(SAGEMAKER_ROLE_ARN),
     }
+    if model_monitor(config):
+        values[MODEL_MONITOR_IMAGE] = regions.image("ModelMonitor")
     if xgboost(config):
         values[XGBOOST_IMAGE] = regions.image("XGBoost")
     return values

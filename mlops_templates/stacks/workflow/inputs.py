@@ -37,7 +37,6 @@ def run_paths(config: Config) -> dict[str, str]:
         "Train.$": uri("preprocess/train/"),
         "Validation.$": uri("preprocess/validation/"),
         "Test.$": uri("preprocess/test/"),
-        "BaselineDataset.$": uri("preprocess/baseline/"),
         "Model.$": uri("model/"),
         "Evaluation.$": uri("evaluation/"),
         "EvaluationReport.$": uri("evaluation/evaluation.json"),
@@ -46,6 +45,12 @@ def run_paths(config: Config) -> dict[str, str]:
         "BaselineStatistics.$": uri("baseline/statistics.json"),
         "BaselineConstraints.$": uri("baseline/constraints.json"),
     }
+    # The input of the monitoring baseline: Model Monitor's baseline dataset, or the train
+    # split's feature profile that evaluate completes (``baseline/`` holds the result).
+    if config.monitoring.engine == "model_monitor":
+        paths["BaselineDataset.$"] = uri("preprocess/baseline/")
+    else:
+        paths["FeatureBaseline.$"] = uri("preprocess/feature_baseline/")
     if xgboost(config):
         paths["XGBoost.$"] = uri("preprocess/xgboost/")
         paths["XGBoostTrain.$"] = uri("preprocess/xgboost/train/")

@@ -1,4 +1,6 @@
-"""The SageMaker jobs: preprocess, train beside the Model Monitor baseline, evaluate."""
+"""The SageMaker jobs: preprocess, train (beside Model Monitor's baseline job with
+``monitoring.engine: model_monitor``), evaluate (which writes the builtin monitor's
+baseline with ``monitoring.engine: builtin``)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from mlops_templates.stacks.workflow.names import (
     BASELINE_BRANCH,
     EVALUATE,
     FAILURE_PATH,
+    FEATURE_BASELINE_DIR,
     KMS_KEY_ARN,
     MODEL_MONITOR_IMAGE,
+    MONITORING_BASELINE_DIR,
     NOTIFY_FAILURE,
     PREPROCESS,
     PROCESSING,
@@ -49,15 +53,31 @@ from mlops_templates.stacks.workflow.tasks import (
 )
 
 
+def model_monitor(config: Config) -> bool:
+    """Whether SageMaker Model Monitor checks the captured data (else the project's job)."""
+    return config.monitoring.engine == "model_monitor"
+
+
 def preprocess_state(config: Config) -> Task:
-    """Processing job running the container's ``preprocess`` entry on the raw data."""
+    """Processing job running the container's ``preprocess`` entry on the raw data.
+
+    Besides the splits it keeps the baseline input of the monitoring engine: the train
+    split's feature profile (builtin), or the analyzer's baseline dataset (Model Monitor).
+    """
     outputs = [
         s3_output(split, f"$.Paths.{split.capitalize()}", f"{PROCESSING}/output/{split}")
         for split in ("train", "validation", "test")
     ]
-    outputs.append(
-        s3_output("baseline", "$.Paths.BaselineDataset", f"{PROCESSING}/output/baseline")
-    )
+    if model_monitor(config):
+        outputs.append(
+            s3_output("baseline", "$.Paths.BaselineDataset", f"{PROCESSING}/output/baseline")
+        )
+    else:
+        outputs.append(
+            s3_output(
+                "feature_baseline", "$.Paths.FeatureBaseline", f"{PROCESSING}/output/feature_baseline"
+            )
+        )
     if xgboost(config):
         outputs.append(s3_output("xgboost", "$.Paths.XGBoost", f"{PROCESSING}/output/xgboost"))
     training = config.training
@@ -70,13 +90,14 @@ def preprocess_state(config: Config) -> Task:
         outputs=outputs,
         cluster=cluster(training.processing_instance_type, 1, training.volume_size_gb),
         max_runtime_seconds=training.max_runtime_seconds,
-        comment="Split the raw data into train/validation/test plus the baseline dataset.",
-        next=TRAIN_AND_BASELINE,
+        comment="Split the raw data into train/validation/test plus the monitoring baseline input.",
+        next=TRAIN_AND_BASELINE if model_monitor(config) else TRAIN,
     )
 
 
 def train_state(config: Config) -> Task:
-    """Training job: the project container (or built-in XGBoost) on the train split."""
+    """Training job: the project container (or built-in XGBoost) on the train split; a
+    branch of ``TrainAndBaseline`` with Model Monitor, else a step of its own."""
     training = config.training
     algorithm: dict[str, Any] = {"TrainingInputMode": "File"}
     if xgboost(config):
@@ -144,6 +165,7 @@ def train_state(config: Config) -> Task:
         result_path="$.Training",
         retry=retries(SAGEMAKER_TRANSIENT),
         catch=catch_all(TRAIN),
+        **({} if model_monitor(config) else {"next": EVALUATE}),
     )
 
 
@@ -198,18 +220,27 @@ def train_and_baseline_state(config: Config) -> Parallel:
 
 
 def evaluate_state(config: Config) -> Task:
-    """Processing job running the container's ``evaluate`` entry on the test split."""
+    """Processing job running the container's ``evaluate`` entry on the test split.
+
+    With the builtin monitoring engine it also writes the monitor's baseline: the train
+    split's feature profile plus the model's prediction distribution on the test split
+    (``statistics.json`` and ``constraints.json`` under ``$.Paths.Baseline``)."""
     training = config.training
+    inputs = [
+        s3_input("model", "$.Training.ModelDataUrl", f"{PROCESSING}/model"),
+        s3_input("test", "$.Paths.Test", f"{PROCESSING}/test"),
+    ]
+    outputs = [s3_output("evaluation", "$.Paths.Evaluation", f"{PROCESSING}/evaluation")]
+    if not model_monitor(config):
+        inputs.append(s3_input("feature_baseline", "$.Paths.FeatureBaseline", FEATURE_BASELINE_DIR))
+        outputs.append(s3_output("baseline", "$.Paths.Baseline", MONITORING_BASELINE_DIR))
     return processing_job(
         config,
         EVALUATE,
         STEP_EVALUATE,
         app={"ImageUri.$": "$.ImageUri", "ContainerEntrypoint": ["evaluate"]},
-        inputs=[
-            s3_input("model", "$.Training.ModelDataUrl", f"{PROCESSING}/model"),
-            s3_input("test", "$.Paths.Test", f"{PROCESSING}/test"),
-        ],
-        outputs=[s3_output("evaluation", "$.Paths.Evaluation", f"{PROCESSING}/evaluation")],
+        inputs=inputs,
+        outputs=outputs,
         cluster=cluster(training.processing_instance_type, 1, training.volume_size_gb),
         max_runtime_seconds=training.max_runtime_seconds,
         next=READ_EVALUATION,

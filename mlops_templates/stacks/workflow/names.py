@@ -64,6 +64,8 @@ REGISTER_MODEL = "RegisterModel"
 OUTPUT = "Output"
 SUCCEEDED = "Succeeded"
 NOTIFY_FAILURE = "NotifyFailure"
+NOTIFY_GATE_FAILED = "NotifyGateFailed"
+NOTIFY_REGISTERED = "NotifyRegistered"
 FAILED = "Failed"
 
 #: Step -> (the state that describes its failure, the error the run then fails with).
@@ -103,6 +105,10 @@ RESOURCE_SNS_PUBLISH = "arn:aws:states:::sns:publish"
 PROCESSING = "/opt/ml/processing"
 ANALYZER_INPUT = f"{PROCESSING}/input/baseline_dataset_input"
 ANALYZER_OUTPUT = f"{PROCESSING}/output"
+#: The train split's feature profile (preprocess writes it, evaluate reads it) and the
+#: monitoring baseline evaluate writes (``mlcontainer.paths``).
+FEATURE_BASELINE_DIR = f"{PROCESSING}/feature_baseline"
+MONITORING_BASELINE_DIR = f"{PROCESSING}/baseline"
 
 #: Fields of the execution input (``Hyperparameters`` may be left out).
 INPUT_KEYS = ("RunId", "TrainingDataUri", "ImageUri", "Hyperparameters")

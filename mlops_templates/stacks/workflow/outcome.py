@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops_templates import asl, naming
+from mlops_templates import asl, naming, notifications
 from mlops_templates.asl import (
     Catch,
     Choice,
@@ -18,6 +18,7 @@ from mlops_templates.asl import (
     Task,
 )
 from mlops_templates.config import Config
+from mlops_templates.stacks.workflow.jobs import model_monitor
 from mlops_templates.stacks.workflow.names import (
     API_TIMEOUT_SECONDS,
     ARTIFACT_BUCKET,
@@ -30,6 +31,8 @@ from mlops_templates.stacks.workflow.names import (
     METRIC_MISSING,
     NOTIFICATION_TOPIC_ARN,
     NOTIFY_FAILURE,
+    NOTIFY_GATE_FAILED,
+    NOTIFY_REGISTERED,
     OUTPUT,
     QUALITY_GATE,
     READ_EVALUATION,
@@ -47,6 +50,7 @@ from mlops_templates.stacks.workflow.names import (
     STEP_MODEL,
     SUCCEEDED,
     TRAIN,
+    TRAIN_AND_BASELINE,
 )
 from mlops_templates.stacks.workflow.tasks import (
     catch_all,
@@ -108,18 +112,44 @@ def gate_states(config: Config) -> list[asl.State]:
         ),
         Pass(
             name=GATE_FAILED,
+            comment="The cause is the gate_failed notification, published as it is.",
             parameters={
                 "Error": "QualityGateFailed",
-                "Cause.$": asl.fmt(
-                    f"The model was not registered: {gate.metric} is {{}} on the test split; "
-                    f"the gate requires {gate_description(config)}.",
-                    metric,
-                ),
+                "Cause.$": message(config, "gate_failed", {"run_id": "$.RunId", "value": metric}),
             },
             result_path=FAILURE_PATH,
-            next=NOTIFY_FAILURE,
+            next=NOTIFY_GATE_FAILED,
         ),
+        notify(config, NOTIFY_GATE_FAILED, "training run rejected", f"{FAILURE_PATH}.Cause", FAILED),
     ]
+
+
+def message(config: Config, event: str, paths: dict[str, str]) -> str:
+    """``States.Format`` of ``event``'s text (``notifications.messages`` or its default),
+    each dynamic ``{name}`` read from ``paths[name]``."""
+    gate = config.training.gate
+    static = {"project": naming.base(config), "metric": gate.metric, "rule": gate_description(config)}
+    rendered = notifications.render(event, config.notifications.messages.get(event), static)
+    return asl.fmt(rendered.template, *(paths[name] for name in rendered.arguments))
+
+
+def notify(config: Config, name: str, subject: str, text: str, next_state: str) -> Task:
+    """Publish ``text`` (a path or an intrinsic) to the project topic; a failed publish goes
+    on to ``next_state`` with the state's data as it was (the notice never hides the outcome)."""
+    return Task(
+        name=name,
+        resource=RESOURCE_SNS_PUBLISH,
+        parameters={
+            "TopicArn": placeholder(NOTIFICATION_TOPIC_ARN),
+            "Subject": f"{naming.base(config)}: {subject}",
+            "Message.$": text,
+        },
+        timeout_seconds=API_TIMEOUT_SECONDS,
+        result_path=None,
+        retry=retries(SNS_TRANSIENT),
+        catch=[Catch(next_state, result_path="$.NotificationFailure")],
+        next=next_state,
+    )
 
 
 def model_parameters(config: Config) -> dict[str, Any]:
@@ -224,7 +254,22 @@ def register_states(config: Config) -> list[asl.State]:
             result_path="$.Registration",
             retry=retries(SAGEMAKER_SDK_TRANSIENT),
             catch=catch_all(REGISTER_MODEL),
-            next=OUTPUT,
+            next=NOTIFY_REGISTERED,
+        ),
+        notify(
+            config,
+            NOTIFY_REGISTERED,
+            "model registered",
+            message(
+                config,
+                "gate_passed",
+                {
+                    "run_id": "$.RunId",
+                    "value": gate_metric_path(config),
+                    "model_package": "$.Registration.ModelPackageArn",
+                },
+            ),
+            OUTPUT,
         ),
         Pass(
             name=OUTPUT,
@@ -251,30 +296,21 @@ def failure_states(config: Config) -> list[asl.State]:
     Every error reaching ``NotifyFailure`` has a name of this workflow (one of
     ``STEP_ERRORS`` or ``REJECTION_ERRORS``), so ``Failed`` re-raises it as is.
     """
-    top_level = [step for step in STEP_ERRORS if step not in (TRAIN, BASELINE)]
+    # Steps inside TrainAndBaseline's branches fail their branch (Model Monitor); without
+    # it Train is a step of its own.
+    nested = (TRAIN, BASELINE) if model_monitor(config) else (BASELINE, TRAIN_AND_BASELINE)
+    top_level = [step for step in STEP_ERRORS if step not in nested]
+    text = message(
+        config,
+        "training_failed",
+        # The execution's name: an input refused by ValidateInput may have no RunId.
+        {"execution": "$$.Execution.Name", "error": f"{FAILURE_PATH}.Error",
+         "cause": f"{FAILURE_PATH}.Cause"},
+    )
     return [
         *(describe_error(step) for step in top_level),
-        Task(
-            name=NOTIFY_FAILURE,
-            resource=RESOURCE_SNS_PUBLISH,
-            parameters={
-                "TopicArn": placeholder(NOTIFICATION_TOPIC_ARN),
-                "Subject": f"{naming.base(config)}: training run failed",
-                "Message": {
-                    "StateMachine": naming.physical_name(config, "training"),
-                    "Execution.$": "$$.Execution.Id",
-                    "Input.$": "$$.Execution.Input",
-                    "Error.$": f"{FAILURE_PATH}.Error",
-                    "Cause.$": f"{FAILURE_PATH}.Cause",
-                },
-            },
-            timeout_seconds=API_TIMEOUT_SECONDS,
-            result_path=None,
-            retry=retries(SNS_TRANSIENT),
-            # A failed notification must not hide the original error: keep $.Failure.
-            catch=[Catch(FAILED, result_path="$.NotificationFailure")],
-            next=FAILED,
-        ),
+        # A failed notification must not hide the original error: $.Failure stays.
+        notify(config, NOTIFY_FAILURE, "training run failed", text, FAILED),
         Fail(name=FAILED, error_path=f"{FAILURE_PATH}.Error", cause_path=f"{FAILURE_PATH}.Cause"),
     ]
 

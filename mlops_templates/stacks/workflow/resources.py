@@ -182,10 +182,13 @@ def build(config: Config) -> Template:
         "Training workflow: Step Functions state machine and SageMaker model package group",
     )
     _parameters(stack.template)
-    images = {"ModelMonitor": "model-monitor"}
+    images = {}
+    if config.monitoring.engine == "model_monitor":
+        images["ModelMonitor"] = "model-monitor"
     if xgboost(config):
         images["XGBoost"] = f"xgboost-{config.training.xgboost_version}"
-    regions.add_mapping(stack.template, images)
+    if images:
+        regions.add_mapping(stack.template, images)
 
     name = naming.physical_name(config, "training")
     logs_group = log_group(stack, name)
@@ -213,10 +216,15 @@ def build(config: Config) -> Template:
             ),
         ]
     )
+    baseline = (
+        "training beside a Model Monitor baseline, then evaluation"
+        if config.monitoring.engine == "model_monitor"
+        else "training, then evaluation, which also writes the monitoring baseline"
+    )
     return stack.describe(
-        "Step Functions runs SageMaker jobs: preprocess, then training beside a Model Monitor "
-        "baseline, then evaluation; a quality gate on the evaluation registers the model in "
-        "the model package group or notifies the SNS topic and fails.",
+        f"Step Functions runs SageMaker jobs: preprocess, then {baseline}; a quality gate on "
+        "the evaluation registers the model in the model package group and notifies the SNS "
+        "topic, or notifies it and fails.",
         must=[
             (
                 "Job names <base>-<RunId>-<step>-<Attempt>-<RedriveCount> are new for every "
