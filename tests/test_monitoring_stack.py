@@ -33,6 +33,7 @@ from mlops_templates.stacks import deploy_prd, pipeline
 from mlops_templates.stacks.deploy_prd import alarms, monitor_definition
 from mlops_templates.stacks.deploy_prd import names as n
 
+from . import sfn_patches
 from .conftest import FAKE_CREDENTIALS, REPO
 from .lambda_helpers import FakeContext, load_lambda
 from .variants import names as variant_names
@@ -300,44 +301,13 @@ BUCKET = "mlops-abalone-art"
 ENDPOINT = "mlops-abalone-prd"
 
 
-def _s3_body_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto hands GetObject's Body to the aws-sdk integration as a stream; Step Functions
-    passes the text (the same patch as tests/test_workflow_sfn.py)."""
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_aws_sdk as aws_sdk,
-    )
-
-    original = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
-
-    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, env, *args, **kwargs)
-        result = env.stack[-1]
-        if isinstance(result, dict) and hasattr(result.get("Body"), "read"):
-            result["Body"] = result["Body"].read().decode("utf-8")
-
-    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
-
-
-def _redrive_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-
-    original = ExecutionWorker._get_evaluation_environment
-
-    def environment(self: Any) -> Any:
-        env = original(self)
-        env.states.context_object.context_object_data["Execution"]["RedriveCount"] = 0
-        return env
-
-    monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", environment)
-
-
 @pytest.fixture(scope="module")
 def aws() -> Iterator[dict[str, Any]]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         for key, value in FAKE_CREDENTIALS.items():
             monkeypatch.setenv(key, value)
-        _s3_body_as_text(monkeypatch)
-        _redrive_count(monkeypatch)
+        sfn_patches.s3_body_as_text(monkeypatch)
+        sfn_patches.redrive_count(monkeypatch, {"RedriveCount": 0})
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             clients = {name: boto3.client(name, region_name=REGION)
                        for name in ("s3", "sns", "sqs", "stepfunctions", "cloudwatch")}

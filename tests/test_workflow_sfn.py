@@ -24,10 +24,10 @@ What replaces what moto cannot run:
   ``TrainingImage``). A job expected to fail calls ``aws-sdk:s3:getObject`` for a
   missing key instead, which fails for real into the job's ``Catch``.
 * moto hands S3 GetObject's ``Body`` to the aws-sdk integration as a stream, where Step
-  Functions passes the object's text; ``_s3_body_as_text`` reads the stream into text,
+  Functions passes the object's text; ``sfn_patches.s3_body_as_text`` reads the stream into text,
   as Step Functions does, so ``States.StringToJson`` sees what it sees on AWS.
 * moto's context object has no ``$$.Execution.RedriveCount`` (nor a RedriveExecution
-  API); ``_redrive_count_in_context`` adds it, 0 as on AWS until an execution is
+  API); ``sfn_patches.redrive_count`` adds it, 0 as on AWS until an execution is
   redriven. A redrive is simulated the way Step Functions runs one: the state that did
   not complete runs again with its recorded input and a higher ``RedriveCount``
   (``Workflow.run(start_at=..., redrive_count=...)``).
@@ -48,6 +48,7 @@ from moto import mock_aws
 from mlops_templates import asl, config, naming
 from mlops_templates.stacks import workflow
 
+from . import sfn_patches
 from .conftest import FAKE_CREDENTIALS, REPO
 
 REGION = "us-east-1"
@@ -84,38 +85,6 @@ def _metrics(rmse: float) -> dict[str, Any]:
             "mse": {"value": rmse * rmse, "standard_deviation": 0.2},
         }
     }
-
-
-def _s3_body_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_aws_sdk as aws_sdk,
-    )
-
-    original = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
-
-    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, env, *args, **kwargs)
-        result = env.stack[-1]
-        if isinstance(result, dict) and hasattr(result.get("Body"), "read"):
-            result["Body"] = result["Body"].read().decode("utf-8")
-
-    monkeypatch.setattr(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task)
-
-
-def _redrive_count_in_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
-
-    original = ExecutionWorker._get_evaluation_environment
-
-    def environment(self: Any) -> Any:
-        env = original(self)
-        # Parallel branches share this dict, as they share the context on AWS.
-        env.states.context_object.context_object_data["Execution"]["RedriveCount"] = CONTEXT[
-            "RedriveCount"
-        ]
-        return env
-
-    monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", environment)
 
 
 def _job_name_expression(state: dict[str, Any]) -> str:
@@ -352,8 +321,8 @@ def aws() -> Iterator[Workflow]:
     with pytest.MonkeyPatch.context() as monkeypatch:
         for key, value in FAKE_CREDENTIALS.items():
             monkeypatch.setenv(key, value)
-        _s3_body_as_text(monkeypatch)
-        _redrive_count_in_context(monkeypatch)
+        sfn_patches.s3_body_as_text(monkeypatch)
+        sfn_patches.redrive_count(monkeypatch, CONTEXT)
         with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
             yield Workflow()
 

@@ -1,0 +1,135 @@
+"""`make mutate`'s configuration stays true to the code (the run itself is not part of the suite).
+
+tests/mutation/groups.toml names the files each safety area mutates and the tests that
+guard them; tests/mutation/accepted.toml lists surviving mutants accepted with a reason.
+A renamed file, test or function, or a changed line, would silently shrink what the
+mutation run covers or keep an acceptance that no longer applies: these tests fail first.
+scripts/mutate.py's own parsing of mutmut's names and diffs is checked here too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GROUPS = REPO / "tests" / "mutation" / "groups.toml"
+ACCEPTED = REPO / "tests" / "mutation" / "accepted.toml"
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mlops_mutate_script", REPO / "scripts" / "mutate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+mutate = _load_script()
+GROUP_SPECS = tomllib.loads(GROUPS.read_text())
+ACCEPTED_ENTRIES = tomllib.loads(ACCEPTED.read_text()).get("accepted", [])
+
+
+@pytest.mark.parametrize("name", sorted(GROUP_SPECS))
+def test_every_group_mutates_existing_files_with_existing_tests(name: str) -> None:
+    spec = GROUP_SPECS[name]
+    assert spec["title"].strip(), f"group {name}: a title says what safety area it is"
+    for pattern in spec["mutate"]:
+        assert sorted(REPO.glob(pattern)), f"group {name}: {pattern} matches no file"
+    for test in spec["tests"]:
+        assert (REPO / test).is_file(), f"group {name}: test file {test} does not exist"
+    for package in spec.get("relocate", []):
+        assert (REPO / package / "__init__.py").is_file(), f"group {name}: {package} is not a package"
+    if spec.get("skip_functions") or spec.get("skip_lines"):
+        assert spec.get("skip_reason", "").strip(), f"group {name}: skipped code needs a reason"
+
+
+def test_the_safety_areas_of_the_issue_are_all_covered() -> None:
+    """Config validation, the workflow definition, the deploy-prd guardrails and alarms, the
+    permissions table, the Lambdas' error paths, the server's 4xx paths and the privilege
+    drop: each file must be mutated by some group."""
+    mutated = {str(p.relative_to(REPO)) for spec in GROUP_SPECS.values()
+               for pattern in spec["mutate"] for p in REPO.glob(pattern)}
+    for required in (
+        "mlops_templates/config.py",
+        "mlops_templates/stacks/workflow/definition.py",
+        "mlops_templates/stacks/deploy_prd/serving.py",
+        "mlops_templates/permissions/scopes.py",
+        "lambdas/api/app.py",
+        "lambdas/pre_traffic_hook/app.py",
+        "lambdas/post_traffic_hook/app.py",
+        "container/mlcontainer/asgi.py",
+        "container/mlcontainer/privileges.py",
+    ):
+        assert required in mutated, f"{required} is in no group of {GROUPS.name}"
+
+
+@pytest.mark.parametrize("index", range(len(ACCEPTED_ENTRIES)))
+def test_every_accepted_survivor_still_names_real_code(index: int) -> None:
+    entry = ACCEPTED_ENTRIES[index]
+    assert entry["reason"].strip() and "hard to test" not in entry["reason"].lower()
+    path = REPO / entry["file"]
+    assert path.is_file(), f"accepted survivor in a missing file: {entry['file']}"
+    source = mutate.function_source(path, entry["function"])
+    assert source is not None, f"{entry['file']} has no function {entry['function']}"
+    normalised = mutate._norm(source)
+    for line in entry["before"].splitlines():
+        assert mutate._norm(line) in normalised, (
+            f"{entry['file']} {entry['function']}: the accepted mutant's line {line!r} is gone"
+        )
+
+
+def test_function_names_are_read_from_mutmut_keys() -> None:
+    assert mutate.function_name("lambdas.api.app.x_handler__mutmut_12") == "handler"
+    assert mutate.function_name("mlcontainer.asgi.xǁAppǁ__call____mutmut_3") == "App.__call__"
+    assert mutate.function_name("m.x__private__mutmut_1") == "_private"
+
+
+def test_a_mutant_diff_splits_into_its_removed_and_added_lines() -> None:
+    diff = "--- a/f.py\n+++ b/f.py\n@@ -1 +1 @@\n-    return a + b\n+    return a - b\n"
+    assert mutate.split_diff(diff) == ("return a + b", "return a - b")
+
+
+def test_the_score_leaves_out_accepted_mutants_and_counts_timeouts_as_detected() -> None:
+    row = mutate.Row("m.py", mutants=10, killed=6, justified=2, unjustified=1, timeouts=1)
+    assert row.score == pytest.approx(7 / 8)
+    assert mutate.Row("empty.py").score == 1.0
+
+
+def test_tabulate_sorts_each_verdict_into_its_column() -> None:
+    accepted = mutate.Accepted("m.py", "f", "a", "b", "equivalent")
+    mutants = [
+        mutate.Mutant("m.py", "f", "k1", "killed"),
+        mutate.Mutant("m.py", "f", "k2", "timeout"),
+        mutate.Mutant("m.py", "f", "k3", "survived", accepted=accepted),
+        mutate.Mutant("m.py", "f", "k4", "survived"),
+        mutate.Mutant("m.py", "f", "k5", "no tests"),
+    ]
+    (row,) = mutate.tabulate(mutants, ["m.py"])
+    assert (row.mutants, row.killed, row.timeouts, row.justified, row.unjustified) == (5, 1, 1, 1, 2)
+
+
+def test_an_acceptance_matches_its_mutant_whitespace_insensitively_and_nothing_else() -> None:
+    entry = mutate.Accepted("m.py", "f", "x  =  1", "x = 2", "reason")
+    same = mutate.Mutant("m.py", "f", "k", "survived", before="x = 1", after="x   = 2")
+    assert entry.matches(same)
+    for other in (
+        mutate.Mutant("n.py", "f", "k", "survived", before="x = 1", after="x = 2"),
+        mutate.Mutant("m.py", "g", "k", "survived", before="x = 1", after="x = 2"),
+        mutate.Mutant("m.py", "f", "k", "survived", before="x = 1", after="x = 3"),
+    ):
+        assert not entry.matches(other)
+
+
+def test_relocated_packages_map_both_ways() -> None:
+    group = mutate.Group(name="g", title="t", mutate=("container/mlcontainer/asgi.py",),
+                         tests=(), relocate=("container/mlcontainer",))
+    assert group.session_path("container/mlcontainer/asgi.py") == "src/mlcontainer/asgi.py"
+    assert group.repo_path("src/mlcontainer/asgi.py") == "container/mlcontainer/asgi.py"
+    assert group.session_path("lambdas/api/app.py") == "lambdas/api/app.py"
