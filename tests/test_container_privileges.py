@@ -171,6 +171,88 @@ def test_the_check_runs_in_a_child_and_leaves_this_process_root(readable_tree: P
     assert (os.getuid(), os.geteuid(), os.getgid()) == (0, 0, 0)
 
 
+@pytest.fixture
+def access(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """``os.access`` answered from ``denied`` (paths) and recorded with the mode asked."""
+    state: dict[str, object] = {"denied": set(), "asked": []}
+
+    def fake(path, mode):
+        state["asked"].append((Path(path), mode))
+        return Path(path) not in state["denied"]
+
+    monkeypatch.setattr(os, "access", fake)
+    return state
+
+
+def test_code_directories_need_read_and_search(access: dict, tmp_path: Path) -> None:
+    code, other = tmp_path / "code", tmp_path / "other"
+    access["denied"] = {other}
+    assert privileges._first_unreadable([code, other], []) == str(other)
+    assert access["asked"] == [(code, os.R_OK | os.X_OK), (other, os.R_OK | os.X_OK)]
+
+
+def test_every_path_of_an_input_tree_is_asked_with_the_right_mode(access: dict, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "a.csv").write_text("1")
+    single = tmp_path / "single.csv"
+    single.write_text("2")
+    assert privileges._first_unreadable([], [tmp_path / "absent", tree, single]) == ""
+    assert sorted(access["asked"]) == sorted([
+        (tree, os.R_OK | os.X_OK), (tree / "sub", os.R_OK | os.X_OK),
+        (tree / "sub" / "a.csv", os.R_OK), (single, os.R_OK)])
+
+
+def test_the_first_unreadable_input_is_named_after_a_missing_one(access: dict, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.csv").write_text("1")
+    later = tmp_path / "later.csv"
+    later.write_text("3")
+    access["denied"] = {tree / "a.csv", later}
+    assert privileges._first_unreadable([], [tmp_path / "absent", tree, later]) == str(tree / "a.csv")
+
+
+def test_code_is_checked_before_inputs(access: dict, tmp_path: Path) -> None:
+    access["denied"] = {tmp_path / "code", tmp_path}
+    assert privileges._first_unreadable([tmp_path / "code"], [tmp_path]) == str(tmp_path / "code")
+    assert len(access["asked"]) == 1
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (PermissionError(13, "Permission denied", "/opt/ml/input"), "/opt/ml/input (Permission denied)"),
+    (PermissionError(1, "Operation not permitted"), "a path (Operation not permitted)"),
+    (RuntimeError("boom"), "the check as nobody failed: RuntimeError('boom')"),
+])
+def test_a_failure_in_the_child_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, error: BaseException,
+                                                       expected: str) -> None:
+    """Whatever fails in the forked child comes back as the problem; nothing escapes into
+    a second copy of the caller."""
+    monkeypatch.setattr(privileges, "_switch", lambda user: None)
+
+    def fail(runtime, paths):
+        raise error
+
+    monkeypatch.setattr(privileges, "_first_unreadable", fail)
+    assert privileges._unreadable_as(_user(), [], ()) == expected
+
+
+def test_a_child_that_dies_without_an_answer_is_a_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(privileges, "_switch", lambda user: os._exit(7))
+    assert privileges._unreadable_as(_user(), [], ()) == "the check as nobody ended with status 7"
+
+
+def test_the_child_is_given_the_runtime_of_the_packages_and_the_inputs(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """What the child checks, sent back through the pipe."""
+    monkeypatch.setattr(privileges, "_switch", lambda user: None)
+    monkeypatch.setattr(privileges, "_first_unreadable", lambda runtime, paths: repr(
+        ([str(p) for p in runtime], [str(p) for p in paths])))
+    answer = privileges._unreadable_as(_user(), iter([tmp_path]), ("mlcontainer",))
+    assert answer == repr(([str(Path(privileges.__file__).parent), str(Path(os.__file__).parent)],
+                           [str(tmp_path)]))
+
+
 # ------------------------------------------------------------------------------- batch jobs
 
 

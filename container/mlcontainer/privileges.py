@@ -68,36 +68,49 @@ def _runtime_dirs(packages: Iterable[str] = JOB_PACKAGES) -> list[Path]:
     return dirs
 
 
+def _first_unreadable(runtime: Iterable[Path], paths: Iterable[Path]) -> str:
+    """The first of ``runtime`` (directories to import from) and ``paths`` (inputs, each a
+    file or a tree; a missing one is skipped) this process cannot read, or ``""``."""
+    for directory in runtime:
+        if not os.access(directory, os.R_OK | os.X_OK):
+            return str(directory)
+    for root in paths:
+        if not root.exists():
+            continue
+        for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
+            if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+                return str(path)
+    return ""
+
+
 def _unreadable_as(user: pwd.struct_passwd, paths: Iterable[Path],
                    packages: Iterable[str] = JOB_PACKAGES) -> str | None:
-    """The first path ``user`` could not read (checked in a child that switched to it)."""
+    """The first path ``user`` could not read (checked in a child that switched to it).
+
+    The child always ends in ``os._exit``, whatever goes wrong in it: an exception that
+    escaped would return into the caller's code in a second process. The parent trusts a
+    silent child only if it exited normally."""
     runtime = _runtime_dirs(packages)
+    paths = list(paths)
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         os.close(read_fd)
-        problem = ""
         try:
             _switch(user)
-            problem = next((str(d) for d in runtime if not os.access(d, os.R_OK | os.X_OK)), "")
-            for root in [] if problem else paths:
-                if not root.exists():
-                    continue
-                for path in [root, *root.rglob("*")] if root.is_dir() else [root]:
-                    mode = os.R_OK | (os.X_OK if path.is_dir() else 0)
-                    if not os.access(path, mode):
-                        problem = str(path)
-                        break
-                if problem:
-                    break
+            problem = _first_unreadable(runtime, paths)
         except OSError as err:
-            problem = f"{err.filename or ''} ({err.strerror})"
+            problem = f"{err.filename or 'a path'} ({err.strerror})"
+        except BaseException as err:  # noqa: BLE001 - reported by the parent, never raised here
+            problem = f"the check as {user.pw_name} failed: {err!r}"
         os.write(write_fd, problem.encode())
         os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as pipe:
         problem = pipe.read().decode()
-    os.waitpid(pid, 0)
+    _, status = os.waitpid(pid, 0)
+    if not problem and os.waitstatus_to_exitcode(status) != 0:
+        problem = f"the check as {user.pw_name} ended with status {os.waitstatus_to_exitcode(status)}"
     return problem or None
 
 
