@@ -97,12 +97,18 @@ def test_bucket_policy_is_tls_only_and_lets_the_readers_read_the_templates_only(
     assert listing["Principal"] == {"AWS": readers}
     assert not any(a.startswith(("s3:Put", "s3:Delete")) for s in policy.values() if s["Effect"] == "Allow"
                    for a in s["Action"])
-    decrypt = statements(studio_s3.KEY)["ReadersDecryptThroughS3"]
-    assert decrypt["Principal"] == {"AWS": readers}
-    assert decrypt["Action"] == ["kms:Decrypt", "kms:DescribeKey"]
+    # The key policy names no role (the account administers it, IAM policies grant its use):
+    # the launch role decrypts through S3 by its own policy.
+    assert list(statements(studio_s3.KEY)) == ["AccountAdministers", "CloudWatchLogsOfThisAccount"]
+    read = template()["Resources"][studio_s3.READ_POLICY]["Properties"]
+    assert read["Roles"] == [{"Ref": studio.LAUNCH_ROLE}]
+    decrypt, objects = read["PolicyDocument"]["Statement"]
+    assert decrypt["Action"] == ["kms:Decrypt"]
+    assert decrypt["Resource"] == [{"Fn::GetAtt": [studio_s3.KEY, "Arn"]}]
     assert decrypt["Condition"] == {
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
     }
+    assert sorted(objects["Action"]) == ["s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion"]
 
 
 def test_launch_role_is_cloudformations_with_the_service_catalog_roles_resource_permissions() -> None:

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from awacs import kms as kms_actions
 from awacs import s3 as s3_actions
 from awacs.aws import Allow, ArnLike, Condition, Principal, Statement, StringEquals
-from troposphere import GetAtt, Join, Output, Ref, Sub, Template, kms, s3
+from troposphere import GetAtt, Join, Output, Ref, Sub, Template, iam, kms, s3
 
+from mlops_templates import iam as iamdoc
 from mlops_templates import naming
 from mlops_templates.stacks import common
 from mlops_templates.stacks.stack import Stack
@@ -37,6 +38,7 @@ BUCKET = "TemplateBucket"
 BUCKET_POLICY = "TemplateBucketPolicy"
 LOG_BUCKET = "TemplateAccessLogBucket"
 LOG_BUCKET_POLICY = "TemplateAccessLogBucketPolicy"
+READ_POLICY = "LaunchTemplateReadPolicy"
 #: The object tag Studio lists templates by (the doc above).
 VISIBILITY_TAG = ("sagemaker:studio-visibility", "true")
 #: The domain tag that points Studio at the templates (the doc above).
@@ -78,23 +80,38 @@ def _readers(stack: Stack, launch: Launch) -> list:
     return [*stack.config.studio.principal_arns, GetAtt(launch.role, "Arn")]
 
 
-def key(stack: Stack, launch: Launch) -> kms.Key:
-    """The template bucket's key; the readers may decrypt through S3 only."""
+def key(stack: Stack) -> kms.Key:
+    """The template bucket's key. As every key of the project, the account administers it
+    and IAM policies grant its use: the launch role's below, the Studio execution roles'
+    by their own policies (``TemplateBucketKeyArn``)."""
     template_key_ = common.kms_key(
         KEY, stack.config, "studio", f"Encrypts the SageMaker project templates of {naming.base(stack.config)}"
     )
-    template_key_.KeyPolicy.Statement.append(
-        Statement(
-            Sid="ReadersDecryptThroughS3",
-            Effect=Allow,
-            Principal=Principal("AWS", _readers(stack, launch)),
-            Action=[kms_actions.Decrypt, kms_actions.DescribeKey],
-            # A key policy's Resource "*" means "this key".
-            Resource=["*"],
-            Condition=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
-        )
-    )
+    # The one key-policy shape of the project's keys: CloudWatch Logs of this account may use
+    # it for log groups of this account and region (none of this stack's today).
+    template_key_.KeyPolicy.Statement.append(common.logs_key_statement("CloudWatchLogsOfThisAccount"))
     return stack.add(template_key_, "Customer-managed key of the project template bucket")
+
+
+def read_policy(stack: Stack, launch: Launch, template_key_: kms.Key, bucket: s3.Bucket) -> iam.ManagedPolicy:
+    """The launch role's read access to the templates: decrypting through S3 only."""
+    return stack.add(
+        iam.ManagedPolicy(
+            READ_POLICY,
+            Description="Lets the launch role read the project templates",
+            PolicyDocument=iamdoc.document(
+                iamdoc.allow(
+                    [kms_actions.Decrypt],
+                    GetAtt(template_key_, "Arn"),
+                    conditions=Condition(StringEquals("kms:ViaService", Sub("s3.${AWS::Region}.amazonaws.com"))),
+                    sid="DecryptTemplatesThroughS3",
+                ),
+                iamdoc.allow(list(READ_OBJECT), Join("", [GetAtt(bucket, "Arn"), "/", PREFIX, "*"]), sid="ReadTemplates"),
+            ),
+            Roles=[Ref(launch.role)],
+        ),
+        "Lets the launch role read the project templates in the template bucket",
+    )
 
 
 def _log_bucket(stack: Stack) -> s3.Bucket:
@@ -226,9 +243,10 @@ def _bucket_policy(stack: Stack, bucket: s3.Bucket, launch: Launch) -> s3.Bucket
 
 def build(stack: Stack, launch: Launch) -> Template:
     """The template bucket and outputs of an s3-mode studio stack whose launch role is ``launch``."""
-    template_key_ = key(stack, launch)
+    template_key_ = key(stack)
     bucket = _template_bucket(stack, template_key_, _log_bucket(stack))
     _bucket_policy(stack, bucket, launch)
+    read_policy(stack, launch, template_key_, bucket)
     url = Sub(f"https://${{{BUCKET}}}.s3.${{AWS::Region}}.${{AWS::URLSuffix}}/{template_key(stack.config)}")
     for name, description, value in (
         ("TemplateBucketName", "Bucket of the SageMaker project templates", Ref(bucket)),
