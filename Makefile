@@ -25,6 +25,9 @@ JOBS ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AWS ?= $(BIN)/aws
 BUCKET ?=
+# Empty: studio.publish_mode of the config (service_catalog unless set); s3 or service_catalog.
+MODE ?=
+MODE_FLAG = $(if $(MODE),--publish-mode "$(MODE)")
 PACKAGED ?= packaged
 STAMP := $(VENV)/.installed
 ASL_VALIDATOR := $(VENV)/node/node_modules/.bin/asl-validator
@@ -42,6 +45,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
 	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1"
+	@echo "           MODE=service_catalog|s3 (make publish/project; default: studio.publish_mode)"
 
 install: $(STAMP) $(NODE_STAMP) ## Create .venv (package + dev tools), the checkov tool venv and the node checkers
 
@@ -97,10 +101,10 @@ test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite
 doctor: $(STAMP) ## Check the AWS account before deploying: prerequisites, quotas, leftovers (BUCKET=... [NAME=] [CONNECTION_ARN=])
 	$(CLI) -c $(CONFIG) doctor --bucket "$(BUCKET)" --project "$(NAME)" --connection-arn "$(CONNECTION_ARN)"
 
-# $(call package,STACK): templates/STACK.yaml with its local code (Lambda folders) uploaded
-# to BUCKET by the AWS CLI, written to $(PACKAGED)/STACK.yaml.
+# $(call package,STACK[,DIR]): DIR/STACK.yaml (default templates/) with its local code (Lambda
+# folders) uploaded to BUCKET by the AWS CLI, written to $(PACKAGED)/STACK.yaml.
 define package
-$(AWS) cloudformation package --template-file templates/$(1).yaml --s3-bucket "$(BUCKET)" \
+$(AWS) cloudformation package --template-file $(if $(2),$(2),templates)/$(1).yaml --s3-bucket "$(BUCKET)" \
   --s3-prefix "$$($(CLI) -c $(CONFIG) stack-name $(1))" \
   --output-template-file "$(PACKAGED)/$(1).yaml" >/dev/null && echo "packaged $(PACKAGED)/$(1).yaml"
 endef
@@ -121,19 +125,32 @@ deploy: $(STAMP) build bucket ## Deploy the system (account + pipeline stacks) o
 	$(CLI) -c $(CONFIG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
 	  --connection-arn "$(CONNECTION_ARN)" --email "$(EMAIL)" --parameter-overrides $(PARAMS)
 
-publish: $(STAMP) build bucket ## Publish the pipeline product: upload it, deploy the account (if enabled) and studio stacks (BUCKET=...)
-	@stacks="$$($(CLI) -c $(CONFIG) stage --publish)"; \
-	for stack in pipeline $$stacks; do $(call package,$$stack) || exit 1; done; \
+# The studio stack is rendered for the publish mode (MODE, else studio.publish_mode) beside
+# the packaged templates. MODE=s3: the studio stack holds the template bucket, so it is deployed
+# first and the pipeline template uploaded to it afterwards, tagged for Studio (publish-s3).
+publish: $(STAMP) build bucket ## Publish the pipeline template for Studio: deploy the account (if enabled) and studio stacks, upload it (BUCKET=... [MODE=s3])
+	@mode="$$($(CLI) -c $(CONFIG) $(MODE_FLAG) get studio.publish_mode)"; \
+	stacks="$$($(CLI) -c $(CONFIG) $(MODE_FLAG) stage --publish)"; \
+	source="$(PACKAGED)/source"; $(CLI) -c $(CONFIG) $(MODE_FLAG) build --stack studio --out "$$source" >/dev/null; \
+	for stack in pipeline $$stacks; do \
+	  dir=templates; if [ "$$stack" = studio ]; then dir="$$source"; fi; \
+	  $(call package,$$stack,$$dir) || exit 1; \
+	done; \
+	if [ "$$mode" = s3 ]; then \
+	  $(CLI) -c $(CONFIG) $(MODE_FLAG) publish-s3 --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
+	    --parameter-overrides $(PARAMS); \
+	  exit 0; \
+	fi; \
 	key="$$($(CLI) -c $(CONFIG) stack-name pipeline)/pipeline-$$(sha256sum $(PACKAGED)/pipeline.yaml | cut -c1-16).yaml"; \
 	region="$$($(AWS) configure get region || true)"; region="$${region:-$${AWS_REGION:-$${AWS_DEFAULT_REGION:-}}}"; \
 	region="$${region:-$$($(CLI) -c $(CONFIG) get project.region)}"; \
 	$(AWS) s3 cp --only-show-errors "$(PACKAGED)/pipeline.yaml" "s3://$(BUCKET)/$$key"; \
-	$(CLI) -c $(CONFIG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
+	$(CLI) -c $(CONFIG) $(MODE_FLAG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
 	  --parameter-overrides "PipelineTemplateUrl=https://$(BUCKET).s3.$$region.amazonaws.com/$$key" $(PARAMS)
 
-project: $(STAMP) ## Create a SageMaker project from the published product and wait for it (NAME=<project> [CONNECTION_ARN=] [EMAIL=])
+project: $(STAMP) ## Create a SageMaker project from the published template and wait for it (NAME=<project> [CONNECTION_ARN=] [EMAIL=] [MODE=s3])
 	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
-	@$(CLI) -c $(CONFIG) create-project --name "$(NAME)" --connection-arn "$(CONNECTION_ARN)" --email "$(EMAIL)"
+	@$(CLI) -c $(CONFIG) $(MODE_FLAG) create-project --name "$(NAME)" --connection-arn "$(CONNECTION_ARN)" --email "$(EMAIL)"
 
 destroy: $(STAMP) ## Delete a project's stacks in order and report what they kept (NAME=<project> [PURGE=1] [YES=1])
 	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }

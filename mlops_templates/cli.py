@@ -21,8 +21,8 @@ DEFAULT_CONFIG = "mlops.yaml"
 DEFAULT_OUT = "templates"
 
 
-def _load(args: argparse.Namespace) -> config_mod.Config:
-    return config_mod.load(args.config, args.project_name)
+def _load(args: argparse.Namespace, project_name: str | None = None) -> config_mod.Config:
+    return config_mod.load(args.config, project_name or args.project_name, args.publish_mode)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -208,8 +208,18 @@ def cmd_create_project(args: argparse.Namespace) -> int:
     """Create a SageMaker project from the published product and wait for it."""
     from mlops_templates import projects
 
-    config_mod.load(args.config, args.name)  # the name must make valid resource names
+    _load(args, args.name)  # the name must make valid resource names
     projects.create_project(_load(args), args.name, _blank(args.connection_arn), _blank(args.email))
+    return 0
+
+
+def cmd_publish_s3(args: argparse.Namespace) -> int:
+    """Deploy the s3-mode studio stack and upload the pipeline template to its bucket."""
+    from mlops_templates import deploy, publish
+
+    publish.publish_s3(
+        _load(args), Path(args.packaged), args.s3_bucket, deploy.parse_overrides(args.parameter_overrides)
+    )
     return 0
 
 
@@ -232,6 +242,10 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument(
         "--project-name",
         help="override project.name (the pipeline's build passes the Studio project name)",
+    )
+    top.add_argument(
+        "--publish-mode",
+        help="override studio.publish_mode: service_catalog or s3 (make publish/project MODE=...)",
     )
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -300,7 +314,15 @@ def _add_deploy_commands(add) -> None:
         "--capabilities", nargs="*", default=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
     )
     p.add_argument("--parameter-overrides", **overrides)
-    p = add("create-project", cmd_create_project, "create a SageMaker project from the published product")
+    p = add(
+        "publish-s3",
+        cmd_publish_s3,
+        "deploy the publish stacks with the s3-mode studio stack and upload the pipeline template, tagged for Studio",
+    )
+    p.add_argument("--packaged", required=True, help="directory of the packaged pipeline.yaml (and account.yaml)")
+    p.add_argument("--s3-bucket", required=True, help="bucket the stack templates are uploaded to for deploying")
+    p.add_argument("--parameter-overrides", **overrides)
+    p = add("create-project", cmd_create_project, "create a SageMaker project from the published template")
     p.add_argument("--name", required=True, help="the project's name")
     p.add_argument("--connection-arn", help="CodeConnectionArn, when the product takes one")
     p.add_argument("--email", help="the project's NotificationEmail")

@@ -54,6 +54,8 @@ Name = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", min_length=2, max_length=20),
 ]
+#: An IAM role's ARN (any partition, with an optional path).
+IAM_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
 ArnList = list[Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:")]]
 
 
@@ -613,6 +615,14 @@ class PipelineConfig(_Model):
 
 
 class StudioConfig(_Model):
+    """How Studio users get the pipeline as a SageMaker project template: a Service Catalog
+    product (``service_catalog``) or a template in an S3 bucket of the studio stack (``s3``)."""
+
+    #: How `make publish` offers the pipeline template to Studio: `service_catalog` (a
+    #: portfolio and product, launched with a launch constraint) or `s3` (a tagged object in the
+    #: studio stack's template bucket, created with `CreateProject`'s `TemplateProviders`).
+    #: `MODE=` on `make publish`/`make project` overrides it.
+    publish_mode: Literal["service_catalog", "s3"] = "service_catalog"
     #: Display name of the Service Catalog portfolio.
     portfolio_name: Annotated[str, StringConstraints(min_length=1, max_length=100)] = (
         "MLOps templates"
@@ -627,12 +637,26 @@ class StudioConfig(_Model):
     )
     #: Version name of the product's provisioning artifact; bump it to publish a new version.
     product_version: Annotated[str, StringConstraints(pattern=r"^v?\d+\.\d+(\.\d+)?$")] = "v1.0"
-    #: IAM role ARNs of the Studio execution roles allowed to launch the product.
+    #: IAM role ARNs of the Studio execution roles allowed to launch the product (s3: to read
+    #: the template bucket and to have projects created with the launch role).
     principal_arns: ArnList = Field(
         default_factory=lambda: ["arn:aws:iam::111122223333:role/SageMakerStudioExecutionRole"],
         min_length=1,
         max_length=20,
     )
+
+    @model_validator(mode="after")
+    def _s3_readers(self) -> StudioConfig:
+        if self.publish_mode != "s3":
+            return self
+        for arn in self.principal_arns:
+            if not re.fullmatch(IAM_ROLE_ARN, arn):
+                raise ValueError(
+                    f"principal_arns: '{arn}' is not an IAM role ARN; with publish_mode s3 every "
+                    "entry is a Studio execution role the template bucket's policy, its key's "
+                    "policy and the launch role's trust policy name (arn:aws:iam::<account>:role/<name>)"
+                )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -728,11 +752,12 @@ def parse(data: dict[str, Any] | None, source: str = "config") -> Config:
         raise ConfigError(_format_errors(err, source)) from None
 
 
-def load(path: str | Path, project_name: str | None = None) -> Config:
+def load(path: str | Path, project_name: str | None = None, publish_mode: str | None = None) -> Config:
     """Read and validate ``mlops.yaml``.
 
     ``project_name`` overrides ``project.name`` (CodeBuild passes the Studio project's
-    name, so per-run stacks carry the names the pipeline stack expects).
+    name, so per-run stacks carry the names the pipeline stack expects); ``publish_mode``
+    overrides ``studio.publish_mode`` (``make publish MODE=...``), validated the same way.
     """
     path = Path(path)
     try:
@@ -745,4 +770,7 @@ def load(path: str | Path, project_name: str | None = None) -> Config:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if project_name is not None and isinstance(data, dict):
         data = {**data, "project": {**(data.get("project") or {}), "name": project_name}}
+    if publish_mode is not None and (data is None or isinstance(data, dict)):
+        data = data or {}
+        data = {**data, "studio": {**(data.get("studio") or {}), "publish_mode": publish_mode}}
     return parse(data, str(path))

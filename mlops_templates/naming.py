@@ -117,6 +117,9 @@ COMPONENTS: dict[str, str] = {
 #: The pipeline's buckets are named ``<base>-<account>-<region>-<suffix>`` (bucket names
 #: are global), so their length depends on the account id and the region's name.
 BUCKET_SUFFIXES = ("art", "data", "logs")
+#: The studio stack's buckets with ``studio.publish_mode: s3``, named the same way: the
+#: project templates and their access logs. Not a project's: ``make destroy`` keeps them.
+STUDIO_BUCKET_SUFFIXES = ("tpl", "tlog")
 ACCOUNT_ID_LENGTH = 12
 LONGEST_REGION = 14  # e.g. ap-southeast-2
 
@@ -138,6 +141,15 @@ REDRIVE_COUNT_MAX_DIGITS = 4
 ATTEMPT_SUFFIX_MAX_LENGTH = 1 + ATTEMPT_ID_LENGTH + 1 + REDRIVE_COUNT_MAX_DIGITS
 #: Characters a workflow job name has after ``<base>``, at most.
 JOB_NAME_AFTER_BASE = 1 + RUN_ID_MAX_LENGTH + JOB_SUFFIX_MAX_LENGTH + ATTEMPT_SUFFIX_MAX_LENGTH
+
+
+def bucket_name(config: Config, suffix: str) -> str:
+    """``<base>-${AWS::AccountId}-${AWS::Region}-<suffix>`` for ``Fn::Sub``: a bucket of
+    :data:`BUCKET_SUFFIXES` or :data:`STUDIO_BUCKET_SUFFIXES`, whose length
+    :func:`check_lengths` checks."""
+    if suffix not in (*BUCKET_SUFFIXES, *STUDIO_BUCKET_SUFFIXES):
+        raise ValueError(f"naming: no bucket suffix '{suffix}'")
+    return f"{base(config)}-${{AWS::AccountId}}-${{AWS::Region}}-{suffix}"
 
 
 def base(config: Config) -> str:
@@ -228,7 +240,7 @@ def check_lengths(config: Config) -> None:
             f"<attempt>-<redrive count> must fit in {LIMITS['sagemaker']} characters); "
             f"keep prefix + name (with the hyphen between) within {room} characters"
         )
-    for suffix in BUCKET_SUFFIXES:
+    for suffix in (*BUCKET_SUFFIXES, *STUDIO_BUCKET_SUFFIXES):
         length = len(base(config)) + 1 + ACCOUNT_ID_LENGTH + 1 + LONGEST_REGION + 1 + len(suffix)
         if length > LIMITS["bucket"]:
             raise ConfigError(

@@ -1,17 +1,22 @@
-"""SageMaker projects from the published product: create one and wait for it.
+"""SageMaker projects from the published template: create one and wait for it.
 
-``make project`` creates the project (Service Catalog then provisions the ``pipeline``
-product as a stack ``SC-<account>-pp-...``) and waits, printing the project's status
-changes and the stack's events; ``make destroy`` deletes it through the same calls.
+``make project`` creates the project and waits, printing the project's status changes and
+the stack's events; ``make destroy`` deletes it through the same calls. With
+``studio.publish_mode: service_catalog`` Service Catalog provisions the ``pipeline``
+product as a stack ``SC-<account>-pp-...``; with ``s3`` the request names the template's
+URL and the launch role (``TemplateProviders``, a ``CfnTemplateProvider``, see
+https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CfnCreateTemplateProvider.html)
+and the project's ``TemplateProviderDetails`` name the stack SageMaker creates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_templates import naming, stacks
+from mlops_templates import naming, publish, stacks
 from mlops_templates.config import Config
 from mlops_templates.deploy import (
     CONNECTION,
@@ -20,6 +25,7 @@ from mlops_templates.deploy import (
     PUBLISH_STACK,
     connection_parameter,
 )
+from mlops_templates.stacks import studio_s3
 from mlops_templates.stackwatch import (
     DeployError,
     Watcher,
@@ -67,8 +73,8 @@ def wait_project(
             return None
         status = project.get("ProjectStatus", "")
         product = project.get("ServiceCatalogProvisionedProductDetails") or {}
-        if not stack_id and product.get("ProvisionedProductId"):
-            stack = describe(cloudformation, provisioned_stack_name(account, product["ProvisionedProductId"]))
+        if not stack_id:
+            stack = _project_stack(cloudformation, project, account)
             if stack is not None:
                 stack_id = stack.id
                 watcher.say(f"project {name}: its stack is {stack.name}")
@@ -79,7 +85,9 @@ def wait_project(
             watcher.poll(stack_id)
         if not status.endswith("InProgress") and status != "Pending":
             if status in PROJECT_FAILED:
-                message = product.get("ProvisionedProductStatusMessage", "")
+                message = product.get("ProvisionedProductStatusMessage", "") or _stack_detail(project).get(
+                    "StatusMessage", ""
+                )
                 detail = ""
                 if stack_id:
                     stack = describe(cloudformation, stack_id)
@@ -88,6 +96,26 @@ def wait_project(
                 raise DeployError(f"project {name}: {status}{': ' + message if message else ''}{detail}")
             return project
         watcher.sleep(watcher.interval)
+
+
+def _stack_detail(project: Mapping[str, Any]) -> dict[str, Any]:
+    """``StackDetail`` of the project's CloudFormation template provider (s3 mode); ``{}``."""
+    for provider in project.get("TemplateProviderDetails") or []:
+        detail = (provider.get("CfnTemplateProviderDetail") or {}).get("StackDetail")
+        if detail:
+            return dict(detail)
+    return {}
+
+
+def _project_stack(cloudformation: Any, project: Mapping[str, Any], account: str) -> Any:
+    """The project's stack once it exists: Service Catalog's provisioned product, or the
+    stack of its CloudFormation template provider."""
+    product = project.get("ServiceCatalogProvisionedProductDetails") or {}
+    if product.get("ProvisionedProductId"):
+        return describe(cloudformation, provisioned_stack_name(account, product["ProvisionedProductId"]))
+    found = _stack_detail(project)
+    reference = found.get("Id") or found.get("Name")
+    return describe(cloudformation, reference) if reference else None
 
 
 def _account(boto: Any) -> str:
@@ -130,11 +158,41 @@ def create_project(
         watcher.say(f"project {name} exists ({status})")
         wait_project(boto, name, watcher, account)
         return
+    outputs = publish.stack_outputs(cloudformation, naming.stack_name(config, PUBLISH_STACK))
+    request = project_request(config, name, outputs, parameters)
+    try:
+        created = sagemaker.create_project(**request)
+    except (ClientError, BotoCoreError) as err:
+        raise aws_error(err, f"create SageMaker project {name}") from None
+    watcher.say(f"project {name}: created {created.get('ProjectId', '')}; provisioning the pipeline stack")
+    wait_project(boto, name, watcher, account)
+
+
+def _pairs(parameters: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in parameters.items()]
+
+
+def project_request(
+    config: Config, name: str, outputs: Mapping[str, str], parameters: Mapping[str, str]
+) -> dict[str, Any]:
+    """The ``CreateProject`` request for project ``name`` from the studio stack's
+    ``outputs``: the Service Catalog product, or (``studio.publish_mode: s3``) the S3
+    template with the launch role. ``parameters`` are the pipeline template's values
+    beyond the two SageMaker passes itself (``SageMakerProjectName`` and ``-Id``)."""
     studio = naming.stack_name(config, PUBLISH_STACK)
-    outputs = _outputs(cloudformation, studio)
+    request: dict[str, Any] = {"ProjectName": name, "ProjectDescription": "Created by mlops-templates"}
+    if config.studio.publish_mode == "s3":
+        url, role = outputs.get("TemplateUrl"), outputs.get("LaunchRoleArn")
+        if not url or not role:
+            raise DeployError(_unpublished(studio, outputs, "s3", "ProductId"))
+        provider: dict[str, Any] = {"TemplateName": studio_s3.TEMPLATE_NAME, "TemplateURL": url, "RoleARN": role}
+        if parameters:
+            provider["Parameters"] = _pairs(parameters)
+        request["TemplateProviders"] = [{"CfnTemplateProvider": provider}]
+        return request
     product, artifact = outputs.get("ProductId"), outputs.get("ProvisioningArtifactId")
     if not product or not artifact:
-        raise DeployError(f"no published product in stack '{studio}': run `make publish` first")
+        raise DeployError(_unpublished(studio, outputs, "service_catalog", "TemplateUrl"))
     details: dict[str, Any] = {
         "ProductId": product,
         # A comma-separated list once the product has several versions: the last one,
@@ -142,24 +200,16 @@ def create_project(
         "ProvisioningArtifactId": artifact.split(",")[-1].strip(),
     }
     if parameters:
-        details["ProvisioningParameters"] = [{"Key": k, "Value": v} for k, v in parameters.items()]
-    try:
-        created = sagemaker.create_project(
-            ProjectName=name,
-            ProjectDescription="Created by mlops-templates",
-            ServiceCatalogProvisioningDetails=details,
+        details["ProvisioningParameters"] = _pairs(parameters)
+    request["ServiceCatalogProvisioningDetails"] = details
+    return request
+
+
+def _unpublished(studio: str, outputs: Mapping[str, str], mode: str, other_output: str) -> str:
+    if other_output in outputs:
+        other = "s3" if mode == "service_catalog" else "service_catalog"
+        return (
+            f"stack '{studio}' publishes the pipeline with publish_mode {other}, not {mode}: "
+            f"run `make project` with MODE={other}, or `make publish MODE={mode}` first"
         )
-    except (ClientError, BotoCoreError) as err:
-        raise aws_error(err, f"create SageMaker project {name}") from None
-    watcher.say(f"project {name}: created {created.get('ProjectId', '')}; provisioning the pipeline stack")
-    wait_project(boto, name, watcher, account)
-
-
-def _outputs(cloudformation: Any, name: str) -> dict[str, str]:
-    try:
-        found = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
-    except ClientError as err:
-        if not_found(err):
-            return {}
-        raise aws_error(err, f"describe stack {name}") from None
-    return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
+    return f"no published {'S3 template' if mode == 's3' else 'product'} in stack '{studio}': run `make publish` first"

@@ -132,6 +132,10 @@ def cloudformation_like_aws() -> Iterator[None]:
         stack.shim_failed = []
         try:
             execute(self, change_set_name, stack_name)
+            # moto resolves a stack's outputs when a change set makes the stack, from no
+            # template yet: resolve them from the executed template, as CloudFormation does.
+            stack._parse_template()
+            stack.output_map = stack._create_output_map()
         except Exception:  # noqa: BLE001 - any resource error fails the stack, as in CloudFormation
             failed = ", ".join(stack.shim_failed) or "unknown"
             if change_set.change_set_type == "CREATE":

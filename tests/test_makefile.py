@@ -239,6 +239,45 @@ def test_publish_deploys_the_account_stack_uploads_the_product_and_deploys_the_s
     assert "SageMakerProjectName" in uploaded
 
 
+def test_publish_mode_s3_deploys_the_template_bucket_then_uploads_the_tagged_template(
+    endpoint: str, sandbox: Path, tmp_path: Path, like_aws: None
+) -> None:
+    proc = make(endpoint, sandbox, tmp_path, "publish", "MODE=s3", f"BUCKET={BUCKET}", aws=MOTO_AWS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert out.index("stack mlops-account: CREATE_COMPLETE") < out.index("stack mlops-abalone-studio: CREATE_COMPLETE")
+    created = stack(endpoint, "mlops-abalone-studio")
+    assert "Parameters" not in created or not created["Parameters"]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in created["Outputs"]}
+    templates = f"mlops-abalone-{ACCOUNT}-{REGION}-tpl"
+    assert outputs["TemplateBucketName"] == templates
+    key = "templates/mlops-abalone-pipeline.yaml"
+    s3 = client(endpoint, "s3")
+    body = s3.get_object(Bucket=templates, Key=key)["Body"].read().decode("utf-8")
+    assert body == (tmp_path / "pipeline.yaml").read_text(encoding="utf-8")
+    assert s3.get_object_tagging(Bucket=templates, Key=key)["TagSet"] == [
+        {"Key": "sagemaker:studio-visibility", "Value": "true"}
+    ]
+    assert f"uploaded s3://{templates}/{key}" in out
+    assert f"sagemaker:projectS3TemplatesLocation=s3://{templates}/templates/" in out
+    # The packaged studio template is the s3 one, whatever templates/studio.yaml holds.
+    packaged = (tmp_path / "studio.yaml").read_text(encoding="utf-8")
+    assert "TemplateBucket" in packaged and "AWS::ServiceCatalog::" not in packaged
+    assert "AWS::ServiceCatalog::Portfolio" in (sandbox / "templates" / "studio.yaml").read_text(encoding="utf-8")
+
+
+def test_project_mode_must_match_the_published_stack(
+    endpoint: str, sandbox: Path, tmp_path: Path, like_aws: None, projects: FakeProjects
+) -> None:
+    client(endpoint, "cloudformation").create_stack(
+        StackName="mlops-abalone-studio", TemplateBody=json.dumps(STUDIO)
+    )
+    proc = make(endpoint, sandbox, tmp_path, "project", "NAME=churn", "MODE=s3", f"CONNECTION_ARN={CONNECTION}")
+    assert proc.returncode == 2
+    assert "publishes the pipeline with publish_mode service_catalog, not s3" in proc.stderr
+    assert projects.requests == []
+
+
 def test_deploy_brings_up_the_system_with_progress_then_redeploys_without_changes(
     endpoint: str, sandbox: Path, tmp_path: Path, like_aws: None
 ) -> None:
@@ -706,6 +745,8 @@ def test_destroy_stops_before_the_pipeline_when_a_run_stack_cannot_be_deleted(
         ),
         (("package",), "error: set BUCKET="),
         (("project",), "error: set NAME="),
+        (("publish", f"BUCKET={BUCKET}", "MODE=ftp"), "studio.publish_mode: Input should be 'service_catalog' or 's3'"),
+        (("project", "NAME=churn", "MODE=catalog"), "studio.publish_mode"),
         (("project", "NAME=Bad_Name"), "project.name"),
         (("destroy",), "error: set NAME="),
         (("destroy", "NAME=abalone", "YES=1", "PURGE=everything"), "PURGE: unknown kind(s) everything"),

@@ -1,22 +1,28 @@
 """Studio stack: the SageMaker Studio organization template.
 
-Creates a Service Catalog portfolio and, in it, a CloudFormation product whose
-template is the packaged pipeline stack (Parameter ``PipelineTemplateUrl``), tagged
-``sagemaker:studio-visibility=true`` so Studio lists it as a project template. It
-also creates the launch role Service Catalog uses to create a project's resources
-(a ``LaunchRoleConstraint``), with exactly the permissions the pipeline product's
-resource types need, and shares the portfolio with the Studio execution roles in
-``studio.principal_arns``.
+With ``studio.publish_mode: service_catalog`` (the default) it creates a Service Catalog
+portfolio and, in it, a CloudFormation product whose template is the packaged pipeline
+stack (Parameter ``PipelineTemplateUrl``), tagged ``sagemaker:studio-visibility=true`` so
+Studio lists it as a project template. It also creates the launch role Service Catalog
+uses to create a project's resources (a ``LaunchRoleConstraint``), with exactly the
+permissions the pipeline product's resource types need, and shares the portfolio with the
+Studio execution roles in ``studio.principal_arns``.
+
+With ``s3`` there is no Service Catalog resource: the template bucket Studio lists the
+pipeline template from and the same launch role, which ``CreateProject`` names as the
+``RoleARN`` of the project's CloudFormation stack (:mod:`.studio_s3`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from awacs import cloudformation as cfn
 from awacs import s3
-from awacs.aws import Condition, Statement, StringEquals
+from awacs.aws import Allow, Condition, Principal, Statement, StringEquals
+from awacs.sts import AssumeRole
 from troposphere import (
     GetAtt,
     Output,
@@ -51,8 +57,50 @@ STUDIO_VISIBILITY_TAG = "sagemaker:studio-visibility"
 Statements = list[Statement]
 
 
-def _stack_statements() -> Statements:
-    """What Service Catalog needs the launch role for beyond the resources: the stack."""
+@dataclass(frozen=True)
+class Launcher:
+    """What launches a project's pipeline stack in one ``studio.publish_mode``."""
+
+    #: Service principal that assumes the launch role.
+    service: str
+    #: The provisioned stacks' names, under ``stack/`` in their ARN.
+    stacks: str
+    #: The object tag the launcher puts on its own copy of the template.
+    copy_tag: str
+    #: The launch role's description.
+    description: str
+    #: Who creates a project's resources with the launch role.
+    who: str
+
+
+LAUNCHERS: dict[str, Launcher] = {
+    # Service Catalog names provisioned stacks SC-<account>-pp-<id>, and copies product
+    # templates to its own bucket with the object tag servicecatalog:provisioning=true.
+    "service_catalog": Launcher(
+        "servicecatalog.amazonaws.com",
+        "SC-${AWS::AccountId}-pp-*/*",
+        "servicecatalog:provisioning",
+        "Service Catalog launch role of the SageMaker project product",
+        "Service Catalog",
+    ),
+    # CfnTemplateProvider.RoleARN is "the IAM role that CloudFormation assumes when creating
+    # the stack" (https://docs.aws.amazon.com/sagemaker/latest/APIReference/
+    # API_CfnCreateTemplateProvider.html). The stack names (SP-*) and the tag of SageMaker's
+    # template copy (Projects:provisioning) are those of AWS's launch role for S3 templates
+    # (aws-samples/sagemaker-custom-project-templates, s3_templates/.../iam/
+    # sagemaker-projects-roles-and-policies.yaml, AmazonSageMakerAdmin-ProjectsServiceRolePolicy).
+    "s3": Launcher(
+        "cloudformation.amazonaws.com",
+        "SP-*/*",
+        "Projects:provisioning",
+        "Launch role of SageMaker projects created from the S3 project template",
+        "CloudFormation",
+    ),
+}
+
+
+def _stack_statements(launcher: Launcher) -> Statements:
+    """What the launcher needs the launch role for beyond the resources: the stack."""
     return [
         iamdoc.allow(
             [
@@ -64,17 +112,16 @@ def _stack_statements() -> Statements:
                 cfn.SetStackPolicy,
                 cfn.ContinueUpdateRollback,
             ],
-            # Service Catalog names provisioned stacks SC-<account>-pp-<id>.
-            common.arn("cloudformation", "stack/SC-${AWS::AccountId}-pp-*/*"),
+            common.arn("cloudformation", f"stack/{launcher.stacks}"),
             sid="ProvisionedStacks",
         ),
         # Template inspection supports no resource-level permissions.
         iamdoc.allow([cfn.GetTemplateSummary, cfn.ValidateTemplate], "*", sid="InspectTemplates"),
-        # Service Catalog copies product templates to its own bucket and tags the objects.
+        # The launcher copies the template to its own bucket and tags the objects.
         iamdoc.allow(
             [s3.GetObject],
             "*",
-            conditions=Condition(StringEquals("s3:ExistingObjectTag/servicecatalog:provisioning", "true")),
+            conditions=Condition(StringEquals(f"s3:ExistingObjectTag/{launcher.copy_tag}", "true")),
             sid="ReadProductTemplate",
         ),
     ]
@@ -93,7 +140,8 @@ def launch_statements(config: Config) -> Statements:
     uses_connection = source.provider == "codeconnections"
     connection = source.connection_arn if uses_connection else None
     scope = scopes.launch_scope(config.project.prefix, connection, uses_connection)
-    return [*_stack_statements(), *grants.statements(pipeline_resource_types(config), scope)]
+    launcher = LAUNCHERS[config.studio.publish_mode]
+    return [*_stack_statements(launcher), *grants.statements(pipeline_resource_types(config), scope)]
 
 
 def launch_policies(config: Config) -> list[Statements]:
@@ -171,27 +219,52 @@ def catalog(stack: Stack, template_url: Parameter) -> Catalog:
     return Catalog(portfolio, product)
 
 
-def launch_role(stack: Stack, products: Catalog) -> iam.Role:
-    """The role Service Catalog creates a project's resources with, its managed policies,
-    and the constraint that makes Service Catalog use it."""
+@dataclass(frozen=True, eq=False)
+class Launch:
+    """The launch role and its managed policies."""
+
+    role: iam.Role
+    policies: list[iam.ManagedPolicy]
+
+
+def _trust(config: Config) -> Any:
+    launcher = LAUNCHERS[config.studio.publish_mode]
+    document = iamdoc.trust(launcher.service)
+    if config.studio.publish_mode == "s3":
+        # AWS's launch role for S3 templates also trusts the Studio execution roles
+        # (sagemaker-projects-roles-and-policies.yaml, see LAUNCHERS).
+        document.Statement.append(
+            Statement(
+                Sid="StudioExecutionRoles",
+                Effect=Allow,
+                Action=[AssumeRole],
+                Principal=Principal("AWS", list(config.studio.principal_arns)),
+            )
+        )
+    return document
+
+
+def launch_role(stack: Stack) -> Launch:
+    """The role a project's resources are created with, and its managed policies."""
     config = stack.config
+    launcher = LAUNCHERS[config.studio.publish_mode]
     role = stack.add(
         iam.Role(
             LAUNCH_ROLE,
             RoleName=naming.physical_name(config, "launch"),
-            Description="Service Catalog launch role of the SageMaker project product",
-            AssumeRolePolicyDocument=iamdoc.trust("servicecatalog.amazonaws.com"),
+            Description=launcher.description,
+            AssumeRolePolicyDocument=_trust(config),
             Tags=stack.tags(),
         ),
-        "Service Catalog creates each project's resources with this role, not "
-        "with the Studio user's permissions",
+        f"{launcher.who} creates each project's resources with this role, not with the "
+        "Studio user's permissions",
     )
     policies = [
         stack.add(
             iam.ManagedPolicy(
                 f"{LAUNCH_POLICY}{index}",
                 ManagedPolicyName=naming.physical_name(config, f"launch-{index}"),
-                Description=f"Service Catalog launch permissions of the project product ({index})",
+                Description=f"{launcher.who} launch permissions of the project product ({index})",
                 PolicyDocument=iamdoc.document(*statements),
                 Roles=[Ref(role)],
             ),
@@ -199,18 +272,22 @@ def launch_role(stack: Stack, products: Catalog) -> iam.Role:
         )
         for index, statements in enumerate(launch_policies(config), start=1)
     ]
+    return Launch(role, policies)
+
+
+def constrain(stack: Stack, products: Catalog, launch: Launch) -> None:
+    """The constraint that makes Service Catalog launch the product with the launch role."""
     stack.add(
         servicecatalog.LaunchRoleConstraint(
             LAUNCH_CONSTRAINT,
             Description="Projects are created with the launch role",
             PortfolioId=Ref(products.portfolio),
             ProductId=Ref(products.product),
-            RoleArn=GetAtt(role, "Arn"),
-            DependsOn=[PRODUCT_ASSOCIATION, *(p.title for p in policies)],
+            RoleArn=GetAtt(launch.role, "Arn"),
+            DependsOn=[PRODUCT_ASSOCIATION, *(p.title for p in launch.policies)],
         ),
         "Makes Service Catalog launch the product with the launch role",
     )
-    return role
 
 
 def share(stack: Stack, portfolio: servicecatalog.Portfolio) -> None:
@@ -227,9 +304,15 @@ def share(stack: Stack, portfolio: servicecatalog.Portfolio) -> None:
 
 def build(config: Config) -> Template:
     """The studio stack for ``config`` (see the module docstring for its resources)."""
+    if config.studio.publish_mode == "s3":
+        from mlops_templates.stacks import studio_s3
+
+        stack = Stack.new(config, "studio", "SageMaker Studio organization template (S3)")
+        return studio_s3.build(stack, launch_role(stack))
     stack = Stack.new(config, "studio", "SageMaker Studio organization template")
     products = catalog(stack, _template_url(stack))
-    role = launch_role(stack, products)
+    launch = launch_role(stack)
+    constrain(stack, products, launch)
     share(stack, products.portfolio)
     product = products.product
     for name, description, value in (
@@ -241,7 +324,7 @@ def build(config: Config) -> Template:
             GetAtt(product, "ProvisioningArtifactIds"),
         ),
         ("ProductName", "Name of the pipeline product", GetAtt(product, "ProductName")),
-        ("LaunchRoleArn", "ARN of the Service Catalog launch role", GetAtt(role, "Arn")),
+        ("LaunchRoleArn", "ARN of the Service Catalog launch role", GetAtt(launch.role, "Arn")),
     ):
         stack.template.add_output(Output(name, Description=description, Value=value))
     return stack.describe(
