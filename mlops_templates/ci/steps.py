@@ -5,7 +5,9 @@ buildspec's): ``env`` prints the pipeline stack's resources as the build's envir
 (what the pipeline stack sets on its CodeBuild project, ``contract.STACK_ENV``);
 ``deploy`` deploys one packaged per-run stack with the pipeline's CloudFormation role and
 its TemplateConfiguration file, plus the training output for the endpoint stacks
-(CodePipeline's CloudFormation actions); ``train`` starts the training workflow and waits
+(CodePipeline's CloudFormation actions); production's deploy first sets the run's model
+package to Approved, saying who approved where (the environment's reviewers or the manual
+job approved the run), so the registry says what production serves; ``train`` starts the training workflow and waits
 for it (CodePipeline's Step Functions action), writing ``train-output.json`` the way the
 TrainOutput build does.
 """
@@ -24,7 +26,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_templates import contract, naming
+from mlops_templates import contract, naming, registry
 from mlops_templates.config import Config
 from mlops_templates.deploy import StackSpec, deploy_stack
 from mlops_templates.errors import MlopsError
@@ -159,10 +161,44 @@ def deployment(
     )
 
 
-def deploy(boto: Any, config: Config, stack: str, build_dir: Path, train_output: Path | None, out: TextIO) -> str:
-    """Deploy the per-run stack ``stack`` (see :func:`deployment`)."""
+def approver(env: Mapping[str, str]) -> str:
+    """Who approved the production job, and where: the CI system's own variables."""
+    if env.get("GITHUB_ACTOR"):
+        run = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}"
+        return f"{env['GITHUB_ACTOR']} in GitHub Actions ({run}/actions/runs/{env.get('GITHUB_RUN_ID', '')})"
+    if env.get("GITLAB_USER_LOGIN"):
+        return f"{env['GITLAB_USER_LOGIN']} in GitLab CI ({env.get('CI_JOB_URL', '')})"
+    return "the CI workflow's production job"
+
+
+def approve_run(boto: Any, train_output: Path, env: Mapping[str, str]) -> str:
+    """Set the run's model package (the training output's ModelPackageArn) to Approved."""
+    try:
+        arn = json.loads(train_output.read_text(encoding="utf-8")).get("ModelPackageArn", "")
+    except (OSError, ValueError) as err:
+        raise StepError(f"{train_output}: {err}") from None
+    if not arn:
+        raise StepError(f"{train_output}: no ModelPackageArn; the training workflow registers the run's model")
+    try:
+        return registry.approve_arn(boto.client("sagemaker"), arn, f"Approved by {approver(env)} for production")
+    except registry.RegistryError as err:
+        raise StepError(str(err)) from None
+
+
+def deploy(
+    boto: Any, config: Config, stack: str, build_dir: Path, train_output: Path | None, out: TextIO,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Deploy the per-run stack ``stack`` (see :func:`deployment`); production's approval
+    is recorded in the model registry first."""
+    import os
+
     outputs, _ = stack_outputs(boto, naming.stack_name(config, "pipeline"))
-    return deploy_stack(boto, deployment(config, stack, build_dir, outputs, train_output), out)
+    spec = deployment(config, stack, build_dir, outputs, train_output)
+    if stack == "deploy-prd" and train_output is not None:
+        arn = approve_run(boto, train_output, os.environ if env is None else env)
+        print(f"model package {arn}: Approved", file=out, flush=True)
+    return deploy_stack(boto, spec, out)
 
 
 class _Stopped(Exception):
