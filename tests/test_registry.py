@@ -83,7 +83,10 @@ def test_the_registry_rules_match_registry_events_of_the_group_only(rule: str, s
 def test_the_registry_rule_starts_the_promote_project_with_the_events_role() -> None:
     template = json.loads(pipeline.build(CFG).to_json())
     (target,) = template["Resources"][promotion_stack.REGISTRY_RULE]["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [promotion_stack.PROMOTE_PROJECT, "Arn"]}
+    assert target["Arn"]["Fn::Sub"].endswith(":project/mlops-${SageMakerProjectName}-promote")
+    assert template["Resources"][promotion_stack.PROMOTE_PROJECT]["Properties"]["Name"] == {
+        "Fn::Sub": "mlops-${SageMakerProjectName}-promote"
+    }
     assert target["RoleArn"] == {"Fn::GetAtt": [pipeline.EVENTS_ROLE, "Arn"]}
     spec = template["Resources"][promotion_stack.PROMOTE_PROJECT]["Properties"]
     assert "registry promote" in spec["Source"]["BuildSpec"]

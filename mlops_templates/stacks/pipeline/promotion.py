@@ -191,8 +191,14 @@ def create(stack: Stack, store: Storage, roles: Roles, log_group: Any) -> codebu
             Description=Sub(f"Converges production of {names.base} to the newest approved model version"),
             EventPattern=registry_pattern(Sub(group)),
             State="ENABLED",
+            # The project's ARN by its name, as the pipeline's rules name the pipeline (the
+            # EventBridge role is scoped to the same ARN).
             Targets=[
-                events.Target(Id="Promote", Arn=GetAtt(project, "Arn"), RoleArn=GetAtt(roles.events, "Arn"))
+                events.Target(
+                    Id="Promote",
+                    Arn=common.arn("codebuild", f"project/{names.text('promote')}"),
+                    RoleArn=GetAtt(roles.events, "Arn"),
+                )
             ],
         )
     )
