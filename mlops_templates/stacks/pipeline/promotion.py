@@ -87,8 +87,9 @@ def promote_role(logical_id: str, res: PipelineResources, cloudformation_role_ar
              objects(res.artifact_bucket_arn, promotion.RUNS_PREFIX + "/")],
             sid="ReadStoredBuilds",
         ),
-        # The deployer uploads the template it deploys beside the run's packages.
-        iamdoc.allow([s3.PutObject], objects(res.artifact_bucket_arn, "packages/"), sid="UploadTemplate"),
+        # The deployer uploads the template it deploys beside the run's packages;
+        # CloudFormation reads a template from S3 with the caller's permissions.
+        iamdoc.allow([s3.PutObject, s3.GetObject], objects(res.artifact_bucket_arn, "packages/"), sid="UploadTemplate"),
         key_use(res),
         *read_registry(res),
         iamdoc.allow(
@@ -97,7 +98,6 @@ def promote_role(logical_id: str, res: PipelineResources, cloudformation_role_ar
             res.stack_arn("deploy-prd"),
             sid="DeployProduction",
         ),
-        iamdoc.allow([cfn.DescribeStacks], res.stack_arn("deploy-dev"), sid="ReadDevStack"),
         # deploy-prd uses the SAM transform: CloudFormation checks the caller may use it.
         iamdoc.allow(
             [cfn.CreateChangeSet],
