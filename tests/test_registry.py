@@ -306,8 +306,11 @@ def test_the_ci_production_job_approves_the_runs_model_first(sm: Any, tmp_path: 
     described = registry.describe(sm, arn)
     assert described["ModelApprovalStatus"] == "Approved"
     assert described["ApprovalDescription"] == (
-        "Approved by octo in GitHub Actions (https://github.com/org/repo/actions/runs/42) for production"
+        "Approved for production by the reviewers of the production environment in GitHub Actions run "
+        "https://github.com/org/repo/actions/runs/42 (started by octo)"
     )
+    gitlab = steps.approver({"GITLAB_USER_LOGIN": "ana", "CI_JOB_URL": "https://gitlab.example/-/jobs/7"})
+    assert gitlab == "ana, who started the manual production job https://gitlab.example/-/jobs/7 in GitLab CI"
 
 
 def test_the_cli_reports_bad_input_without_a_traceback(sm: Any, capsys: pytest.CaptureFixture[str]) -> None:

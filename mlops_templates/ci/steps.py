@@ -161,17 +161,25 @@ def deployment(
     )
 
 
-def approver(env: Mapping[str, str]) -> str:
-    """Who approved the production job, and where: the CI system's own variables."""
-    if env.get("GITHUB_ACTOR"):
+def approver(env: Mapping[str, str], environment: str = "production") -> str:
+    """Who approved the production job, and where, as far as the CI system's variables say.
+
+    GitHub does not pass the environment's reviewer to the job (GITHUB_ACTOR started the
+    run), so the text names the environment and the run, whose page shows the review;
+    GitLab's GITLAB_USER_LOGIN of a manual job is who started it: the approver.
+    """
+    if env.get("GITHUB_RUN_ID"):
         run = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}"
-        return f"{env['GITHUB_ACTOR']} in GitHub Actions ({run}/actions/runs/{env.get('GITHUB_RUN_ID', '')})"
+        return (
+            f"the reviewers of the {environment} environment in GitHub Actions run "
+            f"{run}/actions/runs/{env['GITHUB_RUN_ID']} (started by {env.get('GITHUB_ACTOR', 'unknown')})"
+        )
     if env.get("GITLAB_USER_LOGIN"):
-        return f"{env['GITLAB_USER_LOGIN']} in GitLab CI ({env.get('CI_JOB_URL', '')})"
+        return f"{env['GITLAB_USER_LOGIN']}, who started the manual production job {env.get('CI_JOB_URL', '')} in GitLab CI"
     return "the CI workflow's production job"
 
 
-def approve_run(boto: Any, train_output: Path, env: Mapping[str, str]) -> str:
+def approve_run(boto: Any, train_output: Path, env: Mapping[str, str], environment: str = "production") -> str:
     """Set the run's model package (the training output's ModelPackageArn) to Approved."""
     try:
         arn = json.loads(train_output.read_text(encoding="utf-8")).get("ModelPackageArn", "")
@@ -180,7 +188,7 @@ def approve_run(boto: Any, train_output: Path, env: Mapping[str, str]) -> str:
     if not arn:
         raise StepError(f"{train_output}: no ModelPackageArn; the training workflow registers the run's model")
     try:
-        return registry.approve_arn(boto.client("sagemaker"), arn, f"Approved by {approver(env)} for production")
+        return registry.approve_arn(boto.client("sagemaker"), arn, f"Approved for production by {approver(env, environment)}")
     except registry.RegistryError as err:
         raise StepError(str(err)) from None
 
@@ -196,7 +204,7 @@ def deploy(
     outputs, _ = stack_outputs(boto, naming.stack_name(config, "pipeline"))
     spec = deployment(config, stack, build_dir, outputs, train_output)
     if stack == "deploy-prd" and train_output is not None:
-        arn = approve_run(boto, train_output, os.environ if env is None else env)
+        arn = approve_run(boto, train_output, os.environ if env is None else env, config.pipeline.ci.environment)
         print(f"model package {arn}: Approved", file=out, flush=True)
     return deploy_stack(boto, spec, out)
 
