@@ -22,6 +22,8 @@ KEEP ?= 0
 BENCH_ARGS ?=
 GROUP ?=
 JOBS ?=
+VERSION ?=
+REASON ?=
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AWS ?= $(BIN)/aws
 BUCKET ?=
@@ -39,13 +41,14 @@ comma := ,
 space := $(empty) $(empty)
 NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOLS)))
 
-.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy local drift bench mutate clean
+.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy approve reject rollback status local drift bench mutate clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
 	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1"
 	@echo "           MODE=service_catalog|s3 (make publish/project; default: studio.publish_mode)"
+	@echo "           VERSION=<model package version> REASON=<why>"
 
 install: $(STAMP) $(NODE_STAMP) ## Create .venv (package + dev tools), the checkov tool venv and the node checkers
 
@@ -155,6 +158,23 @@ project: $(STAMP) ## Create a SageMaker project from the published template and 
 destroy: $(STAMP) ## Delete a project's stacks in order and report what they kept (NAME=<project> [PURGE=1] [YES=1])
 	@test -n "$(NAME)" || { echo "error: set NAME=<project name>"; exit 2; }
 	@$(CLI) -c $(CONFIG) destroy --name "$(NAME)" --purge "$(PURGE)" $(if $(filter 1 yes true,$(YES)),--yes)
+
+# The model registry drives production: these change the registry, its event starts the
+# promotion (README: Promotion through the model registry). NAME= picks a project other
+# than project.name.
+REGISTRY = $(CLI) -c $(CONFIG) $(if $(NAME),--project-name "$(NAME)") registry
+
+approve: $(STAMP) ## Approve a model version: production follows the newest approved one (VERSION=n [NAME=])
+	@$(REGISTRY) approve "$(VERSION)"
+
+reject: $(STAMP) ## Reject a model version; if it is live, production goes back to the newest approved one (VERSION=n REASON=... [NAME=])
+	@$(REGISTRY) reject "$(VERSION)" --reason "$(REASON)"
+
+rollback: $(STAMP) ## Register the previous approved version again as a new approved version: it is deployed like any other ([NAME=])
+	@$(REGISTRY) rollback
+
+status: $(STAMP) ## Which model version, image and model data serve dev and production, and the last monitoring report ([NAME=])
+	@$(REGISTRY) status
 
 local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally, capture its requests and monitor them (KEEP=1 keeps the server)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)

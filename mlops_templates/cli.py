@@ -289,6 +289,9 @@ def parser() -> argparse.ArgumentParser:
     from mlops_templates.ci import cli as ci_cli
 
     ci_cli.add_commands(add)
+    from mlops_templates import registry_cli
+
+    registry_cli.add_commands(add)
     return top
 
 

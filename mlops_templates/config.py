@@ -444,7 +444,8 @@ class TrainingConfig(_Model):
         }
     )
     gate: QualityGate = Field(default_factory=QualityGate)
-    #: Approval status of a newly registered model package.
+    #: Approval status of a newly registered model package. Production serves the newest
+    #: approved version: `Approved` sends every model that passes the gate to production.
     model_approval_status: Literal["PendingManualApproval", "Approved"] = (
         "PendingManualApproval"
     )
@@ -683,8 +684,9 @@ class NotificationsConfig(_Model):
     their default texts and the ``{names}`` each may use)."""
 
     #: Text per event, replacing its default: `run_started`, `run_failed`, `training_failed`,
-    #: `gate_failed`, `gate_passed`, `deployed`, `rolled_back`, `api_deployment`, `drift`,
-    #: `quality_breach`, `monitor_failed`. `{name}` inserts a value of the event.
+    #: `gate_failed`, `gate_passed`, `deployed`, `rejected`, `promoted`, `promotion_blocked`,
+    #: `rolled_back`, `api_deployment`, `drift`, `quality_breach`, `monitor_failed`. `{name}`
+    #: inserts a value of the event.
     messages: dict[
         Literal[tuple(notifications.EVENTS)],  # type: ignore[valid-type]
         Annotated[str, StringConstraints(min_length=1, max_length=1000)],

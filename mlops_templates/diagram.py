@@ -479,6 +479,9 @@ def architecture(stacks: Mapping[str, Template]) -> str:
     graph = Graph()
     studio(graph, stacks)
     starts = pipeline(graph, stacks)
+    from mlops_templates.diagram_promotion import promotion
+
+    promotion(graph, stacks, starts)
     workflow(graph, stacks, starts)
     endpoints(graph, stacks, starts)
     return docs.jinja_environment().get_template("diagram.mmd.j2").render(graph=graph)

@@ -96,7 +96,10 @@ COMPONENTS: dict[str, str] = {
     "retrain-on-alarm": "event-rule",
     "pipeline-failed": "event-rule",
     "run-started": "event-rule",
-    "prd-deployed": "event-rule",
+    "run-succeeded": "event-rule",
+    "registry-changed": "event-rule",  # starts the promotion
+    "registry-rejected": "event-rule",  # the rejection notice
+    "promote": "iam-role",  # the promotion's CodeBuild project (limit 150) and its role
     "launch": "iam-role",  # Service Catalog launch role
     "launch-<n>": "iam-policy",  # ...and its managed policies
     "cloudformation-<n>": "iam-policy",  # the CloudFormation role's managed policies

@@ -9,7 +9,8 @@ where the event happens, never the raw event:
   ``{name}`` becomes ``<name>``, read from the event by ``InputPathsMap``
   (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html);
 * Step Functions tasks (the quality gate, a failed training run, a failed monitoring run)
-  publish it with ``States.Format``, each ``{name}`` an argument read from the state.
+  publish it with ``States.Format``, each ``{name}`` an argument read from the state;
+* the promotion (:mod:`mlops_templates.promotion`) formats it with the version it deployed.
 
 ``{name}``s that are settings (the gate's rule, the endpoint, what retraining does) are
 filled in at build time. An input template reads ``<...>`` as a variable, so texts rendered
@@ -24,8 +25,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-#: Where an event's text is rendered.
-EVENTBRIDGE, STEP_FUNCTIONS = "eventbridge", "step-functions"
+#: Where an event's text is rendered (``promotion``: by the promote step, in Python).
+EVENTBRIDGE, STEP_FUNCTIONS, PROMOTION = "eventbridge", "step-functions", "promotion"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 _OPERATOR_WORDS = {">": "above", ">=": "at or above", "<": "below", "<=": "at or below"}
 
@@ -70,12 +71,35 @@ EVENTS: dict[str, Event] = {
     "gate_passed": Event(
         STEP_FUNCTIONS,
         "Training run {run_id} of {project} passed the quality gate: {metric} is {value} on the "
-        "test split ({rule}). Registered {model_package}.",
-        ("run_id", "value", "model_package"), ("project", "metric", "rule"),
+        "test split ({rule}). Registered version {version}: {model_package}.",
+        ("run_id", "value", "model_package", "version"), ("project", "metric", "rule"),
         what="a model passes the gate and is registered"),
     "deployed": Event(
-        EVENTBRIDGE, "Pipeline {pipeline} deployed production at {time} (execution {execution}).",
-        ("pipeline", "execution", "time", "region"), what="a run deploys production"),
+        EVENTBRIDGE,
+        "Pipeline {pipeline} finished run {execution} at {time}: its model serves the dev endpoint "
+        "and waits in the model registry (the model registered notice names its version). "
+        "Production follows the newest approved version: approve it with make approve "
+        "VERSION=n, or in SageMaker Studio's model registry.",
+        ("pipeline", "execution", "time", "region"),
+        what="a run ends: dev is deployed, the model waits for approval"),
+    "rejected": Event(
+        EVENTBRIDGE,
+        "Model package version {version} of {group} was rejected at {time}: {reason} If it "
+        "served production, production moves to the newest approved version.",
+        ("version", "group", "time", "reason"), what="a model version is rejected in the registry"),
+    "promoted": Event(
+        PROMOTION,
+        "Production endpoint {endpoint} now serves version {version} of {group} (run {run_id}), "
+        "the newest approved version; before, it served {previous}.",
+        ("version", "run_id", "previous"), ("endpoint", "group"),
+        what="production is deployed with the newest approved version"),
+    "promotion_blocked": Event(
+        PROMOTION,
+        "Version {version} of {group} serves {endpoint} but is no longer approved, and no "
+        "approved version remains: production stays on it. Approve another version (make "
+        "approve VERSION=n, or in SageMaker Studio) to replace it.",
+        ("version",), ("endpoint", "group"),
+        what="the live version is rejected and no approved version remains"),
     "rolled_back": Event(
         EVENTBRIDGE,
         "Rollback alarm {alarm} of {endpoint} fired at {time}: a deployment in progress rolls "

@@ -207,7 +207,10 @@ def test_the_role_has_no_action_the_codepipeline_path_lacks(name: str) -> None:
     data["pipeline"] = {"data_prefix": data["pipeline"].get("data_prefix", "training/")}
     twin = scenario.deploy(config.parse(data))  # the same project, orchestrated by CodePipeline
     codepipeline = _actions(twin.role_documents("CodePipelineRole")) | _actions(twin.role_documents("CodeBuildRole"))
-    assert _actions(role_documents(ci.stack("ci-oidc"), ci_oidc.ROLE)) <= codepipeline
+    # ...but one: the production job records the environment's approval in the model
+    # registry, where on the CodePipeline path people approve (make approve, Studio).
+    recorded = {"sagemaker:UpdateModelPackage"}
+    assert _actions(role_documents(ci.stack("ci-oidc"), ci_oidc.ROLE)) - recorded <= codepipeline
 
 
 @pytest.mark.parametrize("name", CI)
@@ -295,17 +298,19 @@ def test_with_ci_the_pipeline_stack_is_the_codepipeline_one_without_codepipeline
     the rules that start it, the build logs and the CodeBuild, CodePipeline and EventBridge
     roles go (nothing assumes them)."""
     from mlops_templates.stacks import pipeline
+    from mlops_templates.stacks.pipeline import promotion
 
     cfg = variants.variant_config(name)
     data = yaml.safe_load(variants.path(name).read_text(encoding="utf-8"))
     data["pipeline"] = {"data_prefix": data["pipeline"].get("data_prefix", "training/")}
     ci = json.loads(pipeline.build(cfg).to_json())
     twin = json.loads(pipeline.build(config.parse(data)).to_json())
-    removed = {pipeline.BUILD_LOG_GROUP, pipeline.CODEBUILD_ROLE, pipeline.PIPELINE_ROLE, pipeline.EVENTS_ROLE}
+    removed = {pipeline.BUILD_LOG_GROUP, pipeline.CODEBUILD_ROLE, pipeline.PIPELINE_ROLE, pipeline.EVENTS_ROLE,
+               promotion.PROMOTE_ROLE}
     removed |= {k for k, r in twin["Resources"].items() if r["Type"] in REMOVED_FOR_CI}
     assert set(ci["Resources"]) == set(twin["Resources"]) - removed
     assert not {r["Type"] for r in ci["Resources"].values()} & REMOVED_FOR_CI
     assert "CodeConnectionArn" not in ci.get("Parameters", {})
     assert set(twin["Outputs"]) - set(ci["Outputs"]) == {
-        "PipelineName", "CodePipelineRoleArn", "CodeBuildRoleArn", "EventsRoleArn"
+        "PipelineName", "CodePipelineRoleArn", "CodeBuildRoleArn", "EventsRoleArn", "PromoteProjectName"
     }

@@ -241,8 +241,8 @@ def test_pipeline_is_v2_with_the_stages_in_order(name: str) -> None:
     assert spec["ExecutionMode"] in ("QUEUED", "SUPERSEDED")
     assert [s["Name"] for s in spec["Stages"]] == list(pipeline.STAGES)
     assert [s["Name"] for s in spec["Stages"]] == [
-        "Source", "Build", "Train", "DeployDev", "Approve", "DeployPrd",
-    ]
+        "Source", "Build", "Train", "DeployDev",
+    ]  # the model registry drives production (the promotion), not a stage
     assert spec["Variables"][0]["Name"] == "TrainingDataUri"
     assert spec["Variables"][0]["DefaultValue"] == contract.LATEST
     providers = [
@@ -254,8 +254,6 @@ def test_pipeline_is_v2_with_the_stages_in_order(name: str) -> None:
         [source],
         ["CodeBuild"],
         ["CloudFormation", "StepFunctions", "CodeBuild"],
-        ["CloudFormation"],
-        ["Manual"],
         ["CloudFormation"],
     ]
 
@@ -296,7 +294,7 @@ def test_train_stage_deploys_the_workflow_then_runs_it() -> None:
     assert output["OutputArtifacts"] == [{"Name": pipeline.TRAIN_RESULT}]
 
 
-@pytest.mark.parametrize(("stage", "stack"), [("DeployDev", "deploy-dev"), ("DeployPrd", "deploy-prd")])
+@pytest.mark.parametrize(("stage", "stack"), [("DeployDev", "deploy-dev")])
 def test_deploy_stages_take_the_training_output(stage: str, stack: str) -> None:
     (action,) = stage_actions(template("example"), stage)
     configuration = action["Configuration"]
@@ -316,10 +314,12 @@ def test_deploy_stages_take_the_training_output(stage: str, stack: str) -> None:
     assert set(overrides) <= set(stacks.module(stack).build(cfg).parameters)
 
 
-def test_approval_notifies_the_topic() -> None:
-    (action,) = stage_actions(template("example"), "Approve")
-    assert action["Configuration"]["NotificationArn"] == {"Ref": pipeline.TOPIC}
-    assert "#{BuildVariables.RUN_ID}" in action["Configuration"]["CustomData"]["Fn::Sub"]
+def test_no_stage_approves_or_deploys_production() -> None:
+    """The registry is the one approval: no manual action, no deploy of deploy-prd."""
+    spec = props(template("example"), pipeline.PIPELINE)
+    actions = [a for s in spec["Stages"] for a in s["Actions"]]
+    assert not [a for a in actions if a["ActionTypeId"]["Category"] == "Approval"]
+    assert not [a for a in actions if "deploy-prd" in json.dumps(a["Configuration"])]
 
 
 def test_codeconnections_source_triggers_on_the_branch() -> None:
@@ -417,18 +417,17 @@ def test_failed_runs_notify_with_a_readable_message() -> None:
     assert topic_policy["Principal"] == {"Service": "events.amazonaws.com"}
     sources = [resource_text(a) for a in topic_policy["Condition"]["ArnEquals"]["aws:SourceArn"]]
     assert [s.rsplit("rule/", 1)[1] for s in sources] == [
-        f"mlops-${{SageMakerProjectName}}-{c}" for c in ("pipeline-failed", "run-started", "prd-deployed")
+        f"mlops-${{SageMakerProjectName}}-{c}"
+        for c in ("pipeline-failed", "run-started", "run-succeeded", "registry-rejected")
     ]
 
 
 @pytest.mark.parametrize(("rule", "detail"), [
     ("RunStartedRule", {"state": ["STARTED"]}),
-    ("ProductionDeployedRule", {"stage": ["DeployPrd"], "state": ["SUCCEEDED"]}),
+    ("RunSucceededRule", {"state": ["SUCCEEDED"]}),
+    ("VersionRejectedRule", {"ModelApprovalStatus": ["Rejected"]}),
 ])
-def test_runs_that_start_or_deploy_production_notify_in_words(rule: str, detail: dict[str, Any]) -> None:
-    from mlops_templates.stacks.pipeline import rules, stages
-
-    assert rules.DEPLOY_PRD_STAGE == stages.STAGES[-1]
+def test_runs_that_start_or_end_and_rejections_notify_in_words(rule: str, detail: dict[str, Any]) -> None:
     tpl = template("example")
     found = props(tpl, rule)
     for key, value in detail.items():
@@ -475,6 +474,7 @@ def test_one_role_per_service() -> None:
         pipeline.SAGEMAKER_ROLE: ["sagemaker.amazonaws.com"],
         pipeline.STATES_ROLE: ["states.amazonaws.com"],
         pipeline.EVENTS_ROLE: ["events.amazonaws.com"],
+        "PromoteRole": ["codebuild.amazonaws.com"],
         network.FLOW_LOG_ROLE: ["vpc-flow-logs.amazonaws.com"],
         pipeline.TEARDOWN_ROLE: ["lambda.amazonaws.com"],
     }
@@ -486,11 +486,15 @@ def test_production_is_never_replaced_by_a_deployment() -> None:
     tpl = template("example")
     modes = {
         stage: action["Configuration"]["ActionMode"]
-        for stage in ("DeployDev", "DeployPrd")
+        for stage in ("DeployDev",)
         for action in stage_actions(tpl, stage)
     }
-    assert modes == {"DeployDev": "REPLACE_ON_FAILURE", "DeployPrd": "CREATE_UPDATE"}
-    deletes = [s for r, s in statements(tpl) if r == pipeline.PIPELINE_ROLE and "cloudformation:DeleteStack" in s["Action"]]
+    assert modes == {"DeployDev": "REPLACE_ON_FAILURE"}
+    # The promotion deploys production: no role of the stack may delete it.
+    deletes = [
+        s for r, s in statements(tpl)
+        if r in (pipeline.PIPELINE_ROLE, "PromoteRole") and "cloudformation:DeleteStack" in s["Action"]
+    ]
     resources = [r["Fn::Sub"] for s in deletes for r in s["Resource"]]
     assert resources and not any("deploy-prd" in r for r in resources)
 
@@ -513,7 +517,18 @@ def test_events_role_starts_only_this_pipeline() -> None:
                 }
             ],
             "Sid": "StartPipeline",
-        }
+        },
+        {
+            "Action": ["codebuild:StartBuild"],
+            "Effect": "Allow",
+            "Resource": [
+                {
+                    "Fn::Sub": "arn:${AWS::Partition}:codebuild:${AWS::Region}:${AWS::AccountId}:"
+                    "project/mlops-${SageMakerProjectName}-promote"
+                }
+            ],
+            "Sid": "StartPromotion",
+        },
     ]
 
 
@@ -720,9 +735,12 @@ def test_buildspec_renders_valid_yaml_with_the_expected_commands() -> None:
             f'--s3-bucket "${{ARTIFACT_BUCKET}}"'
         ) in build
         assert f"--output-template-file build/out/{stack}.yaml" in build
-    assert phases["build"]["commands"][-1] == (
-        "python -m mlops_templates.stacks.pipeline_build outputs --out build/out"
-    )
+    commands = phases["build"]["commands"]
+    outputs = commands.index("python -m mlops_templates.stacks.pipeline_build outputs --out build/out")
+    # ...then the run's build output and the source are stored for the promotion.
+    stored = "\n".join(commands[outputs + 1:])
+    assert '"s3://${ARTIFACT_BUCKET}/runs/${RUN_ID}/build/"' in stored
+    assert f'"s3://${{ARTIFACT_BUCKET}}/{pipeline.builds.SOURCE_KEY}"' in stored
     assert spec["artifacts"]["base-directory"] == "build/out"
     assert set(spec["artifacts"]["files"]) == {
         *(f"{s}.yaml" for s in contract.RUN_STACKS),

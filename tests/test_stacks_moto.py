@@ -307,7 +307,13 @@ def test_roles_are_named_for_the_project_and_scoped_to_it(
             "Effect": "Allow",
             "Action": ["codepipeline:StartPipelineExecution"],
             "Resource": [f"arn:aws:codepipeline:us-east-1:123456789012:mlops-{PROJECT}-pipeline"],
-        }
+        },
+        {
+            "Sid": "StartPromotion",
+            "Effect": "Allow",
+            "Action": ["codebuild:StartBuild"],
+            "Resource": [f"arn:aws:codebuild:us-east-1:123456789012:project/mlops-{PROJECT}-promote"],
+        },
     ]
 
 

@@ -403,7 +403,7 @@ def test_a_good_model_is_registered(aws: Workflow, example_config: config.Config
     text = _only_notification(run, "mlops-abalone: model registered")
     assert text == (
         f"Training run {run_id} of mlops-abalone passed the quality gate: rmse is 2.1 on the test "
-        f"split (rmse < 3.0). Registered {package_arn}."
+        f"split (rmse < 3.0). Registered version {package_arn.rsplit('/', 1)[1]}: {package_arn}."
     )
     # The input's hyperparameters win over the config's, which fill the gaps.
     defaults = {k: json.dumps(v) for k, v in example_config.training.hyperparameters.items()}

@@ -5,7 +5,9 @@ buildspec's): ``env`` prints the pipeline stack's resources as the build's envir
 (what the pipeline stack sets on its CodeBuild project, ``contract.STACK_ENV``);
 ``deploy`` deploys one packaged per-run stack with the pipeline's CloudFormation role and
 its TemplateConfiguration file, plus the training output for the endpoint stacks
-(CodePipeline's CloudFormation actions); ``train`` starts the training workflow and waits
+(CodePipeline's CloudFormation actions); production's deploy first sets the run's model
+package to Approved, saying who approved where (the environment's reviewers or the manual
+job approved the run), so the registry says what production serves; ``train`` starts the training workflow and waits
 for it (CodePipeline's Step Functions action), writing ``train-output.json`` the way the
 TrainOutput build does.
 """
@@ -24,7 +26,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mlops_templates import contract, naming
+from mlops_templates import contract, naming, registry
 from mlops_templates.config import Config
 from mlops_templates.deploy import StackSpec, deploy_stack
 from mlops_templates.errors import MlopsError
@@ -159,10 +161,52 @@ def deployment(
     )
 
 
-def deploy(boto: Any, config: Config, stack: str, build_dir: Path, train_output: Path | None, out: TextIO) -> str:
-    """Deploy the per-run stack ``stack`` (see :func:`deployment`)."""
+def approver(env: Mapping[str, str], environment: str = "production") -> str:
+    """Who approved the production job, and where, as far as the CI system's variables say.
+
+    GitHub does not pass the environment's reviewer to the job (GITHUB_ACTOR started the
+    run), so the text names the environment and the run, whose page shows the review;
+    GitLab's GITLAB_USER_LOGIN of a manual job is who started it: the approver.
+    """
+    if env.get("GITHUB_RUN_ID"):
+        run = f"{env.get('GITHUB_SERVER_URL', 'https://github.com')}/{env.get('GITHUB_REPOSITORY', '')}"
+        return (
+            f"the reviewers of the {environment} environment in GitHub Actions run "
+            f"{run}/actions/runs/{env['GITHUB_RUN_ID']} (started by {env.get('GITHUB_ACTOR', 'unknown')})"
+        )
+    if env.get("GITLAB_USER_LOGIN"):
+        return f"{env['GITLAB_USER_LOGIN']}, who started the manual production job {env.get('CI_JOB_URL', '')} in GitLab CI"
+    return "the CI workflow's production job"
+
+
+def approve_run(boto: Any, train_output: Path, env: Mapping[str, str], environment: str = "production") -> str:
+    """Set the run's model package (the training output's ModelPackageArn) to Approved."""
+    try:
+        arn = json.loads(train_output.read_text(encoding="utf-8")).get("ModelPackageArn", "")
+    except (OSError, ValueError) as err:
+        raise StepError(f"{train_output}: {err}") from None
+    if not arn:
+        raise StepError(f"{train_output}: no ModelPackageArn; the training workflow registers the run's model")
+    try:
+        return registry.approve_arn(boto.client("sagemaker"), arn, f"Approved for production by {approver(env, environment)}")
+    except registry.RegistryError as err:
+        raise StepError(str(err)) from None
+
+
+def deploy(
+    boto: Any, config: Config, stack: str, build_dir: Path, train_output: Path | None, out: TextIO,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Deploy the per-run stack ``stack`` (see :func:`deployment`); production's approval
+    is recorded in the model registry first."""
+    import os
+
     outputs, _ = stack_outputs(boto, naming.stack_name(config, "pipeline"))
-    return deploy_stack(boto, deployment(config, stack, build_dir, outputs, train_output), out)
+    spec = deployment(config, stack, build_dir, outputs, train_output)
+    if stack == "deploy-prd" and train_output is not None:
+        arn = approve_run(boto, train_output, os.environ if env is None else env, config.pipeline.ci.environment)
+        print(f"model package {arn}: Approved", file=out, flush=True)
+    return deploy_stack(boto, spec, out)
 
 
 class _Stopped(Exception):

@@ -81,6 +81,7 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         training_job_arn=f"{sm}:training-job/{base}-{RUN_ID}-train-{ATTEMPT}-0",
         model_arn=f"{sm}:model/{base}-{RUN_ID}-model-{ATTEMPT}-0",
         model_package_group_arn=f"{sm}:model-package-group/{base}-models",
+        model_package_arn=f"{sm}:model-package/{base}-models/1",
         sagemaker_role_arn=res[pipeline.SAGEMAKER_ROLE].arn,
     )
     groups = prd.of_type("AWS::CodeDeploy::DeploymentGroup")
@@ -121,6 +122,7 @@ def _codepipeline(stack: DeployedStack) -> dict[str, str]:
         "build_project_arn": pipeline.BUILD_PROJECT,
         "train_output_project_arn": pipeline.TRAIN_OUTPUT_PROJECT,
         "pipeline_arn": pipeline.PIPELINE,
+        "promote_project_arn": "PromoteProject",
     }
     values = {name: res[logical_id].arn if logical_id in res else "" for name, logical_id in ids.items()}
     values["connection_arn"] = connection

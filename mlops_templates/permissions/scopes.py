@@ -25,7 +25,7 @@ from mlops_templates.stacks.common import arn
 #: Role-name suffixes of the pipeline stack (``<prefix>-<project>-<suffix>``).
 PIPELINE_ROLE_SUFFIXES = (
     "codepipeline", "codebuild", "cloudformation", "sagemaker", "states", "events",
-    "flow-logs", "teardown",
+    "flow-logs", "teardown", "promote",
 )
 #: Services the pipeline stack hands its roles to.
 PIPELINE_PASSED_TO = (

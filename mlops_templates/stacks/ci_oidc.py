@@ -32,6 +32,7 @@ from typing import Any
 from awacs import cloudformation as cfn
 from awacs import kms as kms_actions
 from awacs import s3 as s3_actions
+from awacs import sagemaker as sagemaker_actions
 from awacs import sts
 from awacs.aws import (
     Allow,
@@ -75,6 +76,7 @@ JUSTIFIED_WILDCARDS: tuple[tuple[str, str], ...] = (
      "packaged code and templates of every run, under the run's id"),
     (r":stack/[a-z0-9-]+-(pipeline|workflow|deploy-dev|deploy-prd)/\*$", "a stack ARN ends with its generated ID"),
     (r":execution:[a-z0-9-]+-training:\*$", "execution names are given per run"),
+    (r":model-package/[a-z0-9-]+-models/\*$", "version numbers are given at registration, one per run"),
 )
 
 
@@ -191,6 +193,12 @@ def statements(config: Config) -> list[Statement]:
         *pipeline_roles.deploy_run_stacks(res),
         iamdoc.pass_role(cloudformation_role, "cloudformation.amazonaws.com", sid="PassDeployRole"),
         *pipeline_roles.run_training(res),
+        # The production job records its approval in the model registry first.
+        iamdoc.allow(
+            [sagemaker_actions.UpdateModelPackage],
+            common.arn("sagemaker", f"model-package/{names.text('models')}/*"),
+            sid="ApproveRunModel",
+        ),
     ]
 
 

@@ -11,11 +11,14 @@ as Studio passes them). It creates:
 - an ECR repository for the project's container image (scan on push, immutable tags,
   KMS, lifecycle policy);
 - CodeBuild projects ``Build`` (builds and pushes the image, renders and packages the
-  per-run stacks, writes their parameters) and ``TrainOutput``, logging to a KMS log group;
+  per-run stacks, writes their parameters and stores them under ``runs/<RunId>/build/``),
+  ``TrainOutput`` and ``Promote``, logging to a KMS log group;
 - a CodePipeline (V2): Source → Build → Train (workflow stack, state machine) →
-  DeployDev → Approve (manual) → DeployPrd;
+  DeployDev; the model registry drives production: a rule on the project's model package
+  group starts ``Promote``, which deploys the newest approved version (:mod:`.promotion`);
 - EventBridge rules: new training data, a retraining schedule, the production drift
-  alarm and (CodeCommit) pushes start the pipeline; failed runs notify the topic;
+  alarm and (CodeCommit) pushes start the pipeline; runs that start, fail or end and
+  rejected model versions notify the topic;
 - one IAM role per service (CodePipeline, CodeBuild, CloudFormation, SageMaker,
   Step Functions, EventBridge), each scoped to the project's resources;
 - a custom resource that deletes the per-run stacks when the project is deleted;
@@ -29,7 +32,7 @@ resources by their physical names.
 
 One module per concern: :mod:`.parameters`, :mod:`.storage`, :mod:`.roles` (with
 :mod:`.policies` and :mod:`.deploy_role`), :mod:`.builds`, :mod:`.stages`,
-:mod:`.rules`, :mod:`.teardown`, :mod:`.network`; :mod:`.names` holds the names they
+:mod:`.rules`, :mod:`.promotion`, :mod:`.teardown`, :mod:`.network`; :mod:`.names` holds the names they
 share. Each part adds its resources and returns what the later parts need.
 """
 
@@ -46,6 +49,7 @@ from mlops_templates.stacks.pipeline import (
     deploy_role,
     network,
     parameters,
+    promotion,
     roles,
     rules,
     stages,
@@ -138,6 +142,7 @@ WHY: dict[str, str] = {
     **roles.WHY,
     **deploy_role.WHY,
     **rules.WHY,
+    **promotion.WHY,
     **teardown.WHY,
     **network.WHY,
 }
@@ -156,13 +161,19 @@ def build(config: Config) -> Template:
     build_logs = builds.log_group(stack, key) if orchestrated else None
     vpc = network.create(stack, key) if config.network.create_vpc else None
     service_roles = roles.create(stack, store, build_logs, inputs.connection_arn)
-    pipeline = None
+    pipeline = promote = None
     if build_logs is not None:
         projects = builds.create(stack, store, service_roles, build_logs, vpc)
         pipeline = stages.create(stack, store, service_roles, projects, inputs.connection_arn)
         rules.create(stack, store, service_roles)
+        promote = promotion.create(stack, store, service_roles, build_logs)
     teardown.create(stack, key, service_roles.deploy)
     _outputs(stack, store, service_roles, pipeline, vpc)
+    if promote is not None:
+        stack.template.add_output(
+            Output("PromoteProjectName", Description="CodeBuild project that deploys production "
+                   "from the model registry", Value=Ref(promote))
+        )
     _describe(stack.template, config.pipeline.orchestrator)
     return stack.template
 
@@ -208,8 +219,8 @@ ARCHITECTURE = {
     "codepipeline": (
         "Per-project MLOps pipeline: a push or a data upload runs CodePipeline, which "
         "builds the image and per-run templates in CodeBuild, trains with the Step "
-        "Functions workflow stack, deploys the dev endpoint, waits for approval and "
-        "canary-deploys production"
+        "Functions workflow stack and deploys the dev endpoint; approving a version in the "
+        "model registry canary-deploys production with the newest approved version"
     ),
     "github": (
         "Per-project MLOps resources a GitHub Actions workflow drives with the ci-oidc "

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 from troposphere import GetAtt, Ref, Sub, codebuild, kms, logs
 
-from mlops_templates import contract
+from mlops_templates import contract, promotion
 from mlops_templates.config import Config
 from mlops_templates.stacks import common, pipeline_build
 from mlops_templates.stacks.pipeline import network
@@ -40,12 +40,14 @@ TRAIN_RESULT_DIR = "train-result"
 PYTHON_VERSION = "3.12"
 BUILD_TIMEOUT_MINUTES = 60
 BUILD_SCRIPT = "mlops_templates/stacks/pipeline_build.py"
+#: Where the Build stores the source the promote project runs (a zip, CodeBuild's S3 source).
+SOURCE_KEY = "promote/source.zip"
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
     BUILD_LOG_GROUP: "Encrypted logs of the CodeBuild projects",
-    BUILD_PROJECT: "Builds and pushes the image, renders and packages the per-run stacks and "
-    "writes their parameters",
+    BUILD_PROJECT: "Builds and pushes the image, renders and packages the per-run stacks, "
+    "writes their parameters and stores them for the promotion",
     TRAIN_OUTPUT_PROJECT: "Copies the training workflow's output into a file the deploy "
     "actions read",
 }
@@ -77,6 +79,8 @@ def buildspec(config: Config) -> str:
         render_dir=RENDER_DIR,
         out_dir=OUT_DIR,
         stacks=contract.RUN_STACKS,
+        runs_prefix=promotion.RUNS_PREFIX,
+        source_key=SOURCE_KEY,
         artifact_files=[f"{s}.yaml" for s in contract.RUN_STACKS]
         + [f"{s}.json" for s in contract.RUN_STACKS]
         + [contract.EXECUTION_INPUT],

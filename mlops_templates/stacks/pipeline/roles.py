@@ -52,7 +52,7 @@ WHY: dict[str, str] = {
     CODEBUILD_ROLE: "Lets the builds push the image and write packaged templates",
     SAGEMAKER_ROLE: "Execution role of the project's SageMaker jobs, models and endpoints",
     STATES_ROLE: "Lets the training workflow run SageMaker jobs and register models",
-    EVENTS_ROLE: "Lets EventBridge rules start the project's pipeline",
+    EVENTS_ROLE: "Lets EventBridge rules start the project's pipeline and its promotion",
 }
 
 
@@ -127,7 +127,7 @@ def _resources(
 def codepipeline_role(
     logical_id: str, res: PipelineResources, cloudformation_role_arn: Any, tags: Tags
 ) -> iam.Role:
-    """The CodePipeline service role: artifacts, builds, stacks, workflow, approval."""
+    """The CodePipeline service role: artifacts, builds, stacks, workflow."""
     names = res.names
     statements = [
         iamdoc.allow(
@@ -142,12 +142,12 @@ def codepipeline_role(
         iamdoc.allow(
             [cb.StartBuild, cb.BatchGetBuilds], res.build_project_arns, sid="RunBuilds"
         ),
-        *deploy_run_stacks(res),
+        # Production is the promotion's (the registry drives it): not CodePipeline's.
+        *deploy_run_stacks(res, ("workflow", "deploy-dev")),
         # ValidateTemplate supports no resource-level permissions.
         iamdoc.allow([cfn.ValidateTemplate], "*", sid="ValidateTemplates"),
         iamdoc.pass_role(cloudformation_role_arn, "cloudformation.amazonaws.com", sid="PassDeployRole"),
         *run_training(res),
-        iamdoc.allow([sns.Publish], res.topic_arn, sid="ApprovalNotifications"),
         *_source_statements(res),
     ]
     return service_role(
@@ -156,10 +156,12 @@ def codepipeline_role(
     )
 
 
-def deploy_run_stacks(res: PipelineResources) -> list[Any]:
-    """Deploy the per-run stacks with change sets (the role passed to CloudFormation does
-    the work): what CodePipeline's deploy actions and the CI role's deploy step call."""
-    return [
+def deploy_run_stacks(
+    res: PipelineResources, stacks: tuple[str, ...] = ("workflow", "deploy-dev", "deploy-prd")
+) -> list[Any]:
+    """Deploy the per-run ``stacks`` with change sets (the role passed to CloudFormation
+    does the work): what CodePipeline's deploy actions and the CI role's deploy step call."""
+    statements = [
         iamdoc.allow(
             [
                 cfn.CreateStack,
@@ -172,7 +174,7 @@ def deploy_run_stacks(res: PipelineResources) -> list[Any]:
                 cfn.DeleteChangeSet,
                 cfn.SetStackPolicy,
             ],
-            [res.stack_arn(stack) for stack in ("workflow", "deploy-dev", "deploy-prd")],
+            [res.stack_arn(stack) for stack in stacks],
             sid="DeployPerRunStacks",
         ),
         # REPLACE_ON_FAILURE deletes a failed workflow or dev stack before creating it again
@@ -182,13 +184,17 @@ def deploy_run_stacks(res: PipelineResources) -> list[Any]:
             [res.stack_arn(stack) for stack in ("workflow", "deploy-dev")],
             sid="ReplaceFailedStacks",
         ),
-        # deploy-prd uses the SAM transform: CloudFormation checks the caller may use it.
-        iamdoc.allow(
-            [cfn.CreateChangeSet],
-            common.arn("cloudformation", "transform/Serverless-2016-10-31", account="aws"),
-            sid="UseSamTransform",
-        ),
     ]
+    if "deploy-prd" in stacks:
+        # deploy-prd uses the SAM transform: CloudFormation checks the caller may use it.
+        statements.append(
+            iamdoc.allow(
+                [cfn.CreateChangeSet],
+                common.arn("cloudformation", "transform/Serverless-2016-10-31", account="aws"),
+                sid="UseSamTransform",
+            )
+        )
+    return statements
 
 
 def run_training(res: PipelineResources) -> list[Any]:
@@ -463,11 +469,15 @@ def _workflow_sagemaker_statements(base: str) -> list[Any]:
 
 
 def events_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.Role:
-    """The EventBridge role that starts this project's pipeline, and nothing else."""
+    """The EventBridge role that starts this project's pipeline and its promotion build,
+    and nothing else."""
     statements = [
-        iamdoc.allow([cp.StartPipelineExecution], res.pipeline_arn, sid="StartPipeline")
+        iamdoc.allow([cp.StartPipelineExecution], res.pipeline_arn, sid="StartPipeline"),
+        iamdoc.allow(
+            [cb.StartBuild], common.arn("codebuild", f"project/{res.names.text('promote')}"), sid="StartPromotion"
+        ),
     ]
     return service_role(
         logical_id, res.names, "events", "events.amazonaws.com", statements, tags,
-        "EventBridge role that starts the project's pipeline",
+        "EventBridge role that starts the project's pipeline and its promotion",
     )

@@ -2,8 +2,9 @@
 
 New training data, the retraining schedule, the production drift and model-quality alarms
 (``pipeline.retrain_on``) and (with a CodeCommit source) pushes start the pipeline; a run
-that starts, fails or deploys production notifies the topic in words
-(:mod:`mlops_templates.notifications`).
+that starts, fails or ends (dev deployed, the model waiting for approval) notifies the
+topic in words (:mod:`mlops_templates.notifications`). The rules of the model registry
+are in :mod:`.promotion`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ SCHEDULE_RULE = "RetrainScheduleRule"
 DRIFT_RULE = "RetrainOnDriftRule"
 FAILURE_RULE = "PipelineFailedRule"
 STARTED_RULE = "RunStartedRule"
-DEPLOYED_RULE = "ProductionDeployedRule"
+DEPLOYED_RULE = "RunSucceededRule"
 #: The production alarm of each ``pipeline.retrain_on`` entry (deploy-prd names them).
 RETRAIN_ALARMS = {"drift": "prd-drift", "quality": "prd-quality"}
 #: Notification rule -> (its name's component, its event in ``notifications.EVENTS``); the
@@ -32,11 +33,9 @@ RETRAIN_ALARMS = {"drift": "prd-drift", "quality": "prd-quality"}
 NOTICE_RULES = dict(
     zip(
         (FAILURE_RULE, STARTED_RULE, DEPLOYED_RULE),
-        zip(NOTICE_RULE_COMPONENTS, ("run_failed", "run_started", "deployed")),
+        zip(NOTICE_RULE_COMPONENTS[:3], ("run_failed", "run_started", "deployed")),
     )
 )
-#: The production deploy stage (``stages.py``); its success is "deployed".
-DEPLOY_PRD_STAGE = "DeployPrd"
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
@@ -46,7 +45,7 @@ WHY: dict[str, str] = {
     DRIFT_RULE: "Retrains when a production alarm of pipeline.retrain_on fires",
     FAILURE_RULE: "Notifies the topic when a pipeline run fails",
     STARTED_RULE: "Notifies the topic when a pipeline run starts",
-    DEPLOYED_RULE: "Notifies the topic when a run deploys production",
+    DEPLOYED_RULE: "Notifies the topic when a run ends: dev deployed, the model waits for approval",
 }
 
 
@@ -142,8 +141,8 @@ def _starts_pipeline(
 
 
 def _notice_rules(stack: Stack, topic: sns.Topic) -> None:
-    """Tell the topic's subscribers, in words, that a run started, failed or deployed
-    production (a failure with a link to its console page)."""
+    """Tell the topic's subscribers, in words, that a run started, failed or ended (a
+    failure with a link to its console page)."""
     names = stack.names
     pipeline = names.name("pipeline")
     codepipeline = {"source": ["aws.codepipeline"]}
@@ -152,9 +151,8 @@ def _notice_rules(stack: Stack, topic: sns.Topic) -> None:
                        "detail": {"pipeline": [pipeline], "state": ["FAILED"]}},
         STARTED_RULE: {**codepipeline, "detail-type": ["CodePipeline Pipeline Execution State Change"],
                        "detail": {"pipeline": [pipeline], "state": ["STARTED"]}},
-        DEPLOYED_RULE: {**codepipeline, "detail-type": ["CodePipeline Stage Execution State Change"],
-                        "detail": {"pipeline": [pipeline], "stage": [DEPLOY_PRD_STAGE],
-                                   "state": ["SUCCEEDED"]}},
+        DEPLOYED_RULE: {**codepipeline, "detail-type": ["CodePipeline Pipeline Execution State Change"],
+                        "detail": {"pipeline": [pipeline], "state": ["SUCCEEDED"]}},
     }
     paths = {"pipeline": "$.detail.pipeline", "execution": "$.detail.execution-id",
              "time": "$.time", "region": "$.region"}

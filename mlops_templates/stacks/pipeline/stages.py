@@ -1,8 +1,11 @@
 """The CodePipeline (V2) and its actions.
 
 Source -> Build -> Train (deploy the workflow stack, run the state machine, extract its
-output) -> DeployDev -> Approve (manual) -> DeployPrd. One run at a time: runs share
-the per-run stacks and the endpoints.
+output) -> DeployDev. One run at a time: runs share the per-run stacks and the endpoints.
+
+The pipeline ends there: the model registry drives production. Approving a version (make
+approve, or SageMaker Studio) starts the promotion (:mod:`.promotion`), which deploys the
+newest approved version; a manual approval here would be a second source of truth.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from troposphere import GetAtt, Ref, Sub, codebuild, codepipeline
+from troposphere import GetAtt, Ref, codebuild, codepipeline
 
 from mlops_templates import contract
 from mlops_templates.stacks.pipeline.builds import Builds
@@ -29,13 +32,13 @@ from mlops_templates.stacks.pipeline.storage import Storage
 PIPELINE = "Pipeline"
 
 #: Stage names, in order.
-STAGES = ("Source", "Build", "Train", "DeployDev", "Approve", "DeployPrd")
+STAGES = ("Source", "Build", "Train", "DeployDev")
 #: The run's ID, as the Build action exports it.
 _RUN = f"#{{{BUILD_NAMESPACE}.RUN_ID}}"
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
-    PIPELINE: "Source, build, train, deploy to dev, approve, deploy to production",
+    PIPELINE: "Source, build, train, deploy to dev (the model registry drives production)",
 }
 
 
@@ -53,16 +56,6 @@ def create(
         ),
         codepipeline.Stages(
             Name="DeployDev", Actions=[_deploy(stack, "DeployDev", "deploy-dev", deploy_role)]
-        ),
-        codepipeline.Stages(Name="Approve", Actions=[_approve_action(stack, store)]),
-        codepipeline.Stages(
-            Name="DeployPrd",
-            Actions=[
-                _deploy(
-                    stack, "DeployPrd", "deploy-prd", deploy_role,
-                    capabilities="CAPABILITY_NAMED_IAM,CAPABILITY_AUTO_EXPAND",
-                )
-            ],
         ),
     ]
     pipeline = codepipeline.Pipeline(
@@ -138,10 +131,9 @@ def _deploy(
     """A CloudFormation action that deploys the per-run stack ``stack_name``."""
     configuration: dict[str, Any] = {
         # A stack whose first create failed (ROLLBACK_COMPLETE) cannot be updated: the
-        # workflow and the dev endpoint are replaced, so a retried run works.
-        # Production is never deleted by a deployment: a failed production stack
-        # needs a person (the pipeline stops there with CloudFormation's reason).
-        "ActionMode": "CREATE_UPDATE" if stack_name == "deploy-prd" else "REPLACE_ON_FAILURE",
+        # workflow and the dev endpoint are replaced, so a retried run works. (Production
+        # is the promotion's, which never deletes it.)
+        "ActionMode": "REPLACE_ON_FAILURE",
         "StackName": stack.names.name(stack_name),
         "TemplatePath": f"{BUILD_OUTPUT}::{stack_name}.yaml",
         "TemplateConfiguration": f"{BUILD_OUTPUT}::{stack_name}.json",
@@ -236,22 +228,6 @@ def _train_actions(
             run_order=3,
         ),
     ]
-
-
-def _approve_action(stack: Stack, store: Storage) -> codepipeline.Actions:
-    base = stack.names.base
-    return _action(
-        "Approve",
-        "Approval",
-        "Manual",
-        {
-            "NotificationArn": Ref(store.topic),
-            "CustomData": Sub(
-                f"Run {_RUN} is deployed to the dev endpoint {base}-dev. "
-                f"Approve to deploy it to the production endpoint {base}-prd."
-            ),
-        },
-    )
 
 
 def _push_trigger(branch: str) -> codepipeline.PipelineTriggerDeclaration:

@@ -47,7 +47,7 @@ REPOSITORY = "ImageRepository"
 IMAGES_KEPT = 100
 #: Name components of the EventBridge rules that publish notices to the topic
 #: (:mod:`.rules`): a run failed, a run started, production deployed.
-NOTICE_RULE_COMPONENTS = ("pipeline-failed", "run-started", "prd-deployed")
+NOTICE_RULE_COMPONENTS = ("pipeline-failed", "run-started", "run-succeeded", "registry-rejected")
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {

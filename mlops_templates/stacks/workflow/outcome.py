@@ -267,6 +267,10 @@ def register_states(config: Config) -> list[asl.State]:
                     "run_id": "$.RunId",
                     "value": gate_metric_path(config),
                     "model_package": "$.Registration.ModelPackageArn",
+                    # arn:...:model-package/<group>/<version>
+                    "version": asl.array_get_item(
+                        asl.string_split("$.Registration.ModelPackageArn", "/"), 2
+                    ),
                 },
             ),
             OUTPUT,
