@@ -209,6 +209,7 @@ class Workflow:
         )["Attributes"]["QueueArn"]
         self.clients["sns"].subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
         self.machines: dict[tuple[str, str | None, bool, str | None], str] = {}
+        self.groups: set[str] = set()
         self.runs = 0
 
     def machine(
@@ -219,12 +220,14 @@ class Workflow:
         start_at: str | None = None,
     ) -> str:
         base = naming.base(cfg)
-        key = (base, failing, writes_evaluation, start_at)
+        # Variants may share a project name (and its model package group) but not a machine.
+        key = (cfg.model_dump_json(), failing, writes_evaluation, start_at)
         if key not in self.machines:
-            if not any(k[0] == base for k in self.machines):
+            if base not in self.groups:
                 self.clients["sagemaker"].create_model_package_group(
                     ModelPackageGroupName=f"{base}-models"
                 )
+                self.groups.add(base)
             definition = asl.substitute(
                 workflow.definition(cfg),
                 {
