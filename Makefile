@@ -19,6 +19,7 @@ EMAIL ?=
 PURGE ?=
 YES ?=
 KEEP ?= 0
+TUNE ?= 0
 BENCH_ARGS ?=
 GROUP ?=
 JOBS ?=
@@ -46,7 +47,7 @@ NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOL
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
-	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1"
+	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1 TUNE=1"
 	@echo "           MODE=service_catalog|s3 (make publish/project; default: studio.publish_mode)"
 	@echo "           VERSION=<model package version> REASON=<why>"
 
@@ -176,8 +177,8 @@ rollback: $(STAMP) ## Register the previous approved version again as a new appr
 status: $(STAMP) ## Which model version, image and model data serve dev and production, and the last monitoring report ([NAME=])
 	@$(REGISTRY) status
 
-local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally, capture its requests and monitor them (KEEP=1 keeps the server)
-	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)
+local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally, capture its requests and monitor them (KEEP=1 keeps the server; TUNE=1 searches training.tuning's ranges first)
+	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep) $(if $(filter 1,$(TUNE)),--tune)
 
 drift: $(STAMP) ## Send drifted traffic to the local model, monitor it, upload ground truth: which features drift, which alarms fire, the HTML report
 	$(BIN)/python scripts/drift.py --config $(CONFIG)

@@ -74,6 +74,8 @@ def _kind(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         return f"`{schema['const']}`"
     if "anyOf" in schema:
         return " or ".join(_kind(option, defs) for option in schema["anyOf"])
+    if "properties" in schema:  # a model as a map's value: its fields
+        return "object of " + ", ".join(f"`{name}`" for name in schema["properties"])
     kind = schema.get("type", "any")
     rules = []
     for key, label in (

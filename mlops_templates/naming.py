@@ -50,6 +50,7 @@ LIMITS: dict[str, int] = {
     "tag": 256,  # values of Name tags (VPC resources have no name of their own)
     "schedule": 64,  # EventBridge Scheduler schedules
     "dashboard": 255,  # CloudWatch dashboards
+    "tuning-job": 32,  # hyperparameter tuning jobs (CreateHyperParameterTuningJob)
 }
 
 #: Components named with a fixed suffix, and the limit each must respect. ``<n>`` stands
@@ -181,6 +182,33 @@ def job_name_format(config: Config, step: str) -> str:
     """``<base>-{}-<step>-{}-{}``: a workflow job or model name with ``{}`` for the run
     id, the attempt id and the redrive count (``States.Format`` and ``str.format`` alike)."""
     return f"{base(config)}-{{}}-{step}-{{}}-{{}}"
+
+
+#: Hyperparameter tuning jobs (``training.tuning``) are ``<base>-<attempt>-<redrive count>``:
+#: SageMaker allows them 1 to 32 characters, too few for the run id, which their
+#: ``mlops:run-id`` tag carries instead (SageMaker API reference, CreateHyperParameterTuningJob:
+#: HyperParameterTuningJobName, "The name must have 1 to 32 characters"; the tuning job's tags
+#: "are also added to all training jobs that the tuning job launches"). The name leads the
+#: names of its training jobs, ``<tuning job>-<nnn>-<8 characters>``, within 63.
+TUNING_JOB_AFTER_BASE = ATTEMPT_SUFFIX_MAX_LENGTH
+
+
+def tuning_job_name_format(config: Config) -> str:
+    """``<base>-{}-{}``: a tuning job's name with ``{}`` for the attempt id and the redrive
+    count."""
+    return f"{base(config)}-{{}}-{{}}"
+
+
+def check_tuning_job_name(config: Config) -> None:
+    """Raise :class:`ConfigError` if tuning job names can pass SageMaker's 32 characters."""
+    room = LIMITS["tuning-job"] - TUNING_JOB_AFTER_BASE
+    if len(base(config)) > room:
+        raise ConfigError(
+            f"project.prefix/project.name: '{base(config)}' leaves too little room for "
+            f"hyperparameter tuning job names (<name>-<attempt>-<redrive count> must fit in "
+            f"{LIMITS['tuning-job']} characters); with training.tuning keep prefix + name "
+            f"(with the hyphen between) within {room} characters"
+        )
 
 
 def job_name_max_length(config: Config) -> int:

@@ -11,8 +11,10 @@ which the ``monitor`` job then checks against the baseline evaluate wrote. The s
 request carries a synthetic inference id, so the monitor leaves it out. Hyperparameters,
 the quality gate and the monitor's settings come from the project config.
 
-Usage: ``python scripts/local.py [--keep] [-c mlops.yaml] [-H num_round=50 ...]``.
-With ``--keep`` the server keeps running; its URL and PID are printed.
+Usage: ``python scripts/local.py [--keep] [--tune [--trials 5]] [-c mlops.yaml] [-H num_round=50 ...]``.
+With ``--keep`` the server keeps running; its URL and PID are printed. With ``--tune`` a
+small random search over ``training.tuning``'s ranges trains first (``local_tuning.py``)
+and the best trial's model goes on.
 """
 
 from __future__ import annotations
@@ -334,6 +336,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help="server port (default: free)")
     parser.add_argument("--workers", type=int, default=None,
                         help="server workers (default: one per CPU)")
+    parser.add_argument("--tune", action="store_true",
+                        help="search training.tuning's ranges first (random, seeded)")
+    parser.add_argument("--trials", type=int, default=5, help="--tune: training runs to try")
+    parser.add_argument("--seed", type=int, default=0, help="--tune: seed of the search")
     parser.add_argument("--keep", action="store_true",
                         help="leave the server running and print its URL and PID")
     return parser
@@ -350,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    hyperparameters = {k: str(v) for k, v in config.training.hyperparameters.items()}
+    fixed = config.training.fixed_hyperparameters if args.tune else config.training.hyperparameters
+    hyperparameters = {k: str(v) for k, v in fixed.items()}
     hyperparameters.update(dict(args.hyperparameter))
     root = args.workdir or Path(tempfile.mkdtemp(prefix="mlops-local-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -364,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     try:
         show(run.preprocess(), _last_line(run.steps[-1].output, "split "))
-        show(run.train(), _last_line(run.steps[-1].output, "kept "))
+        if args.tune:
+            sys.path.insert(0, str(REPO / "scripts"))
+            import local_tuning
+
+            local_tuning.search(run, config.training.tuning, hyperparameters, args.trials, args.seed)
+        else:
+            show(run.train(), _last_line(run.steps[-1].output, "kept "))
         report = run.evaluate()
         metrics = report["regression_metrics"]
         show(run.steps[-1], "  ".join(f"{name}={m['value']:.4f}±{m['standard_deviation']:.4f}"

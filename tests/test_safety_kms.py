@@ -354,13 +354,18 @@ def check_workflow_jobs(t: dict[str, Any], machine: dict[str, Any]) -> None:
             jobs += 1
             assert_substituted_key(t, machine, params["ProcessingOutputConfig"].get("KmsKeyId"), f"{name} output")
             check_volume(t, machine, params["ProcessingResources"]["ClusterConfig"], name)
-        elif ":sagemaker:createTrainingJob" in resource:
+        elif ":sagemaker:createTrainingJob" in resource or ":sagemaker:createHyperParameterTuningJob" in resource:
+            # A tuning job's training jobs take its TrainingJobDefinition.
             jobs += 1
+            params = params.get("TrainingJobDefinition", params)
             assert_substituted_key(t, machine, params["OutputDataConfig"].get("KmsKeyId"), f"{name} output")
             check_volume(t, machine, params["ResourceConfig"], name)
         else:
             # Anything else SageMaker is asked to do must keep no data of its own.
-            assert re.search(r":sagemaker:createModel$|:sagemaker:createModelPackage$", resource), (
+            assert re.search(
+                r":sagemaker:createModel$|:sagemaker:createModelPackage$|:sagemaker:describeTrainingJob$",
+                resource,
+            ), (
                 f"{name}: unclassified SageMaker call {resource}"
             )
     assert jobs > 0, "the workflow runs no SageMaker job"
@@ -568,10 +573,15 @@ def test_per_run_stacks_encryption_mutations_are_caught(path: Path) -> None:
         return _first(t, "AWS::StepFunctions::StateMachine")
 
     def jobs(t: dict[str, Any], marker: str) -> list[dict[str, Any]]:
-        return [
+        """The Parameters of the jobs whose Resource has ``marker``; for ``:createTrainingJob``
+        also the training job definitions of tuning jobs."""
+        found = [
             s["Parameters"] for _, s in all_states(machine(t)["Definition"])
             if marker in s.get("Resource", "")
         ]
+        if marker == ":createTrainingJob":
+            found += [p["TrainingJobDefinition"] for p in jobs(t, ":createHyperParameterTuningJob")]
+        return found
 
     def key_parameter_accepts_aliases(t: dict[str, Any]) -> None:
         for name in key_parameters(t):

@@ -98,6 +98,34 @@ DESCRIBE_TRAINING_JOB = {
     "EnableNetworkIsolation": True,
     "BillableTimeInSeconds": 61,
 }
+#: DescribeHyperParameterTuningJob, which the tuning job's ``.sync`` result is (SageMaker API
+#: reference): ``BestTrainingJob`` is a TrainingJobSummary, without the artifact.
+TUNING_JOB = f"mlops-abalone-{ATTEMPT}-0"
+OTHER_TRIAL = f"{TUNING_JOB}-001-0f0f0f0f"
+DESCRIBE_TUNING_JOB = {
+    "HyperParameterTuningJobName": TUNING_JOB,
+    "HyperParameterTuningJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:hyper-parameter-tuning-job/{TUNING_JOB}",
+    "HyperParameterTuningJobStatus": "Completed",
+    "TrainingJobStatusCounters": {"Completed": 3, "InProgress": 0, "RetryableError": 0,
+                                  "NonRetryableError": 0, "Stopped": 0},
+    "ObjectiveStatusCounters": {"Succeeded": 3, "Pending": 0, "Failed": 0},
+    "BestTrainingJob": {
+        "TrainingJobName": TRAINING_JOB,
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{TRAINING_JOB}",
+        "TrainingJobStatus": "Completed",
+        "TunedHyperParameters": {"eta": "0.12", "max_depth": "5"},
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "Type": "Minimize", "MetricName": "validation:rmse", "Value": 2.05,
+        },
+        "ObjectiveStatus": "Succeeded",
+    },
+    "OverallBestTrainingJob": {
+        "TrainingJobName": OTHER_TRIAL,
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{OTHER_TRIAL}",
+        "TrainingJobStatus": "Completed",
+        "TunedHyperParameters": {"eta": "0.3", "max_depth": "2"},
+    },
+}
 DESCRIBE_PROCESSING_JOB = {
     "ProcessingJobName": f"mlops-abalone-{RUN_ID}-prep-{ATTEMPT}-0",
     "ProcessingJobStatus": "Completed",
@@ -108,6 +136,9 @@ DESCRIBE_PROCESSING_JOB = {
 RESPONSES: dict[str, dict[str, Any]] = {
     "arn:aws:states:::sagemaker:createTrainingJob.sync": DESCRIBE_TRAINING_JOB,
     "arn:aws:states:::sagemaker:createProcessingJob.sync": DESCRIBE_PROCESSING_JOB,
+    "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync": DESCRIBE_TUNING_JOB,
+    # The best training job, described by the AWS SDK integration (the API's response).
+    "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob": DESCRIBE_TRAINING_JOB,
     "arn:aws:states:::sagemaker:createModel": {"ModelArn": MODEL_ARN},
     "arn:aws:states:::aws-sdk:sagemaker:createModelPackage": {"ModelPackageArn": PACKAGE_ARN},
     "arn:aws:states:::aws-sdk:s3:getObject": {
@@ -125,10 +156,34 @@ EXPECTED_SELECTIONS: dict[str, dict[str, Any]] = {
         "ModelDataUrl": MODEL_ARTIFACTS,
         "TrainingImage": TRAINING_IMAGE,
     },
+    "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync": {
+        "BestTrainingJobName": TRAINING_JOB,
+        "BestHyperparameters": {"eta": "0.12", "max_depth": "5"},
+    },
+    "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob": {
+        "ModelDataUrl": MODEL_ARTIFACTS,
+        "TrainingImage": TRAINING_IMAGE,
+    },
     "arn:aws:states:::sagemaker:createModel": {"ModelArn": MODEL_ARN, "ModelName": MODEL_NAME},
     "arn:aws:states:::aws-sdk:sagemaker:createModelPackage": {"ModelPackageArn": PACKAGE_ARN},
     "arn:aws:states:::aws-sdk:s3:getObject": {"Report": REPORT},
 }
+#: One training job, or a tuning job and the description of its best training job.
+TRAINING = ("arn:aws:states:::sagemaker:createTrainingJob.sync",)
+TUNING = (
+    "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync",
+    "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob",
+)
+
+
+def expected_selections(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``EXPECTED_SELECTIONS`` of the resources ``definition`` has: it trains one way."""
+    present = {state["Resource"] for state in tasks(definition).values()}
+    tuned = TUNING[0] in present
+    assert set(TUNING if tuned else TRAINING) <= present
+    absent = TRAINING if tuned else TUNING
+    assert not set(absent) & present
+    return {r: e for r, e in EXPECTED_SELECTIONS.items() if r not in absent}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -338,7 +393,7 @@ def test_result_selectors_pick_the_trained_artifact_the_model_arn_and_the_packag
 ) -> None:
     definition = substituted(machine(config.load(path)), sfn.topic)
     selected = selections(sfn, definition)
-    for resource, expected in EXPECTED_SELECTIONS.items():
+    for resource, expected in expected_selections(definition).items():
         name, _ = the_task(definition, resource)
         assert selected[name] == expected, resource
 
@@ -378,6 +433,10 @@ def test_workflow_output_and_registration_carry_the_trained_model(sfn: Sfn, path
     assert re.fullmatch(rf"{prefix}/evaluation/evaluation\.json", output["EvaluationUri"])
     assert output["Metrics"] == REPORT["regression_metrics"]
 
+    # A tuning job's model is its best training job's (BestTrainingJob, not another trial).
+    if TUNING[0] in {state["Resource"] for state in tasks(definition).values()}:
+        describe_name, _ = the_task(definition, TUNING[1])
+        assert calls[describe_name] == {"TrainingJobName": TRAINING_JOB}
     # The model that is created and registered is the trained artifact with the run's image.
     model_name, _ = the_task(definition, "arn:aws:states:::sagemaker:createModel")
     register_name, _ = the_task(definition, "arn:aws:states:::aws-sdk:sagemaker:createModelPackage")

@@ -232,15 +232,20 @@ def test_every_task_catches_into_failure_and_is_retried(variant: tuple[str, conf
             assert retry["BackoffRate"] > 1 and retry["MaxAttempts"] >= 2, name
 
 
-@pytest.mark.parametrize("name", ["example", "model-monitor"])
+@pytest.mark.parametrize("name", ["example", "model-monitor", "tuning", "tuning-model-monitor"])
 def test_failures_are_named_then_notified_then_failed(name: str) -> None:
     cfg = variant_config(name)
-    nested = (workflow.TRAIN, workflow.BASELINE) if _model_monitor(cfg) else ()
+    tuned = cfg.training.tuning.enabled
+    training = (workflow.TUNE, workflow.READ_BEST_TRAINING_JOB) if tuned else (workflow.TRAIN,)
+    nested = (*training, workflow.BASELINE) if _model_monitor(cfg) else ()
     definition = workflow.definition(cfg)
     states = dict(asl.all_states(definition))
     for step, (state_name, error) in workflow.STEP_ERRORS.items():
         if step not in states:  # TrainAndBaseline and Baseline: Model Monitor only
-            assert not _model_monitor(cfg) and step in (workflow.BASELINE, workflow.TRAIN_AND_BASELINE)
+            other_training = {workflow.TRAIN, workflow.TUNE, workflow.READ_BEST_TRAINING_JOB} - set(training)
+            assert step in other_training or (
+                not _model_monitor(cfg) and step in (workflow.BASELINE, workflow.TRAIN_AND_BASELINE)
+            )
             assert state_name not in states
             continue
         target = states[state_name]
@@ -257,8 +262,11 @@ def test_failures_are_named_then_notified_then_failed(name: str) -> None:
             assert target["Next"] == workflow.NOTIFY_FAILURE
     if _model_monitor(cfg):
         parallel = states[workflow.TRAIN_AND_BASELINE]
+        training_errors = (
+            ["TuningFailed", "BestTrainingJobUnreadable"] if tuned else ["TrainingFailed"]
+        )
         assert parallel["Catch"][0] == {
-            "ErrorEquals": ["TrainingFailed", "BaselineFailed"],
+            "ErrorEquals": [*training_errors, "BaselineFailed"],
             "ResultPath": "$.Failure",
             "Next": "NotifyFailure",
         }

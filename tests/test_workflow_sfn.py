@@ -10,7 +10,7 @@ topic an SQS queue subscribes to, and the Fail states.
 
 What replaces what moto cannot run:
 
-* The four ``.sync`` SageMaker jobs (Preprocess, Train, Baseline, Evaluate): moto's
+* The ``.sync`` SageMaker jobs (Preprocess, Train or Tune, Baseline, Evaluate): moto's
   interpreter does not implement the ``.sync`` pattern for SageMaker. Each becomes a
   Task with the job's own ``ResultPath``, ``Catch`` and ``Next``/``End`` (no ``Retry``:
   nothing transient happens here) that evaluates the job's real name expression:
@@ -21,7 +21,9 @@ What replaces what moto cannot run:
   real job writes ``evaluation.json``, with the job name in its metadata; a machine
   with ``writes_evaluation=False`` has it write nothing. The Train stub's
   ``ResultSelector`` yields what the real one selects (``ModelDataUrl`` and
-  ``TrainingImage``). A job expected to fail calls ``aws-sdk:s3:getObject`` for a
+  ``TrainingImage``); the Tune stub's yields the best training job's name
+  (``BEST_TRAINING_JOB``), a job the test creates in moto's SageMaker, which
+  ``ReadBestTrainingJob`` then describes for real. A job expected to fail calls ``aws-sdk:s3:getObject`` for a
   missing key instead, which fails for real into the job's ``Catch``.
 * moto hands S3 GetObject's ``Body`` to the aws-sdk integration as a stream, where Step
   Functions passes the object's text; ``sfn_patches.s3_body_as_text`` reads the stream into text,
@@ -66,6 +68,8 @@ INPUT = {
     "ImageUri": IMAGE_URI,
     "Hyperparameters": {"max_depth": "7", "extra": "1"},
 }
+#: The best training job of a stubbed tuning job, by execution name.
+BEST_TRAINING_JOB = "tuned-{}-003-a1b2c3d4"
 #: ``$$.Execution.RedriveCount`` of the executions started next (see the docstring).
 CONTEXT = {"RedriveCount": 0}
 
@@ -89,7 +93,11 @@ def _metrics(rmse: float) -> dict[str, Any]:
 
 def _job_name_expression(state: dict[str, Any]) -> str:
     params = state["Parameters"]
-    return params.get("ProcessingJobName.$") or params["TrainingJobName.$"]
+    return (
+        params.get("ProcessingJobName.$")
+        or params.get("HyperParameterTuningJobName.$")
+        or params["TrainingJobName.$"]
+    )
 
 
 def stub_jobs(
@@ -201,6 +209,7 @@ class Workflow:
         )["Attributes"]["QueueArn"]
         self.clients["sns"].subscribe(TopicArn=self.topic, Protocol="sqs", Endpoint=queue_arn)
         self.machines: dict[tuple[str, str | None, bool, str | None], str] = {}
+        self.groups: set[str] = set()
         self.runs = 0
 
     def machine(
@@ -211,12 +220,14 @@ class Workflow:
         start_at: str | None = None,
     ) -> str:
         base = naming.base(cfg)
-        key = (base, failing, writes_evaluation, start_at)
+        # Variants may share a project name (and its model package group) but not a machine.
+        key = (cfg.model_dump_json(), failing, writes_evaluation, start_at)
         if key not in self.machines:
-            if not any(k[0] == base for k in self.machines):
+            if base not in self.groups:
                 self.clients["sagemaker"].create_model_package_group(
                     ModelPackageGroupName=f"{base}-models"
                 )
+                self.groups.add(base)
             definition = asl.substitute(
                 workflow.definition(cfg),
                 {
@@ -239,7 +250,12 @@ class Workflow:
                     else {"TrainingImage.$": "$$.Execution.Input.ImageUri"}
                 ),
             }
-            definition = stub_jobs(definition, {"Train": train_result}, failing, writes_evaluation)
+            # What the real ResultSelector picks from DescribeHyperParameterTuningJob: the best
+            # training job, which ReadBestTrainingJob then describes in moto's SageMaker.
+            tune_result = {"BestTrainingJobName.$": asl.fmt(BEST_TRAINING_JOB, "$$.Execution.Name")}
+            definition = stub_jobs(
+                definition, {"Train": train_result, "Tune": tune_result}, failing, writes_evaluation
+            )
             if start_at:
                 definition["StartAt"] = start_at
             self.machines[key] = self.clients["stepfunctions"].create_state_machine(
@@ -665,3 +681,67 @@ def test_name_expressions_follow_the_redrive_count_and_the_token_does_not(
             },
             "RegisterModel": "1624a1d1-3699-5f2c9a1e",
         }
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def _best_training_job(aws: Workflow, run_id: str, image: str) -> str:
+    """Create, in moto's SageMaker, the training job the next execution's tuning job names
+    best; its model artifact."""
+    name = BEST_TRAINING_JOB.format(f"run-{aws.runs + 1}")
+    job = aws.clients["sagemaker"].create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": image, "TrainingInputMode": "File"},
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/acme-tuned-sagemaker",
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/runs/{run_id}/tuned/model"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    assert job["TrainingJobArn"].endswith(name)
+    return f"s3://{BUCKET}/runs/{run_id}/tuned/model/{name}/output/model.tar.gz"
+
+
+@pytest.mark.parametrize("name", ["tuning", "tuning-model-monitor"])
+def test_a_tuning_job_hands_its_best_training_job_on(aws: Workflow, name: str) -> None:
+    cfg = config.load(_variant_path(name))
+    execution_input = _input()
+    run_id, image = execution_input["RunId"], execution_input["ImageUri"]
+    model_data = _best_training_job(aws, run_id, image)
+    run = aws.run(cfg, execution_input, evaluation=_metrics(2.1))
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    attempt = run.state_output(workflow.INITIALIZE)["Attempt"]
+    # ReadBestTrainingJob's selectors take the best job's artifact and image ($.Training, as
+    # Train leaves it), which the model, the registration and the output then carry.
+    assert run.output["ModelDataUrl"] == model_data
+    package = aws.clients["sagemaker"].describe_model_package(
+        ModelPackageName=run.output["ModelPackageArn"]
+    )
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == model_data
+    assert package["CustomerMetadataProperties"]["TrainingImage"] == image
+    entered = run.entered()
+    assert workflow.TRAIN not in entered
+    assert entered.index("Tune") < entered.index("ReadBestTrainingJob") < entered.index("Evaluate")
+    # The tuning job's name: <base>-<attempt>-<redrive count>, within SageMaker's 32.
+    base = naming.base(cfg)
+    listed = aws.clients["s3"].list_objects_v2(Bucket=JOB_NAMES, Prefix=f"{base}-{attempt}-")
+    assert [o["Key"] for o in listed["Contents"]] == [f"{base}-{attempt}-0"]
+    assert len(f"{base}-{attempt}-9999") <= naming.LIMITS["tuning-job"]
+    # The tuned hyperparameters are left out of the static ones (the range wins).
+    static = run.state_output(workflow.INITIALIZE)["Hyperparameters"]
+    assert not set(static) & set(cfg.training.tuning.ranges) - set(INPUT["Hyperparameters"])
+
+
+@pytest.mark.parametrize(
+    ("failing", "error"), [("Tune", "TuningFailed"), (None, "BestTrainingJobUnreadable")]
+)
+def test_a_failed_tuning_job_or_best_job_is_named_notified_and_failed(
+    aws: Workflow, failing: str | None, error: str
+) -> None:
+    cfg = config.load(_variant_path("tuning"))
+    # Without a failing Tune, the best training job does not exist: describing it fails.
+    run = aws.run(cfg, _input(), evaluation=_metrics(2.1), failing=failing)
+    assert run.status == "FAILED" and run.error == error, (run.error, run.cause)
+    text = _only_notification(run, "acme-tuned: training run failed")
+    assert error in text
+    assert workflow.EVALUATE not in run.entered()

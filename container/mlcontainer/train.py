@@ -20,7 +20,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,43 +30,82 @@ from mlcontainer.jobs import log, run_job
 
 @dataclass(frozen=True)
 class Hyperparameter:
+    """One hyperparameter's rule, as data: its type, an interval (bounds inclusive unless
+    ``*_open``), a set of choices or a pattern. ``rules()`` exports it for the library's
+    config-time check of tuning ranges (``mlops_templates/data/container_hyperparameters.json``)."""
+
     kind: type
-    check: Callable[[Any], bool]
     rule: str
     default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    minimum_open: bool = False
+    maximum_open: bool = False
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+
+    def check(self, value: Any) -> bool:
+        if self.choices and value not in self.choices:
+            return False
+        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+            return False
+        if self.minimum is not None and (value <= self.minimum if self.minimum_open
+                                         else value < self.minimum):
+            return False
+        return self.maximum is None or not (value >= self.maximum if self.maximum_open
+                                            else value > self.maximum)
 
 
-def _choice(*values: str) -> Callable[[Any], bool]:
-    return lambda v: v in values
+def _int(rule: str, default: Any = None, **bounds: Any) -> Hyperparameter:
+    return Hyperparameter(int, rule, default, **bounds)
+
+
+def _float(rule: str, default: Any = None, **bounds: Any) -> Hyperparameter:
+    return Hyperparameter(float, rule, default, **bounds)
+
+
+def _choice(default: str, *values: str) -> Hyperparameter:
+    return Hyperparameter(str, "one of " + ", ".join(values), default, choices=values)
 
 
 #: Defaults chosen by 5-fold cross-validation on the train + validation rows of the seeded
 #: split (see container/README.md); the test split was not used to choose them.
 HYPERPARAMETERS: dict[str, Hyperparameter] = {
-    "num_round": Hyperparameter(int, lambda v: 1 <= v <= 100_000, "an integer in [1, 100000]", 500),
-    "early_stopping_rounds": Hyperparameter(int, lambda v: v >= 0,
-                                            "an integer >= 0 (0 turns early stopping off)", 20),
-    "max_depth": Hyperparameter(int, lambda v: 0 <= v <= 32, "an integer in [0, 32]", 3),
-    "eta": Hyperparameter(float, lambda v: 0 < v <= 1, "a number in (0, 1]", 0.05),
-    "subsample": Hyperparameter(float, lambda v: 0 < v <= 1, "a number in (0, 1]", 0.8),
-    "colsample_bytree": Hyperparameter(float, lambda v: 0 < v <= 1, "a number in (0, 1]", 1.0),
-    "min_child_weight": Hyperparameter(float, lambda v: v >= 0, "a number >= 0", 10.0),
-    "gamma": Hyperparameter(float, lambda v: v >= 0, "a number >= 0"),
-    "lambda": Hyperparameter(float, lambda v: v >= 0, "a number >= 0"),
-    "alpha": Hyperparameter(float, lambda v: v >= 0, "a number >= 0"),
-    "max_bin": Hyperparameter(int, lambda v: 2 <= v <= 4096, "an integer in [2, 4096]"),
-    "seed": Hyperparameter(int, lambda v: 0 <= v < 2**31, "an integer in [0, 2^31)", 0),
-    "objective": Hyperparameter(
-        str, _choice("reg:squarederror", "reg:pseudohubererror", "reg:absoluteerror",
-                     "reg:gamma", "reg:tweedie", "count:poisson"),
-        "one of reg:squarederror, reg:pseudohubererror, reg:absoluteerror, reg:gamma, "
-        "reg:tweedie, count:poisson", "reg:squarederror"),
-    "tree_method": Hyperparameter(str, _choice("hist", "approx", "exact"),
-                                  "one of hist, approx, exact", "hist"),
-    "device": Hyperparameter(str, lambda v: re.fullmatch(r"cpu|cuda(:\d+)?", v) is not None,
-                             "cpu, cuda or cuda:<ordinal> (default: cuda when a GPU is present)"),
-    "nthread": Hyperparameter(int, lambda v: v >= 1, "an integer >= 1"),
+    "num_round": _int("an integer in [1, 100000]", 500, minimum=1, maximum=100_000),
+    "early_stopping_rounds": _int("an integer >= 0 (0 turns early stopping off)", 20, minimum=0),
+    "max_depth": _int("an integer in [0, 32]", 3, minimum=0, maximum=32),
+    "eta": _float("a number in (0, 1]", 0.05, minimum=0, minimum_open=True, maximum=1),
+    "subsample": _float("a number in (0, 1]", 0.8, minimum=0, minimum_open=True, maximum=1),
+    "colsample_bytree": _float("a number in (0, 1]", 1.0, minimum=0, minimum_open=True,
+                               maximum=1),
+    "min_child_weight": _float("a number >= 0", 10.0, minimum=0),
+    "gamma": _float("a number >= 0", minimum=0),
+    "lambda": _float("a number >= 0", minimum=0),
+    "alpha": _float("a number >= 0", minimum=0),
+    "max_bin": _int("an integer in [2, 4096]", minimum=2, maximum=4096),
+    "seed": _int("an integer in [0, 2^31)", 0, minimum=0, maximum=2**31, maximum_open=True),
+    "objective": _choice("reg:squarederror", "reg:squarederror", "reg:pseudohubererror",
+                         "reg:absoluteerror", "reg:gamma", "reg:tweedie", "count:poisson"),
+    "tree_method": _choice("hist", "hist", "approx", "exact"),
+    "device": Hyperparameter(str, "cpu, cuda or cuda:<ordinal> (default: cuda when a GPU is "
+                             "present)", pattern=r"cpu|cuda(:\d+)?"),
+    "nthread": _int("an integer >= 1", minimum=1),
 }
+
+#: ``rules()``'s name for each Python type.
+KINDS = {int: "integer", float: "continuous", str: "categorical"}
+
+
+def rules() -> dict[str, dict[str, Any]]:
+    """Every hyperparameter's rule as JSON-ready data (what the library checks tuning
+    ranges against)."""
+    out = {}
+    for name, spec in sorted(HYPERPARAMETERS.items()):
+        out[name] = {"type": KINDS[spec.kind], "rule": spec.rule, "default": spec.default,
+                     "minimum": spec.minimum, "maximum": spec.maximum,
+                     "minimum_open": spec.minimum_open, "maximum_open": spec.maximum_open,
+                     "choices": list(spec.choices), "pattern": spec.pattern}
+    return out
 
 
 def parse_hyperparameters(raw: dict[str, str]) -> dict[str, Any]:

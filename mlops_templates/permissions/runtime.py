@@ -79,6 +79,9 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         attempt=ATTEMPT,
         processing_job_arn=f"{sm}:processing-job/{base}-{RUN_ID}-prep-{ATTEMPT}-0",
         training_job_arn=f"{sm}:training-job/{base}-{RUN_ID}-train-{ATTEMPT}-0",
+        # training.tuning: <base>-<Attempt>-<RedriveCount>, and its training jobs after it.
+        tuning_job_arn=f"{sm}:hyper-parameter-tuning-job/{base}-{ATTEMPT}-0",
+        tuning_training_job_arn=f"{sm}:training-job/{base}-{ATTEMPT}-0-003-a1b2c3d4",
         model_arn=f"{sm}:model/{base}-{RUN_ID}-model-{ATTEMPT}-0",
         model_package_group_arn=f"{sm}:model-package-group/{base}-models",
         model_package_arn=f"{sm}:model-package/{base}-models/1",
@@ -145,6 +148,8 @@ def _applies(need: dict[str, Any], deployment: ProjectDeployment) -> bool:
     when = need.get("when")
     if when is None:
         return True
+    if when == "tuning":
+        return deployment.config.training.tuning.enabled
     return deployment.config.pipeline.source.provider == when
 
 

@@ -50,7 +50,7 @@ JUSTIFIED_WILDCARDS: tuple[tuple[str, str], ...] = (
     (rf":log-group:\*{_BASE}-\*$", "log groups of the per-run stacks carry the project's name"),
     (rf":stack/{_BASE}-(workflow|deploy-dev|deploy-prd)/\*$", "a stack ARN ends with its generated ID"),
     (rf":model-package/{_BASE}-models/\*$", "model package versions are numbered by SageMaker"),
-    (rf"(training-job|processing-job|model|endpoint|model-package-group|monitoring-schedule)/{_BASE}-\*$",
+    (rf"(training-job|hyper-parameter-tuning-job|processing-job|model|endpoint|model-package-group|monitoring-schedule)/{_BASE}-\*$",
      "job, model and endpoint names carry the project's name and a per-run or per-stage suffix"),
     (
         (

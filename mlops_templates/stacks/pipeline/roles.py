@@ -86,7 +86,8 @@ def create(
     res = _resources(stack, store, build_log_group, connection_arn)
     tags = stack.tags("pipeline")
     sagemaker = stack.add(sagemaker_role(SAGEMAKER_ROLE, replace(res, in_vpc=net.enabled), tags))
-    states_ = stack.add(states_role(STATES_ROLE, res, GetAtt(sagemaker, "Arn"), tags))
+    tuning = stack.config.training.tuning.enabled
+    states_ = stack.add(states_role(STATES_ROLE, res, GetAtt(sagemaker, "Arn"), tags, tuning))
     deploy = deploy_role.create(stack, replace(res, in_vpc=net.enabled), tags)
     if build_log_group is None:
         return Roles(res, sagemaker, states_, deploy)
@@ -379,12 +380,14 @@ def sagemaker_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.R
 
 
 def states_role(
-    logical_id: str, res: PipelineResources, sagemaker_role_arn: Any, tags: Tags
+    logical_id: str, res: PipelineResources, sagemaker_role_arn: Any, tags: Tags, tuning: bool = False
 ) -> iam.Role:
-    """The Step Functions role of the training workflow."""
+    """The Step Functions role of the training workflow (with ``tuning``, also of its
+    hyperparameter tuning jobs)."""
     names = res.names
     statements = [
         *_workflow_sagemaker_statements(names.base),
+        *(_tuning_statements(names.base) if tuning else []),
         iamdoc.pass_role(sagemaker_role_arn, "sagemaker.amazonaws.com", sid="PassSageMakerRole"),
         # .sync integrations manage these fixed-name rules (Step Functions developer guide).
         iamdoc.allow(
@@ -428,6 +431,27 @@ def states_role(
         logical_id, names, "states", "states.amazonaws.com", statements, tags,
         "Step Functions role of the project's training workflow",
     )
+
+
+def _tuning_statements(base: str) -> list[Any]:
+    """``createHyperParameterTuningJob.sync``: run, watch, stop and tag the tuning job, through
+    its fixed-name rule (Step Functions developer guide, IAM policies for SageMaker,
+    https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html). Its training
+    jobs are named after it, so ``RunJobs`` covers ``ReadBestTrainingJob``'s describe."""
+    tuning_jobs = common.arn("sagemaker", f"hyper-parameter-tuning-job/{base}-*")
+    rule = common.arn("events", "rule/StepFunctionsGetEventsForSageMakerTuningJobsRule")
+    return [
+        iamdoc.allow(
+            [
+                sm.CreateHyperParameterTuningJob, sm.DescribeHyperParameterTuningJob,
+                sm.StopHyperParameterTuningJob, sm.ListTrainingJobsForHyperParameterTuningJob,
+                sm.AddTags, sm.ListTags,
+            ],
+            tuning_jobs,
+            sid="RunTuningJobs",
+        ),
+        iamdoc.allow([ev.PutTargets, ev.PutRule, ev.DescribeRule], rule, sid="SyncTuningEvents"),
+    ]
 
 
 def _workflow_sagemaker_statements(base: str) -> list[Any]:

@@ -8,7 +8,7 @@ project key) and the ``AWS::SageMaker::ModelPackageGroup`` ``<base>-models``.
 Flow (names are the state names)::
 
     ValidateInput -> LoadSettings -> NewAttempt -> Initialize -> Preprocess
-      -> Train                                          (monitoring.engine builtin)
+      -> Train | Tune -> ReadBestTrainingJob (training.tuning) (monitoring.engine builtin)
          | TrainAndBaseline (Parallel: Train | Baseline) (monitoring.engine model_monitor)
       -> Evaluate -> ReadEvaluation -> QualityGate
            pass: CreateModel -> RegisterModel -> NotifyRegistered -> Output -> Succeeded
@@ -63,6 +63,9 @@ Task's own retries (of a throttled or failed create call) keep the name: should 
 failed call have started the job after all, the retry is refused instead of starting
 a second, billed one beside it.
 ``naming.check_lengths`` makes sure the longest such name fits SageMaker's 63 characters.
+A hyperparameter tuning job (``training.tuning``, :mod:`.tuning`) is named
+``<base>-<Attempt>-<RedriveCount>`` (SageMaker allows it 32 characters), its training jobs
+after it.
 
 S3 layout of an attempt: ``s3://<ArtifactBucket>/runs/<RunId>/<Attempt>/`` with
 ``preprocess/{train,validation,test,feature_baseline|baseline[,xgboost]}/``, ``model/``, ``evaluation/``,
@@ -137,16 +140,19 @@ from mlops_templates.stacks.workflow.names import (
     PREPROCESS,
     PROCESSING,
     QUALITY_GATE,
+    READ_BEST_TRAINING_JOB,
     READ_EVALUATION,
     REDRIVE_COUNT,
     REGISTER_MODEL,
     REJECTION_ERRORS,
+    RESOURCE_DESCRIBE_TRAINING_JOB,
     RESOURCE_MODEL,
     RESOURCE_MODEL_PACKAGE,
     RESOURCE_PROCESSING_JOB,
     RESOURCE_S3_GET_OBJECT,
     RESOURCE_SNS_PUBLISH,
     RESOURCE_TRAINING_JOB,
+    RESOURCE_TUNING_JOB,
     RUN_ID_PATTERN,
     S3_TRANSIENT,
     SAGEMAKER_ROLE_ARN,
@@ -166,6 +172,7 @@ from mlops_templates.stacks.workflow.names import (
     TRAIN,
     TRAIN_AND_BASELINE,
     TRAIN_BRANCH,
+    TUNE,
     VALIDATE_INPUT,
     XGBOOST_IMAGE,
 )
@@ -223,16 +230,19 @@ __all__ = [
     "PREPROCESS",
     "PROCESSING",
     "QUALITY_GATE",
+    "READ_BEST_TRAINING_JOB",
     "READ_EVALUATION",
     "REDRIVE_COUNT",
     "REGISTER_MODEL",
     "REJECTION_ERRORS",
+    "RESOURCE_DESCRIBE_TRAINING_JOB",
     "RESOURCE_MODEL",
     "RESOURCE_MODEL_PACKAGE",
     "RESOURCE_PROCESSING_JOB",
     "RESOURCE_S3_GET_OBJECT",
     "RESOURCE_SNS_PUBLISH",
     "RESOURCE_TRAINING_JOB",
+    "RESOURCE_TUNING_JOB",
     "RUN_ID_PATTERN",
     "S3_TRANSIENT",
     "SAGEMAKER_ROLE_ARN",
@@ -252,6 +262,7 @@ __all__ = [
     "TRAIN",
     "TRAIN_AND_BASELINE",
     "TRAIN_BRANCH",
+    "TUNE",
     "VALIDATE_INPUT",
     "XGBOOST_IMAGE",
     "artifacts",

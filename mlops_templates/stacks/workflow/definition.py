@@ -8,7 +8,7 @@ from typing import Any
 
 from troposphere import Ref
 
-from mlops_templates import naming, regions
+from mlops_templates import asl, naming, regions
 from mlops_templates.asl import StateMachine
 from mlops_templates.config import Config
 from mlops_templates.stacks.workflow.inputs import input_states
@@ -32,7 +32,8 @@ from mlops_templates.stacks.workflow.outcome import (
     gate_states,
     register_states,
 )
-from mlops_templates.stacks.workflow.tasks import xgboost
+from mlops_templates.stacks.workflow.tasks import tuning, xgboost
+from mlops_templates.stacks.workflow.tuning import tune_states
 
 
 def state_machine(config: Config) -> StateMachine:
@@ -41,7 +42,7 @@ def state_machine(config: Config) -> StateMachine:
         [
             *input_states(config),
             preprocess_state(config),
-            train_and_baseline_state(config) if model_monitor(config) else train_state(config),
+            *training_states(config),
             evaluate_state(config),
             *gate_states(config),
             *register_states(config),
@@ -49,6 +50,13 @@ def state_machine(config: Config) -> StateMachine:
         ],
         comment=f"Train, evaluate, gate and register a model of {naming.base(config)}.",
     )
+
+
+def training_states(config: Config) -> list[asl.State]:
+    """What trains: one training job or a tuning job (beside the baseline with Model Monitor)."""
+    if model_monitor(config):
+        return [train_and_baseline_state(config)]
+    return tune_states(config) if tuning(config) else [train_state(config)]
 
 
 def definition(config: Config) -> dict[str, Any]:

@@ -120,7 +120,7 @@ def validation_states() -> list[asl.State]:
 def context_states(config: Config) -> list[asl.State]:
     """Load the build-time settings, draw the attempt id, and replace the input with the
     run context."""
-    defaults = {k: hyperparameter(v) for k, v in config.training.hyperparameters.items()}
+    defaults = {k: hyperparameter(v) for k, v in config.training.fixed_hyperparameters.items()}
     return [
         Pass(
             name=LOAD_SETTINGS,

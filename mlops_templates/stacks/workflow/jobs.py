@@ -35,6 +35,7 @@ from mlops_templates.stacks.workflow.names import (
     TRAIN,
     TRAIN_AND_BASELINE,
     TRAIN_BRANCH,
+    TUNE,
     XGBOOST_IMAGE,
 )
 from mlops_templates.stacks.workflow.tasks import (
@@ -48,9 +49,11 @@ from mlops_templates.stacks.workflow.tasks import (
     retries,
     s3_input,
     s3_output,
+    tuning,
     vpc_config,
     xgboost,
 )
+from mlops_templates.tuning import METRIC_DEFINITIONS
 
 
 def model_monitor(config: Config) -> bool:
@@ -91,13 +94,14 @@ def preprocess_state(config: Config) -> Task:
         cluster=cluster(training.processing_instance_type, 1, training.volume_size_gb),
         max_runtime_seconds=training.max_runtime_seconds,
         comment="Split the raw data into train/validation/test plus the monitoring baseline input.",
-        next=TRAIN_AND_BASELINE if model_monitor(config) else TRAIN,
+        next=TRAIN_AND_BASELINE if model_monitor(config) else (TUNE if tuning(config) else TRAIN),
     )
 
 
-def train_state(config: Config) -> Task:
-    """Training job: the project container (or built-in XGBoost) on the train split; a
-    branch of ``TrainAndBaseline`` with Model Monitor, else a step of its own."""
+def training_definition(config: Config, hyperparameters: str, checkpoints: bool = True) -> dict[str, Any]:
+    """What a training job runs: image, role, ``hyperparameters`` (the key that takes
+    ``$.Hyperparameters``), channels, encrypted output, cluster, time limit, network and
+    spot settings. The training job and the tuning job's training jobs share it."""
     training = config.training
     algorithm: dict[str, Any] = {"TrainingInputMode": "File"}
     if xgboost(config):
@@ -105,10 +109,7 @@ def train_state(config: Config) -> Task:
         channels = {"train": "$.Paths.XGBoostTrain", "validation": "$.Paths.XGBoostValidation"}
     else:
         algorithm["TrainingImage.$"] = "$.ImageUri"
-        algorithm["MetricDefinitions"] = [
-            {"Name": "train:rmse", "Regex": "train-rmse=([0-9.]+);"},
-            {"Name": "validation:rmse", "Regex": "validation-rmse=([0-9.]+);"},
-        ]
+        algorithm["MetricDefinitions"] = [dict(metric) for metric in METRIC_DEFINITIONS]
         channels = {"train": "$.Paths.Train", "validation": "$.Paths.Validation"}
     input_config = []
     for channel, path in channels.items():
@@ -127,11 +128,10 @@ def train_state(config: Config) -> Task:
         input_config.append(entry)
     resources = cluster(training.instance_type, training.instance_count, training.volume_size_gb)
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
-    parameters: dict[str, Any] = {
-        "TrainingJobName.$": job_name(config, STEP_TRAIN),
+    definition: dict[str, Any] = {
         "RoleArn": placeholder(SAGEMAKER_ROLE_ARN),
         "AlgorithmSpecification": algorithm,
-        "HyperParameters.$": "$.Hyperparameters",
+        f"{hyperparameters}.$": "$.Hyperparameters",
         "InputDataConfig": input_config,
         "OutputDataConfig": {
             "S3OutputPath.$": "$.Paths.Model",
@@ -144,16 +144,27 @@ def train_state(config: Config) -> Task:
     }
     if training.use_spot:
         stopping["MaxWaitTimeInSeconds"] = training.max_wait_seconds
-        parameters["EnableManagedSpotTraining"] = True
-        # Interrupted spot jobs resume from the last checkpoint instead of restarting.
-        parameters["CheckpointConfig"] = {
-            "S3Uri.$": "$.Paths.Checkpoints",
-            "LocalPath": "/opt/ml/checkpoints",
-        }
+        definition["EnableManagedSpotTraining"] = True
+        if checkpoints:
+            # Interrupted spot jobs resume from the last checkpoint instead of restarting.
+            definition["CheckpointConfig"] = {
+                "S3Uri.$": "$.Paths.Checkpoints",
+                "LocalPath": "/opt/ml/checkpoints",
+            }
     vpc = vpc_config(config)
     if vpc:
-        parameters["VpcConfig"] = vpc
-    parameters["Tags"] = job_tags(config)
+        definition["VpcConfig"] = vpc
+    return definition
+
+
+def train_state(config: Config) -> Task:
+    """Training job: the project container (or built-in XGBoost) on the train split; a
+    branch of ``TrainAndBaseline`` with Model Monitor, else a step of its own."""
+    parameters: dict[str, Any] = {
+        "TrainingJobName.$": job_name(config, STEP_TRAIN),
+        **training_definition(config, "HyperParameters"),
+        "Tags": job_tags(config),
+    }
     return Task(
         name=TRAIN,
         resource=RESOURCE_TRAINING_JOB,
@@ -201,10 +212,14 @@ def train_and_baseline_state(config: Config) -> Parallel:
     The training branch carries the run context on with ``$.Training`` added; the
     baseline branch only writes files whose URIs are already in ``$.Paths``.
     """
+    from mlops_templates.stacks.workflow.tuning import tune_states
+
+    training = tune_states(config) if tuning(config) else [train_state(config)]
+    steps = [state.name for state in training]
     branches: list[StateMachine] = [None, None]  # type: ignore[list-item]
-    branches[TRAIN_BRANCH] = StateMachine([train_state(config), branch_error(TRAIN)])
+    branches[TRAIN_BRANCH] = StateMachine([*training, *(branch_error(step) for step in steps)])
     branches[BASELINE_BRANCH] = StateMachine([baseline_state(config), branch_error(BASELINE)])
-    branch_errors = (STEP_ERRORS[TRAIN][1], STEP_ERRORS[BASELINE][1])
+    branch_errors = (*(STEP_ERRORS[step][1] for step in steps), STEP_ERRORS[BASELINE][1])
     return Parallel(
         name=TRAIN_AND_BASELINE,
         comment="Both need only the preprocessed splits; the baseline finishes first.",

@@ -53,6 +53,8 @@ INITIALIZE = "Initialize"
 PREPROCESS = "Preprocess"
 TRAIN_AND_BASELINE = "TrainAndBaseline"
 TRAIN = "Train"
+TUNE = "Tune"
+READ_BEST_TRAINING_JOB = "ReadBestTrainingJob"
 BASELINE = "Baseline"
 EVALUATE = "Evaluate"
 READ_EVALUATION = "ReadEvaluation"
@@ -76,6 +78,8 @@ FAILED = "Failed"
 STEP_ERRORS: dict[str, tuple[str, str]] = {
     PREPROCESS: ("PreprocessError", "PreprocessingFailed"),
     TRAIN: ("TrainError", "TrainingFailed"),
+    TUNE: ("TuneError", "TuningFailed"),
+    READ_BEST_TRAINING_JOB: ("ReadBestTrainingJobError", "BestTrainingJobUnreadable"),
     BASELINE: ("BaselineError", "BaselineFailed"),
     TRAIN_AND_BASELINE: ("TrainAndBaselineError", "TrainAndBaselineFailed"),
     EVALUATE: ("EvaluateError", "EvaluationFailed"),
@@ -95,6 +99,8 @@ TRAIN_BRANCH, BASELINE_BRANCH = 0, 1
 # Integration ARNs (Step Functions optimised integrations and AWS SDK integrations).
 RESOURCE_PROCESSING_JOB = "arn:aws:states:::sagemaker:createProcessingJob.sync"
 RESOURCE_TRAINING_JOB = "arn:aws:states:::sagemaker:createTrainingJob.sync"
+RESOURCE_TUNING_JOB = "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync"
+RESOURCE_DESCRIBE_TRAINING_JOB = "arn:aws:states:::aws-sdk:sagemaker:describeTrainingJob"
 RESOURCE_MODEL = "arn:aws:states:::sagemaker:createModel"
 RESOURCE_MODEL_PACKAGE = "arn:aws:states:::aws-sdk:sagemaker:createModelPackage"
 RESOURCE_S3_GET_OBJECT = "arn:aws:states:::aws-sdk:s3:getObject"

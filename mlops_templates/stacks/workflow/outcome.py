@@ -35,6 +35,7 @@ from mlops_templates.stacks.workflow.names import (
     NOTIFY_REGISTERED,
     OUTPUT,
     QUALITY_GATE,
+    READ_BEST_TRAINING_JOB,
     READ_EVALUATION,
     REGISTER_MODEL,
     RESOURCE_MODEL,
@@ -51,6 +52,7 @@ from mlops_templates.stacks.workflow.names import (
     SUCCEEDED,
     TRAIN,
     TRAIN_AND_BASELINE,
+    TUNE,
 )
 from mlops_templates.stacks.workflow.tasks import (
     catch_all,
@@ -62,6 +64,7 @@ from mlops_templates.stacks.workflow.tasks import (
     placeholder,
     registration_token,
     retries,
+    tuning,
     vpc_config,
 )
 
@@ -301,9 +304,11 @@ def failure_states(config: Config) -> list[asl.State]:
     ``STEP_ERRORS`` or ``REJECTION_ERRORS``), so ``Failed`` re-raises it as is.
     """
     # Steps inside TrainAndBaseline's branches fail their branch (Model Monitor); without
-    # it Train is a step of its own.
-    nested = (TRAIN, BASELINE) if model_monitor(config) else (BASELINE, TRAIN_AND_BASELINE)
-    top_level = [step for step in STEP_ERRORS if step not in nested]
+    # it the training steps are steps of their own. Train, or Tune and ReadBestTrainingJob.
+    training = (TUNE, READ_BEST_TRAINING_JOB) if tuning(config) else (TRAIN,)
+    absent = {TRAIN, TUNE, READ_BEST_TRAINING_JOB} - set(training)
+    nested = (*training, BASELINE) if model_monitor(config) else (BASELINE, TRAIN_AND_BASELINE)
+    top_level = [step for step in STEP_ERRORS if step not in nested and step not in absent]
     text = message(
         config,
         "training_failed",

@@ -186,6 +186,11 @@ def xgboost(config: Config) -> bool:
     return config.training.image == "xgboost"
 
 
+def tuning(config: Config) -> bool:
+    """Whether a hyperparameter tuning job trains (else one training job)."""
+    return config.training.tuning.enabled
+
+
 def job_name(config: Config, step: str) -> str:
     """``States.Format`` expression for the name of ``step``'s job (or model),
     ``<base>-<RunId>-<step>-<Attempt>-<RedriveCount>``.
