@@ -24,9 +24,19 @@ from troposphere import GetAtt, Join, Ref, Sub, Tags, codebuild, events, iam
 from mlops_templates import iam as iamdoc
 from mlops_templates import notifications, promotion
 from mlops_templates.stacks import common
-from mlops_templates.stacks.pipeline.builds import BUILD_TIMEOUT_MINUTES, CONFIG_FILE, PYTHON_VERSION, SOURCE_KEY
+from mlops_templates.stacks.pipeline.builds import (
+    BUILD_TIMEOUT_MINUTES,
+    CONFIG_FILE,
+    PYTHON_VERSION,
+    SOURCE_KEY,
+)
 from mlops_templates.stacks.pipeline.names import PROJECT_NAME
-from mlops_templates.stacks.pipeline.policies import PipelineResources, key_use, objects, service_role
+from mlops_templates.stacks.pipeline.policies import (
+    PipelineResources,
+    key_use,
+    objects,
+    service_role,
+)
 from mlops_templates.stacks.pipeline.roles import Roles
 from mlops_templates.stacks.pipeline.stack import Stack
 from mlops_templates.stacks.pipeline.storage import NOTICE_RULE_COMPONENTS, Storage
@@ -127,8 +137,8 @@ def buildspec() -> str:
             "      - python -m pip install --quiet .",
             "  build:",
             "    commands:",
-            '      - mlops-templates -c "${CONFIG_FILE}" --project-name "${SAGEMAKER_PROJECT_NAME}" '
-            "registry promote --work build/promote",
+            ('      - mlops-templates -c "${CONFIG_FILE}" --project-name "${SAGEMAKER_PROJECT_NAME}" '
+            "registry promote --work build/promote"),
             "",
         ]
     )
