@@ -77,6 +77,7 @@ class FakeContext:
 
     remaining_ms: int = 300_000
     aws_request_id: str = "00000000-0000-4000-8000-000000000000"
+    log_stream_name: str = "2026/11/30/[$LATEST]0123456789abcdef"
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
@@ -165,13 +166,18 @@ class CloudFormationResponses:
 
         received: list[dict[str, Any]] = []
         self.received = received
+        #: Each answer's request headers (name lower-cased) and raw body, in order.
+        requests: list[tuple[dict[str, str], bytes]] = []
+        self.requests = requests
 
         class Handler(BaseHTTPRequestHandler):
             def do_PUT(self) -> None:
                 import json
 
                 length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
+                body = self.rfile.read(length)
+                requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                received.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
 

@@ -4,6 +4,7 @@ real HTTP server on 127.0.0.1 stands in for the pre-signed response URL)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -40,6 +41,7 @@ def app() -> Iterator[ModuleType]:
 def _fresh(app: ModuleType, responses: CloudFormationResponses) -> Iterator[None]:
     reset_moto()
     responses.received.clear()
+    responses.requests.clear()
     yield
 
 
@@ -158,3 +160,132 @@ def test_bad_requests_are_reported_as_failed(
 def test_an_event_without_a_response_url_fails_the_invocation(app: ModuleType) -> None:
     with pytest.raises(ValueError, match="ResponseURL"):
         app.handler({"RequestType": "Create"}, FakeContext())
+
+
+# The response object CloudFormation reads from the pre-signed URL, field by field
+# (CloudFormation User Guide, "Custom resource response objects"): written out here, not
+# taken from the function, so a renamed or dropped field fails.
+STACK_ID = "arn:aws:cloudformation:us-east-1:123456789012:stack/mlops-account/1"
+
+
+def test_the_answer_is_exactly_the_response_object_cloudformation_reads(
+    app: ModuleType, responses: CloudFormationResponses
+) -> None:
+    app.handler(event(responses.url), FakeContext())
+    ((headers, body),) = responses.requests
+    assert json.loads(body) == {
+        "Status": "SUCCESS",
+        "Reason": "See CloudWatch Logs stream 2026/11/30/[$LATEST]0123456789abcdef",
+        "PhysicalResourceId": app.PHYSICAL_ID,
+        "StackId": STACK_ID,
+        "RequestId": "r-1",
+        "LogicalResourceId": "ApiGatewayAccountSettings",
+        "NoEcho": False,
+        "Data": {"CloudWatchRoleArn": ROLE},
+    }
+    # The pre-signed URL is signed for an empty content type.
+    assert headers["content-type"] == "" and headers["content-length"] == str(len(body))
+
+
+def test_an_update_answers_with_the_physical_id_cloudformation_sent(
+    app: ModuleType, responses: CloudFormationResponses
+) -> None:
+    request = {**event(responses.url, "Update"), "PhysicalResourceId": "kept-id"}
+    app.handler(request, FakeContext())
+    assert responses.received[0]["PhysicalResourceId"] == "kept-id"
+    assert responses.received[0]["StackId"] == STACK_ID
+
+
+def test_a_context_without_a_log_stream_still_gives_a_reason(
+    app: ModuleType, responses: CloudFormationResponses
+) -> None:
+    class Bare:
+        def get_remaining_time_in_millis(self) -> int:
+            return 300_000
+
+    app.handler(event(responses.url), Bare())
+    assert responses.received[0]["Reason"] == "See CloudWatch Logs stream ?"
+
+
+def test_a_long_reason_is_cut_to_what_cloudformation_accepts(
+    app: ModuleType, responses: CloudFormationResponses
+) -> None:
+    app.send(event(responses.url), FakeContext(), "FAILED", "x" * 5000)
+    assert responses.received[0]["Reason"] == "x" * 1000
+
+
+def test_delete_says_why_the_setting_stays(app: ModuleType, responses: CloudFormationResponses) -> None:
+    app.handler({**event(responses.url, "Delete"), "PhysicalResourceId": app.PHYSICAL_ID}, FakeContext())
+    assert responses.received[0]["Reason"] == "The account setting stays: other APIs rely on it"
+
+
+def test_a_missing_role_property_is_reported_as_such(app: ModuleType, responses: CloudFormationResponses) -> None:
+    request = event(responses.url)
+    del request["ResourceProperties"]
+    app.handler(request, FakeContext())
+    assert responses.received[0]["Status"] == "FAILED"
+    assert responses.received[0]["Reason"] == (
+        "ValueError: ResourceProperties.CloudWatchRoleArn must be a role ARN (got '')")
+
+
+def test_the_role_is_set_with_a_replace_patch(app: ModuleType, responses: CloudFormationResponses,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(app.APIGATEWAY, "update_account", lambda **kwargs: calls.append(kwargs) or {})
+    app.handler(event(responses.url), FakeContext())
+    assert calls == [{"patchOperations": [{"op": "replace", "path": "/cloudwatchRoleArn", "value": ROLE}]}]
+
+
+def test_an_unexpected_error_is_reported_with_its_type(app: ModuleType, responses: CloudFormationResponses,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(**kwargs: Any) -> None:
+        raise ZeroDivisionError("surprise")
+
+    monkeypatch.setattr(app.APIGATEWAY, "update_account", boom)
+    app.handler(event(responses.url), FakeContext())
+    (answer,) = responses.received
+    assert answer["Status"] == "FAILED"
+    assert answer["Reason"] == "unexpected error: ZeroDivisionError: surprise"
+    assert answer["RequestId"] == "r-1"
+
+
+def test_retries_back_off_exponentially_up_to_the_deadline_before_the_report_margin(
+    app: ModuleType, responses: CloudFormationResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """110 s left, 20 s kept to report: retry until 90 s. Waits 2, 4, 8, 16, then 30 (the
+    cap): the sixth wait ends exactly at 90 s, which is still allowed; the seventh would not."""
+    clock = [1000.0]
+    sleeps: list[float] = []
+    calls: list[int] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock[0] += seconds
+
+    def never(**kwargs: Any) -> Any:
+        calls.append(1)
+        raise client_error("BadRequestException", "The role ARN does not have required permissions set to API Gateway", "UpdateAccount")
+
+    monkeypatch.setattr(app.APIGATEWAY, "update_account", never)
+    monkeypatch.setattr(app.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(app.time, "sleep", sleep)
+    app.handler(event(responses.url), FakeContext(remaining_ms=110_000))
+    assert sleeps == [2, 4, 8, 16, 30, 30]
+    assert len(calls) == 7
+    assert responses.received[0]["Status"] == "FAILED"
+
+
+@pytest.mark.parametrize("response", [{}, {"Error": {"Code": "BadRequestException"}}])
+def test_an_error_without_a_message_fails_at_once_as_an_api_error(
+    app: ModuleType, responses: CloudFormationResponses, monkeypatch: pytest.MonkeyPatch,
+    response: dict[str, Any],
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def fail(**kwargs: Any) -> Any:
+        raise ClientError(response, "UpdateAccount")
+
+    monkeypatch.setattr(app.APIGATEWAY, "update_account", fail)
+    app.handler(event(responses.url), FakeContext())
+    (answer,) = responses.received
+    assert answer["Status"] == "FAILED" and answer["Reason"].startswith("ClientError: An error occurred")

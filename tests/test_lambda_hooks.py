@@ -612,7 +612,7 @@ def test_post_hook_fails_when_the_sample_fails(
         )
         result = post.run()
     assert result["status"] == "Failed"
-    assert "sample request failed: ValidationError" in result["reason"]
+    assert "sample request failed: An error occurred (ValidationError)" in result["reason"]
     assert post.clock.sleeps == []
     assert post.recorder.statuses == ["Failed"]
 
@@ -668,3 +668,75 @@ def test_post_hook_without_ids_fails_loudly(post: PostHook) -> None:
         post.module.handler({"LifecycleEventHookExecutionId": HOOK_ID}, FakeContext())
     assert post.recorder.calls == []
 
+
+
+def test_the_api_request_is_an_api_gateway_rest_proxy_event_for_post_predict(aws: SimpleNamespace) -> None:
+    """The fields of API Gateway's REST proxy integration input ("Input format of a Lambda
+    function for proxy integration", API Gateway developer guide) that the API function
+    and its logs read, written out here."""
+    assert aws.pre.api_request("M,0.5,0.4,0.1,0.5,0.2,0.1,0.15", "synthetic-pre-traffic-d-1") == {
+        "resource": "/predict",
+        "path": "/predict",
+        "httpMethod": "POST",
+        "headers": {
+            "Content-Type": "text/csv",
+            "Accept": "text/csv",
+            "X-Amzn-SageMaker-Inference-Id": "synthetic-pre-traffic-d-1",
+        },
+        "body": "M,0.5,0.4,0.1,0.5,0.2,0.1,0.15",
+        "isBase64Encoded": False,
+        "requestContext": {"stage": "pre-traffic-hook", "httpMethod": "POST", "path": "/predict"},
+    }
+
+
+def test_the_new_version_is_invoked_synchronously_with_that_event(pre: PreHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_endpoint_results({"Body": "9.87", "ContentType": "text/csv"}, {"Body": "9.5", "ContentType": "text/csv"})
+    calls: list[dict[str, Any]] = []
+    real = pre.invoker
+
+    def record(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(pre.module.LAMBDA, "invoke", record)
+    assert pre.run()["status"] == "Succeeded"
+    (call,) = calls
+    assert call["FunctionName"] == API_VERSION and call["InvocationType"] == "RequestResponse"
+    assert json.loads(call["Payload"]) == pre.module.api_request(ROW, f"synthetic-pre-traffic-{pre.deployment_id}")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [(b"  \n", "empty response"), (b"[]", "no prediction in the response"), (b"nan", "not a finite number: nan")],
+)
+def test_parse_prediction_says_what_is_wrong(aws: SimpleNamespace, body: bytes, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        aws.pre.parse_prediction(body)
+    assert str(info.value) == message
+
+
+def test_an_endpoint_that_is_not_in_service_is_named_with_its_status_and_reason(
+    aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [
+        {"EndpointStatus": "Failed", "FailureReason": "image not found"},
+        {"EndpointStatus": "Updating"},
+    ]
+    monkeypatch.setattr(aws.pre.SAGEMAKER, "describe_endpoint", lambda **kwargs: answers.pop(0))
+    with pytest.raises(aws.pre.CheckFailed) as info:
+        aws.pre.check_endpoint("e")
+    assert str(info.value) == "endpoint e is Failed, not InService: image not found"
+    with pytest.raises(aws.pre.CheckFailed) as info:
+        aws.pre.check_endpoint("e")
+    assert str(info.value) == "endpoint e is Updating, not InService"
+
+
+@pytest.mark.parametrize("response", [{}, {"Error": {"Code": "ValidationException"}}])
+def test_describe_errors_without_a_message_are_raised_not_misread(
+    aws: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, response: dict[str, Any]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    monkeypatch.setattr(aws.pre.SAGEMAKER, "describe_endpoint", raise_from(ClientError(response, "DescribeEndpoint")))
+    with pytest.raises(ClientError):
+        aws.pre.check_endpoint("e")

@@ -184,8 +184,8 @@ def send_sample(endpoint_name: str, sample_csv: str, inference_id: str) -> None:
             InferenceId=inference_id,
         )["Body"].read()
     except ClientError as err:
-        code = err.response.get("Error", {}).get("Code")
-        raise CheckFailed(f"sample request failed: {code}: {err}") from err
+        # botocore's message names the error code: "An error occurred (ModelError) ...".
+        raise CheckFailed(f"sample request failed: {err}") from err
 
 
 def find_capture(bucket: str, prefix: str, endpoint_name: str, since: datetime) -> str | None:

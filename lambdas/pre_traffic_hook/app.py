@@ -175,8 +175,8 @@ def check_sample(endpoint_name: str, sample_csv: str, inference_id: str) -> list
         )
         body = result["Body"].read()
     except ClientError as err:
-        code = err.response.get("Error", {}).get("Code")
-        raise CheckFailed(f"sample request failed: {code}: {err}") from err
+        # botocore's message names the error code: "An error occurred (ModelError) ...".
+        raise CheckFailed(f"sample request failed: {err}") from err
     try:
         return parse_prediction(body)
     except (ValueError, UnicodeDecodeError) as err:
@@ -211,8 +211,7 @@ def check_api_version(version_arn: str, sample_csv: str, inference_id: str) -> l
         )
         payload = result["Payload"].read()
     except ClientError as err:
-        code = err.response.get("Error", {}).get("Code")
-        raise CheckFailed(f"invoking the new API version {version_arn} failed: {code}: {err}") from err
+        raise CheckFailed(f"invoking the new API version {version_arn} failed: {err}") from err
     text = payload.decode("utf-8", "replace")[:300]
     if result.get("FunctionError"):
         raise CheckFailed(f"the new API version {version_arn} raised an error: {text}")
