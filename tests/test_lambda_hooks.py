@@ -740,3 +740,47 @@ def test_describe_errors_without_a_message_are_raised_not_misread(
     monkeypatch.setattr(aws.pre.SAGEMAKER, "describe_endpoint", raise_from(ClientError(response, "DescribeEndpoint")))
     with pytest.raises(ClientError):
         aws.pre.check_endpoint("e")
+
+
+def test_a_zero_wait_is_allowed_and_the_report_margin_is_kept(post: PostHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_WAIT_SECONDS", "0")
+    assert post.module.max_wait_seconds(FakeContext()) == 0.0
+    monkeypatch.setenv("MAX_WAIT_SECONDS", "100")
+    # 25 s left, 20 s kept to report: 5 s of waiting; 10 s left: none at all.
+    assert post.module.max_wait_seconds(FakeContext(remaining_ms=25_000)) == 5.0
+    assert post.module.max_wait_seconds(FakeContext(remaining_ms=10_000)) == 0.0
+    # A context without a clock (a local call) keeps the configured wait.
+    assert post.module.max_wait_seconds(None) == 100.0
+
+
+def test_a_capture_prefix_keeps_every_character_but_its_end_slashes(post: PostHook) -> None:
+    assert post.module.parse_s3_uri("s3://b/Xray/cap/") == ("b", "Xray/cap")
+
+
+def test_the_deployment_start_is_read_in_utc(post: PostHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    def get_deployment(deploymentId: str) -> dict[str, Any]:
+        asked.append(deploymentId)
+        return {"deploymentInfo": {"createTime": datetime(2026, 11, 30, 10, 15)}}
+
+    monkeypatch.setattr(post.module.CODEDEPLOY, "get_deployment", get_deployment)
+    assert post.module.deployment_start("d-ABC") == datetime(2026, 11, 30, 10, 15, tzinfo=UTC)
+    assert asked == ["d-ABC"]
+
+
+def test_an_unreadable_deployment_start_means_the_last_hour_in_utc(post: PostHook, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(post.module.CODEDEPLOY, "get_deployment", lambda **kwargs: {"deploymentInfo": {}})
+    started = post.module.deployment_start("d-ABC")
+    assert started == datetime.fromtimestamp(post.clock.now, UTC) - timedelta(hours=1)
+    assert started.tzinfo is not None
+
+
+def test_another_endpoints_later_capture_does_not_count(post: PostHook) -> None:
+    """Listing after the hour's key must stay inside this endpoint's variant folder."""
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    post.put_capture(hour=since - timedelta(hours=2))  # this endpoint's folder, an old hour
+    post.put_capture(endpoint=f"{ENDPOINT}_z")  # sorts after this endpoint's keys
+    assert post.module.find_capture(BUCKET, CAPTURE_PREFIX, ENDPOINT, since) is None
+    key = post.put_capture()
+    assert post.module.find_capture(BUCKET, CAPTURE_PREFIX, ENDPOINT, since) == key
