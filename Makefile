@@ -36,7 +36,7 @@ comma := ,
 space := $(empty) $(empty)
 NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOLS)))
 
-.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy local drift bench mutate clean
+.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy local batch drift bench mutate clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -141,6 +141,9 @@ destroy: $(STAMP) ## Delete a project's stacks in order and report what they kep
 
 local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally, capture its requests and monitor them (KEEP=1 keeps the server)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep)
+
+batch: $(STAMP) ## Train, then batch-transform the test split through the real server as SageMaker batch transform drives it, monitor the batch, fail on a bad row
+	$(BIN)/python scripts/batch.py --config $(CONFIG)
 
 drift: $(STAMP) ## Send drifted traffic to the local model, monitor it, upload ground truth: which features drift, which alarms fire, the HTML report
 	$(BIN)/python scripts/drift.py --config $(CONFIG)

@@ -98,3 +98,13 @@ MONITOR_METRICS = (
 )
 #: The metric of each ``monitoring.quality.metric``.
 QUALITY_METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "r2": "R2"}
+
+# -- Batch inference --------------------------------------------------------------------------
+
+#: A batch input line is ``<row id>,<features>``: the model gets the features (the transform's
+#: ``InputFilter``), each output line is the whole input line and its prediction
+#: (``JoinSource: Input``), so every prediction keeps its row id; the monitor reads that
+#: output (its ``INPUT_FORMAT=batch``) and joins ground truth on the row id.
+BATCH_INPUT_FILTER = "$[1:]"
+BATCH_JOIN_SOURCE = "Input"
+BATCH_OUTPUT_FILTER = "$"
