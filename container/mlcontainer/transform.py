@@ -274,7 +274,7 @@ def _message(answer: bytes) -> str:
         return answer.decode("utf-8", "replace").strip()[:500]
 
 
-def _predict(client: Client, payloads: list[bytes], batch: tuple[int, int], lines: list[int]) -> list[bytes]:
+def _predict(client: Client, payloads: list[bytes], batch: tuple[int, int], lines: list[int] | range) -> list[bytes]:
     start, end = batch
     got = _answers(client, payloads[start:end], end - start)
     if not isinstance(got, tuple):
@@ -288,18 +288,21 @@ def _predict(client: Client, payloads: list[bytes], batch: tuple[int, int], line
                          f"({status}: {_message(answer)})", lines[index])
 
 
-def _records(data: bytes) -> tuple[list[bytes], list[int]]:
+def _records(data: bytes) -> tuple[list[bytes], list[int] | range]:
     """The non-empty lines (``\\r\\n`` or ``\\n``) and their 1-based line numbers."""
+    if data and b"\r" not in data and b"\n\n" not in data and not data.startswith(b"\n"):
+        # No empty line, no carriage return: every line is a record, numbered in order.
+        return data.removesuffix(b"\n").split(b"\n"), range(1, data.rstrip(b"\n").count(b"\n") + 2)
     records, lines = [], []
     for number, line in enumerate(data.split(b"\n"), 1):
         line = line.removesuffix(b"\r")
-        if line.strip():
+        if line:
             records.append(line)
             lines.append(number)
     return records, lines
 
 
-def _filtered(records: list[bytes], lines: list[int], expression: str, what: str) -> list[bytes]:
+def _filtered(records: list[bytes], lines: list[int] | range, expression: str, what: str) -> list[bytes]:
     pick = column_filter(expression)
     if expression.strip() == "$":
         return records
