@@ -36,8 +36,9 @@ EXPORTED = ("RUN_ID", "IMAGE_URI", "TRAINING_DATA_URI")
 
 # -- Runs ------------------------------------------------------------------------------
 
-#: The per-run stacks the build renders and packages, in deployment order.
-RUN_STACKS = ("workflow", "deploy-dev", "deploy-prd")
+#: The per-run stacks the build renders and packages, in deployment order (each only where
+#: the config enables it: ``deployment.mode`` turns the endpoint stacks or the batch stack off).
+RUN_STACKS = ("workflow", "deploy-dev", "deploy-prd", "batch")
 #: Run ids are ``[a-z0-9-]``, at most this long: the first two groups of the CodePipeline
 #: execution id, leaving room in SageMaker job names for the workflow's attempt suffix.
 RUN_ID_MAX_LENGTH = 13
@@ -61,6 +62,7 @@ SAGEMAKER_ROLE_ARN = "SageMakerRoleArn"
 EXECUTION_ROLE_ARN = "ExecutionRoleArn"
 STATES_ROLE_ARN = "StatesRoleArn"
 NOTIFICATION_TOPIC_ARN = "NotificationTopicArn"
+DATA_BUCKET = "DataBucket"
 NOTIFICATION_EMAIL = "NotificationEmail"
 DATA_CAPTURE_URI = "DataCaptureUri"
 MONITORING_OUTPUT_URI = "MonitoringOutputUri"

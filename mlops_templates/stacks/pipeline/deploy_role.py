@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from awacs import ec2
 from troposphere import Ref, Sub, Tags, iam
 
-from mlops_templates import contract
 from mlops_templates import iam as iamdoc
 from mlops_templates.config import Config
 from mlops_templates.permissions import grants, scopes
@@ -74,7 +73,7 @@ def run_resource_types(config: Config) -> set[str]:
     from mlops_templates import stacks
 
     found: set[str] = set()
-    for name in contract.RUN_STACKS:
+    for name in stacks.run_stacks(config):
         for resource in stacks.module(name).build(config).resources.values():
             found.update(SAM_EXPANSION.get(resource.resource_type, (resource.resource_type,)))
     return found
