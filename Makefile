@@ -40,7 +40,7 @@ NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOL
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
+	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd|batch PARAMS='Key=Value ...'"
 	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1"
 
 install: $(STAMP) $(NODE_STAMP) ## Create .venv (package + dev tools), the checkov tool venv and the node checkers
@@ -115,7 +115,7 @@ package: $(STAMP) build bucket ## Package every rendered template and its code t
 # Templates over 51,200 bytes must be deployed from S3, so deploys always go through BUCKET.
 # `mlops-templates deploy` creates and executes a change set per stack and prints the
 # stack's events while it waits, and the first failed resource when it fails.
-deploy: $(STAMP) build bucket ## Deploy the system (account + pipeline stacks) or one stack: STAGE=account|pipeline|dev|prd (BUCKET=...)
+deploy: $(STAMP) build bucket ## Deploy the system (account + pipeline stacks) or one stack: STAGE=account|pipeline|dev|prd|batch (BUCKET=...)
 	@stacks="$$($(CLI) -c $(CONFIG) stage "$(STAGE)")"; \
 	for stack in $$stacks; do $(call package,$$stack) || exit 1; done; \
 	$(CLI) -c $(CONFIG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
