@@ -42,11 +42,11 @@ comma := ,
 space := $(empty) $(empty)
 NODE_STAMP := $(VENV)/node/.installed-$(subst $(space),_,$(subst @,-,$(NODE_TOOLS)))
 
-.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy approve reject rollback status local drift bench mutate clean
+.PHONY: help install templates build diagram golden lint ci test doctor bucket package deploy publish project destroy approve reject rollback status local batch drift bench mutate clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd PARAMS='Key=Value ...'"
+	@echo "Variables: CONFIG=$(CONFIG) BUCKET=<bucket> STAGE=system|account|pipeline|dev|prd|batch PARAMS='Key=Value ...'"
 	@echo "           CONNECTION_ARN=<arn> EMAIL=<address> NAME=<project> PURGE=1|<kinds> YES=1 KEEP=1 TUNE=1"
 	@echo "           MODE=service_catalog|s3 (make publish/project; default: studio.publish_mode)"
 	@echo "           VERSION=<model package version> REASON=<why>"
@@ -123,7 +123,7 @@ package: $(STAMP) build bucket ## Package every rendered template and its code t
 # Templates over 51,200 bytes must be deployed from S3, so deploys always go through BUCKET.
 # `mlops-templates deploy` creates and executes a change set per stack and prints the
 # stack's events while it waits, and the first failed resource when it fails.
-deploy: $(STAMP) build bucket ## Deploy the system (account + pipeline stacks) or one stack: STAGE=account|pipeline|dev|prd (BUCKET=...)
+deploy: $(STAMP) build bucket ## Deploy the system (account + pipeline stacks) or one stack: STAGE=account|pipeline|dev|prd|batch (BUCKET=...)
 	@stacks="$$($(CLI) -c $(CONFIG) stage "$(STAGE)")"; \
 	for stack in $$stacks; do $(call package,$$stack) || exit 1; done; \
 	$(CLI) -c $(CONFIG) deploy $$stacks --packaged "$(PACKAGED)" --s3-bucket "$(BUCKET)" \
@@ -179,6 +179,9 @@ status: $(STAMP) ## Which model version, image and model data serve dev and prod
 
 local: $(STAMP) ## Preprocess, train, evaluate, gate and serve the model locally, capture its requests and monitor them (KEEP=1 keeps the server; TUNE=1 searches training.tuning's ranges first)
 	$(BIN)/python scripts/local.py --config $(CONFIG) $(if $(filter 1,$(KEEP)),--keep) $(if $(filter 1,$(TUNE)),--tune)
+
+batch: $(STAMP) ## Train, then batch-transform the test split through the real server as SageMaker batch transform drives it, monitor the batch, fail on a bad row
+	$(BIN)/python scripts/batch.py --config $(CONFIG)
 
 drift: $(STAMP) ## Send drifted traffic to the local model, monitor it, upload ground truth: which features drift, which alarms fire, the HTML report
 	$(BIN)/python scripts/drift.py --config $(CONFIG)

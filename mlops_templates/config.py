@@ -781,14 +781,75 @@ class AccountConfig(_Model):
     api_gateway_logging_role: bool = True
 
 
+#: An object key prefix in the project's data bucket (``batch/input/``): no leading slash,
+#: ends with a slash.
+KeyPrefix = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*/$", max_length=200)]
+
+
+class DeploymentConfig(_Model):
+    """How the approved model serves: endpoints, batch transform, or both."""
+
+    #: `realtime`: the dev and production endpoints (the deploy-dev and deploy-prd stacks);
+    #: `batch`: no endpoints, the batch stack transforms files uploaded to `batch.input_prefix`
+    #: with the newest approved model; `both`: all three stacks.
+    mode: Literal["realtime", "batch", "both"] = "realtime"
+
+    @property
+    def realtime(self) -> bool:
+        return self.mode in ("realtime", "both")
+
+    @property
+    def batch(self) -> bool:
+        return self.mode in ("batch", "both")
+
+
+class BatchConfig(_Model):
+    """Batch inference (`deployment.mode: batch` or `both`): an upload under the input prefix of
+    the data bucket (or the schedule) starts a batch transform with the newest approved model
+    package, then the monitor job over its output."""
+
+    #: Key prefix in the data bucket whose uploads (lines `<row id>,<features>`) start a run.
+    input_prefix: KeyPrefix = "batch/input/"
+    #: Key prefix in the data bucket the transform writes under (`<prefix><execution>/`); never
+    #: under the input prefix, whose uploads start runs.
+    output_prefix: KeyPrefix = "batch/output/"
+    #: Key prefix in the data bucket of the batches' ground truth (Model Monitor's format, one
+    #: record per row id: `"eventId": "<row id>"`), joined by the monitor job.
+    ground_truth_prefix: KeyPrefix = "batch/ground-truth/"
+    #: EventBridge Scheduler expression of a run over the whole input prefix, or none.
+    schedule_expression: (
+        Annotated[str, StringConstraints(pattern=r"^(rate|cron|at)\(.+\)$")] | None
+    ) = None
+    #: Instance type of the transform job.
+    instance_type: KmsVolumeInstanceType = "ml.m5.xlarge"
+    #: Instances of the transform job (SageMaker splits the input files among them).
+    instance_count: int = Field(default=1, ge=1, le=100)
+    #: Time limit of the transform job (its Task's timeout: CreateTransformJob has no
+    #: stopping condition of its own).
+    max_runtime_seconds: int = Field(default=3600, ge=60, le=86400)
+
+    @model_validator(mode="after")
+    def _separate_prefixes(self) -> BatchConfig:
+        named = {"input_prefix": self.input_prefix, "output_prefix": self.output_prefix,
+                 "ground_truth_prefix": self.ground_truth_prefix}
+        for (a, x), (b, y) in ((p, q) for p in named.items() for q in named.items() if p[0] < q[0]):
+            if x.startswith(y) or y.startswith(x):
+                raise ValueError(
+                    f"batch.{a} '{x}' and batch.{b} '{y}' overlap: uploads under the input "
+                    "prefix start a run, so a run's output or ground truth there would start "
+                    "another; give each its own prefix"
+                )
+        return self
+
+
 class NotificationsConfig(_Model):
     """The texts of the notifications (``mlops_templates/notifications.py`` has the events,
     their default texts and the ``{names}`` each may use)."""
 
     #: Text per event, replacing its default: `run_started`, `run_failed`, `training_failed`,
     #: `gate_failed`, `gate_passed`, `deployed`, `rejected`, `promoted`, `promotion_blocked`,
-    #: `rolled_back`, `api_deployment`, `drift`, `quality_breach`, `monitor_failed`. `{name}`
-    #: inserts a value of the event.
+    #: `rolled_back`, `api_deployment`, `drift`, `quality_breach`, `monitor_failed`,
+    #: `batch_failed`. `{name}` inserts a value of the event.
     messages: dict[
         Literal[tuple(notifications.EVENTS)],  # type: ignore[valid-type]
         Annotated[str, StringConstraints(min_length=1, max_length=1000)],
@@ -815,10 +876,12 @@ class Config(_Model):
     studio: StudioConfig = Field(default_factory=StudioConfig)
     account: AccountConfig = Field(default_factory=AccountConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
     #: Deploy-time values of CloudFormation Parameters, per stack
     #: (``make deploy`` passes them; ``PARAMS=Key=Value`` on the command line wins).
     parameters: dict[
-        Literal["account", "studio", "pipeline", "workflow", "deploy-dev", "deploy-prd"],
+        Literal["account", "studio", "pipeline", "workflow", "deploy-dev", "deploy-prd", "batch"],
         dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9]{1,255}$")], str],
     ] = Field(default_factory=dict)
 
@@ -830,7 +893,26 @@ class Config(_Model):
                 naming.check_tuning_job_name(self)
         except ConfigError as err:
             raise ValueError(str(err)) from None
+        if self.deployment.batch:
+            self._check_batch()
         return self
+
+    def _check_batch(self) -> None:
+        data = self.pipeline.data_prefix
+        for field in ("input_prefix", "output_prefix", "ground_truth_prefix"):
+            prefix = getattr(self.batch, field)
+            if prefix.startswith(data) or data.startswith(prefix):
+                raise ValueError(
+                    f"batch.{field} '{prefix}' and pipeline.data_prefix '{data}' overlap: "
+                    "uploads under the data prefix start a training run; give batch files "
+                    "their own prefix"
+                )
+        if self.pipeline.orchestrator != "codepipeline":
+            raise ValueError(
+                f"deployment.mode {self.deployment.mode}: batch inference is deployed by the "
+                f"CodePipeline (pipeline.orchestrator codepipeline), not by "
+                f"{self.pipeline.orchestrator}; use deployment.mode realtime there"
+            )
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

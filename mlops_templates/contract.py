@@ -36,8 +36,9 @@ EXPORTED = ("RUN_ID", "IMAGE_URI", "TRAINING_DATA_URI")
 
 # -- Runs ------------------------------------------------------------------------------
 
-#: The per-run stacks the build renders and packages, in deployment order.
-RUN_STACKS = ("workflow", "deploy-dev", "deploy-prd")
+#: The per-run stacks the build renders and packages, in deployment order (each only where
+#: the config enables it: ``deployment.mode`` turns the endpoint stacks or the batch stack off).
+RUN_STACKS = ("workflow", "deploy-dev", "deploy-prd", "batch")
 #: Run ids are ``[a-z0-9-]``, at most this long: the first two groups of the CodePipeline
 #: execution id, leaving room in SageMaker job names for the workflow's attempt suffix.
 RUN_ID_MAX_LENGTH = 13
@@ -61,6 +62,7 @@ SAGEMAKER_ROLE_ARN = "SageMakerRoleArn"
 EXECUTION_ROLE_ARN = "ExecutionRoleArn"
 STATES_ROLE_ARN = "StatesRoleArn"
 NOTIFICATION_TOPIC_ARN = "NotificationTopicArn"
+DATA_BUCKET = "DataBucket"
 NOTIFICATION_EMAIL = "NotificationEmail"
 DATA_CAPTURE_URI = "DataCaptureUri"
 MONITORING_OUTPUT_URI = "MonitoringOutputUri"
@@ -98,3 +100,13 @@ MONITOR_METRICS = (
 )
 #: The metric of each ``monitoring.quality.metric``.
 QUALITY_METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "r2": "R2"}
+
+# -- Batch inference --------------------------------------------------------------------------
+
+#: A batch input line is ``<row id>,<features>``: the model gets the features (the transform's
+#: ``InputFilter``), each output line is the whole input line and its prediction
+#: (``JoinSource: Input``), so every prediction keeps its row id; the monitor reads that
+#: output (its ``INPUT_FORMAT=batch``) and joins ground truth on the row id.
+BATCH_INPUT_FILTER = "$[1:]"
+BATCH_JOIN_SOURCE = "Input"
+BATCH_OUTPUT_FILTER = "$"

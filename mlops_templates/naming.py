@@ -76,6 +76,16 @@ COMPONENTS: dict[str, str] = {
     "prd-post-traffic": "lambda",
     "prd-api": "iam-role",
     "prd-codedeploy": "iam-role",
+    # The batch stack's state machine (deployment.mode batch|both); the stack has the same
+    # name, whose limit (128) is longer.
+    "batch": "state-machine",
+    "batch-states": "iam-role",
+    "batch-upload": "event-rule",  # starts the batch state machine on uploads
+    "batch-upload-events": "iam-role",
+    "batch-schedule": "schedule",
+    "batch-scheduler": "iam-role",
+    "batch-drift": "alarm",
+    "batch-quality": "alarm",
     "notifications": "sns",  # the pipeline's topic
     "models": "sagemaker",  # model package group
     "training": "state-machine",
@@ -170,6 +180,18 @@ def metrics_namespace(config: Config) -> str:
 #: <redrive count>``: 31 characters after ``<base>``, fewer than a workflow job's, so
 #: :func:`check_lengths` covers them.
 MONITOR_JOB_AFTER_BASE = len("-mon-") + 12 + 1 + ATTEMPT_ID_LENGTH + 1 + REDRIVE_COUNT_MAX_DIGITS
+
+
+#: The batch state machine's jobs and model are ``<base>-batch-<attempt>-<redrive count>``
+#: (the monitor job ``<base>-batch-mon-...``): fewer characters after ``<base>`` than a
+#: workflow job's, so :func:`check_lengths` covers them.
+BATCH_JOB_AFTER_BASE = len("-batch-mon-") + ATTEMPT_ID_LENGTH + 1 + REDRIVE_COUNT_MAX_DIGITS
+
+
+def batch_name_format(config: Config, kind: str = "") -> str:
+    """``<base>-batch[-<kind>]-{}-{}``: a batch run's model or job name with ``{}`` for the
+    attempt id and the redrive count."""
+    return f"{base(config)}-batch{'-' + kind if kind else ''}-{{}}-{{}}"
 
 
 def monitor_job_name_format(config: Config) -> str:

@@ -121,6 +121,10 @@ EVENTS: dict[str, Event] = {
     "monitor_failed": Event(
         STEP_FUNCTIONS, "Monitoring run {execution} of {endpoint} failed: {error}: {cause}",
         ("execution", "error", "cause"), ("endpoint",), what="a monitoring run fails"),
+    "batch_failed": Event(
+        STEP_FUNCTIONS, "Batch run {execution} of {project} failed: {error}: {cause}",
+        ("execution", "error", "cause"), ("project",),
+        what="a batch inference run fails (or finds no approved model)"),
 }
 
 

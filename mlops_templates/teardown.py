@@ -1,6 +1,7 @@
 """Ordered teardown of one project (``make destroy NAME=<project> [PURGE=1]``).
 
-1. The per-run stacks: ``deploy-prd`` and ``deploy-dev`` together, then ``workflow``.
+1. The per-run stacks: ``deploy-prd``, ``deploy-dev`` and ``batch`` together (those that
+   exist), then ``workflow``.
    They go first: the pipeline stack's CloudFormation role deployed them and is the only
    role allowed to delete them, and it goes with the pipeline stack.
 2. The project: the SageMaker project when one of that name exists (Service Catalog
@@ -43,7 +44,7 @@ from mlops_templates.stackwatch import (
 )
 
 #: Per-run stacks, in deletion order; the stacks of one group are deleted together.
-RUN_STACK_GROUPS: tuple[tuple[str, ...], ...] = (("deploy-prd", "deploy-dev"), ("workflow",))
+RUN_STACK_GROUPS: tuple[tuple[str, ...], ...] = (("deploy-prd", "deploy-dev", "batch"), ("workflow",))
 #: What ``purge`` can remove, in the order it removes them (the key last: it encrypts the rest).
 KINDS = ("buckets", "repository", "models", "logs", "key")
 #: Days before a key scheduled for deletion is deleted (the shortest AWS allows).

@@ -26,6 +26,10 @@ Sections (``--sections``, all by default):
    ``mlops-templates build`` of every stack, median of ``--runs`` runs each.
 4. ``monitor``: ``mlcontainer monitor`` over 100,000 captured records on one core
    (``benchlib.monitor``; target under 10 s).
+5. ``batch``: rows per second of 200,000 rows through the local batch transform
+   (``mlcontainer.transform``) against ``mlcontainer serve`` and the samples' stack, the
+   same driver and settings for both, in ``--rounds`` interleaved rounds
+   (``benchlib.batch``; target: at least 5x the samples).
 
 The extra stacks need the ``bench`` extra (flask, gunicorn, pandas, granian) and
 ``nginx`` (Debian package nginx-light); whatever is missing is skipped, saying why.
@@ -48,13 +52,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import local
+from benchlib import batch as batch_section
 from benchlib import model, report, serving
 from benchlib import monitor as monitor_section
 from benchlib import templates as templates_section
 from benchlib.loadgen import LoadGenerator
 
 REPO = local.REPO
-SECTIONS = ("model", "serving", "templates", "monitor")
+SECTIONS = ("model", "serving", "templates", "monitor", "batch")
 STACKS = ("mlcontainer", "samples", "samples+our-predictor", "granian")
 
 
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if "templates" in sections:
         results["templates"] = templates_section.templates(args.config, REPO, args.runs, say)
-    if sections & {"model", "serving", "monitor"}:
+    if sections & {"model", "serving", "monitor", "batch"}:
         config = config_mod.load(args.config)
         hyperparameters = {k: str(v) for k, v in config.training.hyperparameters.items()}
         hyperparameters.update(dict(args.hyperparameter))
@@ -177,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["serving"] = serve_section(args, run, bodies, workers, say)
             if "monitor" in sections:
                 results["monitor"] = monitor_section.throughput(run, say)
+            if "batch" in sections:
+                say("\n[batch]")
+                _unpack(run)
+                results["batch"] = batch_section.throughput(run, workers, args.rounds, say)
         finally:
             shutil.rmtree(root, ignore_errors=True)
     results["machine"]["load_average_after"] = os.getloadavg()

@@ -178,7 +178,7 @@ def test_destroy_checks_purge_kinds_and_asks_first() -> None:
     assert asked == [
         (
             "Delete project abalone: stacks mlops-abalone-deploy-prd, mlops-abalone-deploy-dev, "
-            "mlops-abalone-workflow, the SageMaker project abalone (or stack mlops-abalone-pipeline), "
+            "mlops-abalone-batch, mlops-abalone-workflow, the SageMaker project abalone (or stack mlops-abalone-pipeline), "
             "and PURGE the retained buckets?"
         )
     ]

@@ -289,7 +289,9 @@ def test_the_container_and_the_stack_agree_on_names() -> None:
     assert monitor.Settings().synthetic_prefix == contract.SYNTHETIC_INFERENCE_ID_PREFIX
     assert capture.SYNTHETIC_PREFIX == contract.SYNTHETIC_INFERENCE_ID_PREFIX
     environment = monitor_definition.job_environment(parse({}), "ep")
-    assert set(environment) == {env for env, _, _ in monitor.OPTIONS.values()}
+    # The endpoint's job reads data capture, INPUT_FORMAT's default; a batch's sets it.
+    assert set(environment) == {env for env, _, _ in monitor.OPTIONS.values()} - {"INPUT_FORMAT"}
+    assert monitor.Settings().input_format == "capture"
     assert environment["SYNTHETIC_PREFIX"] == contract.SYNTHETIC_INFERENCE_ID_PREFIX
     assert environment["METRICS_NAMESPACE"] == naming.metrics_namespace(parse({}))
     for hook in ("pre_traffic_hook", "post_traffic_hook"):

@@ -137,8 +137,11 @@ def test_the_launch_role_allows_every_handler_action_of_the_pipeline_stack(deplo
     assert found == [], coverage.format_gaps(found)
 
 
-@pytest.mark.parametrize("stack", ["workflow", "deploy-dev", "deploy-prd"])
+@pytest.mark.parametrize("stack", ["workflow", "deploy-dev", "deploy-prd", "batch"])
 def test_the_cloudformation_role_allows_every_handler_action_of_the_run_stacks(deployed, stack) -> None:
+    if stack not in deployed.runs:
+        assert not enabled(stack, deployed.config)  # deployment.mode does not deploy it
+        return
     found = coverage.gaps(deployed.runs[stack], deployed.cloudformation_role_documents())
     assert found == [], coverage.format_gaps(found)
 
@@ -213,6 +216,8 @@ def test_roles_pass_only_their_own_roles_and_only_to_the_expected_services(deplo
                 "codedeploy.amazonaws.com", "lambda.amazonaws.com", "sagemaker.amazonaws.com",
                 # The monitor's schedule starts its state machine with its own role.
                 "scheduler.amazonaws.com", "states.amazonaws.com",
+                # The batch stack's upload rule starts its state machine with its own role.
+                *(["events.amazonaws.com"] if deployed.config.deployment.batch else []),
             }
             assert all(f":role/{base}" in r for r in statement["Resource"])
 
@@ -409,6 +414,12 @@ def test_every_role_of_the_runtime_table_exists() -> None:
         d = deployment(path)
         for name, spec in data.runtime().items():
             if d.config.pipeline.orchestrator not in spec.get("orchestrators", [d.config.pipeline.orchestrator]):
+                continue
+            if spec.get("stack", "pipeline") not in ("pipeline", "ci-oidc", *d.runs):
+                assert not enabled(spec["stack"], d.config), (path.stem, name)  # deployment.mode
+                continue
+            if d.config.deployment.mode not in spec.get("modes", [d.config.deployment.mode]):
+                assert spec["role"] not in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
                 continue
             if d.config.monitoring.engine not in spec.get("engines", [d.config.monitoring.engine]):
                 assert spec["role"] not in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)

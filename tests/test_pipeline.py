@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from mlops_templates import config, contract, lint, naming
 from mlops_templates.errors import ConfigError
-from mlops_templates.stacks import pipeline, pipeline_build
+from mlops_templates.stacks import pipeline, pipeline_build, run_stacks
 from mlops_templates.stacks.pipeline import network, policies
 from mlops_templates.stacks.pipeline.names import ProjectNames, max_project_name_length
 
@@ -239,7 +239,7 @@ def test_pipeline_is_v2_with_the_stages_in_order(name: str) -> None:
     spec = props(tpl, pipeline.PIPELINE)
     assert spec["PipelineType"] == "V2"
     assert spec["ExecutionMode"] in ("QUEUED", "SUPERSEDED")
-    assert [s["Name"] for s in spec["Stages"]] == list(pipeline.STAGES)
+    assert [s["Name"] for s in spec["Stages"]] == [s for s in pipeline.STAGES if s != "DeployBatch"]
     assert [s["Name"] for s in spec["Stages"]] == [
         "Source", "Build", "Train", "DeployDev",
     ]  # the model registry drives production (the promotion), not a stage
@@ -596,8 +596,10 @@ def test_per_run_stacks_name_their_roles_and_create_no_keys() -> None:
     for stack in contract.RUN_STACKS:
         tpl = json.loads(stacks.module(stack).build(cfg).to_json())
         assert not of_type(tpl, "AWS::KMS::Key"), stack
+        # The deploy role may manage <base>-prd-* roles, and <base>-batch-* in batch modes.
+        prefix = "batch" if stack == "batch" else "prd"
         for logical_id, resource in of_type(tpl, "AWS::IAM::Role").items():
-            assert resource["Properties"]["RoleName"].startswith(f"{naming.base(cfg)}-prd-"), logical_id
+            assert resource["Properties"]["RoleName"].startswith(f"{naming.base(cfg)}-{prefix}-"), logical_id
         if stack == "deploy-prd":
             # API, two hooks, CodeDeploy; the monitor's window function, state machine, schedule
             assert len(of_type(tpl, "AWS::IAM::Role")) == 7
@@ -729,7 +731,7 @@ def test_buildspec_renders_valid_yaml_with_the_expected_commands() -> None:
         'mlops-templates -c "${CONFIG_FILE}" --project-name "${SAGEMAKER_PROJECT_NAME}" build --out build'
         in build
     )
-    for stack in contract.RUN_STACKS:
+    for stack in run_stacks(variant_config("example")):
         assert (
             f"aws cloudformation package --template-file build/{stack}.yaml "
             f'--s3-bucket "${{ARTIFACT_BUCKET}}"'
@@ -743,8 +745,8 @@ def test_buildspec_renders_valid_yaml_with_the_expected_commands() -> None:
     assert f'"s3://${{ARTIFACT_BUCKET}}/{pipeline.builds.SOURCE_KEY}"' in stored
     assert spec["artifacts"]["base-directory"] == "build/out"
     assert set(spec["artifacts"]["files"]) == {
-        *(f"{s}.yaml" for s in contract.RUN_STACKS),
-        *(f"{s}.json" for s in contract.RUN_STACKS),
+        *(f"{s}.yaml" for s in run_stacks(variant_config("example"))),
+        *(f"{s}.json" for s in run_stacks(variant_config("example"))),
         contract.EXECUTION_INPUT,
     }
     # Every variable the buildspec reads is set by the stack, the action, `env` or CodeBuild.
@@ -906,10 +908,10 @@ def test_outputs_are_the_parameters_of_the_rendered_stacks(tmp_path: Path) -> No
     )
     written = pipeline_build.write_outputs(env, tmp_path)
     assert sorted(p.name for p in written) == sorted(
-        [f"{s}.json" for s in contract.RUN_STACKS] + [contract.EXECUTION_INPUT]
+        [f"{s}.json" for s in stacks.run_stacks(config.load(env["CONFIG_FILE"]))] + [contract.EXECUTION_INPUT]
     )
     cfg = config.load(EXAMPLE_CONFIG, "demo")
-    for stack in contract.RUN_STACKS:
+    for stack in stacks.run_stacks(cfg):
         content = json.loads((tmp_path / f"{stack}.json").read_text(encoding="utf-8"))
         parameters = stacks.module(stack).build(cfg).parameters
         required = {n for n, p in parameters.items() if p.properties.get("Default") is None}

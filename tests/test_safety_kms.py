@@ -360,12 +360,14 @@ def check_workflow_jobs(t: dict[str, Any], machine: dict[str, Any]) -> None:
             params = params.get("TrainingJobDefinition", params)
             assert_substituted_key(t, machine, params["OutputDataConfig"].get("KmsKeyId"), f"{name} output")
             check_volume(t, machine, params["ResourceConfig"], name)
+        elif ":sagemaker:createTransformJob" in resource:
+            jobs += 1
+            assert_substituted_key(t, machine, params["TransformOutput"].get("KmsKeyId"), f"{name} output")
+            assert_substituted_key(t, machine, params["TransformResources"].get("VolumeKmsKeyId"), f"{name} volume")
         else:
             # Anything else SageMaker is asked to do must keep no data of its own.
-            assert re.search(
-                r":sagemaker:createModel$|:sagemaker:createModelPackage$|:sagemaker:describeTrainingJob$",
-                resource,
-            ), (
+            assert re.search(r":sagemaker:(createModel|createModelPackage|describeTrainingJob|"
+                             r"listModelPackages|describeModelPackage|deleteModel)$", resource), (
                 f"{name}: unclassified SageMaker call {resource}"
             )
     assert jobs > 0, "the workflow runs no SageMaker job"
@@ -539,6 +541,8 @@ def test_per_run_stacks_encryption_mutations_are_caught(path: Path) -> None:
     prd = template(path, "deploy-prd")
     dev = template(path, "deploy-dev")
     workflow = template(path, "workflow")
+    if prd is None and dev is None and not config.load(path).deployment.realtime:
+        return  # deployment.mode batch: no endpoint stacks (the batch stack is checked above)
     assert prd is not None and dev is not None and workflow is not None
 
     def no_volume_key(t: dict[str, Any]) -> None:
@@ -717,6 +721,8 @@ def test_key_policy_lets_logs_use_the_key_only_for_this_accounts_log_groups(path
 @pytest.mark.parametrize("name", ["deploy-prd", "account"])
 def test_functions_keep_the_key_after_the_sam_transform(path: Path, name: str) -> None:
     t = template(path, name)
+    if t is None and name == "deploy-prd" and not config.load(path).deployment.realtime:
+        return  # deployment.mode batch: no deploy-prd stack
     assert t is not None, f"{name} is off in {path.name}"
     cfg = config.load(path)
     expanded = sam.expand(t, cfg.project.region)

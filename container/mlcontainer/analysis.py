@@ -30,6 +30,7 @@ from mlcontainer.capture import (
     Traffic,
     Window,
     parse_time,
+    read_batch,
     read_capture,
     read_ground_truth,
 )
@@ -107,7 +108,10 @@ def analyse(capture: Path, ground_truth: Path, baseline: Baseline, window: Windo
             settings: Any) -> dict[str, Any]:
     """The report of one window (see the module docstring)."""
     columns = tuple(baseline.features)
-    traffic = read_capture(capture, window, columns, settings.synthetic_prefix)
+    if getattr(settings, "input_format", "capture") == "batch":
+        traffic = read_batch(capture)
+    else:
+        traffic = read_capture(capture, window, columns, settings.synthetic_prefix)
     judged = len(traffic.rows) >= settings.drift_min_rows
     watched = settings.drift_features or tuple(columns)
     unknown = sorted(set(watched) - set(columns))

@@ -25,6 +25,8 @@ out-of-contract value is counted, never a reason to stop. Requests whose inferen
 with the synthetic prefix (the deployment hooks' and smoke tests') are counted and left out.
 Records are filtered by ``eventMetadata.inferenceTime``: the data-quality window is
 ``[start, end)``; predictions from ``[start - lookback, end)`` can be joined with labels.
+A batch transform's output (``read_batch``) is read as traffic too: one record per joined
+line, keyed by the row id that leads it, with no time window.
 Speed matters (an hour of a busy endpoint is 10^5 records): a record costs one
 ``json.loads`` and a few string operations; numbers are converted per column with NumPy.
 """
@@ -261,6 +263,36 @@ def read_capture(directory: Path, window: Window, columns: tuple[str, ...],
             traffic.unreadable += 1
             continue
         traffic.add(record, keys, prefix, columns)
+    return traffic
+
+
+def read_batch(directory: Path) -> Traffic:
+    """A batch transform's joined output under ``directory`` as traffic: every line is a
+    record ``<row id>,<8 features>,<prediction>`` (``JoinSource: Input`` after the input's
+    leading row id); the row id is the join key of the batch's ground truth."""
+    traffic = Traffic()
+    files = jsonl_files(directory)
+    traffic.files = len(files)
+    for line in _lines(files):
+        if not line.strip():
+            continue
+        traffic.lines += 1
+        traffic.records += 1
+        fields = next(csv.reader([line])) if '"' in line else line.rstrip("\r\n").split(",")
+        if len(fields) != N_FEATURES + 2:
+            traffic.malformed_rows += 1
+            continue
+        traffic.rows.append(fields[1:1 + N_FEATURES])
+        try:
+            predicted = [float(fields[-1])]
+        except ValueError:
+            traffic.failed_answers += 1
+            continue
+        traffic.predictions += predicted
+        if fields[0] in traffic.answers:
+            traffic.duplicate_ids += 1
+        else:
+            traffic.answers[fields[0]] = predicted
     return traffic
 
 

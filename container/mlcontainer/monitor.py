@@ -4,7 +4,8 @@
 Inputs (each optional, an empty window is a normal outcome):
 
 * ``/opt/ml/processing/input/capture``: the endpoint's data-capture files of the window
-  (JSON Lines, any folder depth: :mod:`mlcontainer.capture`);
+  (JSON Lines, any folder depth: :mod:`mlcontainer.capture`), or with ``--input-format
+  batch`` a batch transform's joined output (``<row id>,<features>,<prediction>`` lines);
 * ``/opt/ml/processing/input/ground_truth``: ground-truth files uploaded in the window;
 * ``/opt/ml/processing/baseline``: ``statistics.json`` and ``constraints.json``
   (:mod:`mlcontainer.baseline`; required).
@@ -70,6 +71,7 @@ class Settings:
     quality_threshold: float = 3.0
     quality_min_rows: int = 30
     lookback_hours: float = 24.0
+    input_format: str = "capture"
 
 
 #: option -> (environment variable, type, help); the defaults are Settings'.
@@ -87,7 +89,10 @@ OPTIONS: dict[str, tuple[str, type, str]] = {
     "quality_min_rows": ("QUALITY_MIN_ROWS", int, "fewest joined rows whose quality is judged"),
     "lookback_hours": ("GROUND_TRUTH_LOOKBACK_HOURS", float,
                        "how old a prediction may be and still be joined with a label"),
+    "input_format": ("INPUT_FORMAT", str,
+                     "capture (an endpoint's data capture) or batch (a transform's joined output)"),
 }
+INPUT_FORMATS = ("capture", "batch")
 WINDOW_ENV = ("WINDOW_START", "WINDOW_END")
 
 
@@ -127,6 +132,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
     values["drift_features"] = tuple(f for f in values["drift_features"].split(",") if f)
     if values["quality_metric"] not in QUALITY_METRICS:
         raise UserError(f"quality metric {values['quality_metric']!r}: use {', '.join(QUALITY_METRICS)}")
+    if values["input_format"] not in INPUT_FORMATS:
+        raise UserError(f"input format {values['input_format']!r}: use {', '.join(INPUT_FORMATS)}")
     if values["quality_operator"] not in OPERATORS:
         raise UserError(f"quality operator {values['quality_operator']!r}: use {', '.join(OPERATORS)}")
     return Settings(**values)

@@ -22,7 +22,7 @@ from mlops_templates import contract, naming
 from mlops_templates.ci import oidc
 from mlops_templates.config import Config
 from mlops_templates.errors import ConfigError
-from mlops_templates.stacks import pipeline_build
+from mlops_templates.stacks import pipeline_build, run_stacks
 from mlops_templates.stacks.ci_oidc import MAX_SESSION_SECONDS
 from mlops_templates.stacks.pipeline.builds import (
     BUILD_TIMEOUT_MINUTES,
@@ -107,7 +107,7 @@ def build_script(config: Config) -> str:
         container_dir=CONTAINER_DIR,
         render_dir=RENDER_DIR,
         out_dir=OUT_DIR,
-        stacks=contract.RUN_STACKS,
+        stacks=run_stacks(config),
     ).strip()
 
 

@@ -11,6 +11,7 @@ in; the role's rendered policies are then evaluated on it.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +46,8 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
     base = f"{config.project.prefix}-{deployment.pipeline.parameters['SageMakerProjectName']}"
     machine = res.get("TrainingStateMachine")
     machine_arn = deployment.runs["workflow"].resources["TrainingStateMachine"].arn if machine is None else machine.arn
-    prd = deployment.runs["deploy-prd"]
-    rollback = prd.resources["Endpoint"].properties["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
-    values = {
+    values: dict[str, str] = {}
+    values.update({
         "p": env.partition,
         "r": env.region,
         "a": env.account,
@@ -64,10 +64,7 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         "state_machine_arn": machine_arn,
         "execution_arn": f"{machine_arn.replace(':stateMachine:', ':execution:')}:{RUN_ID}",
         "codecommit_arn": f"arn:{env.partition}:codecommit:{env.region}:{env.account}:{source.repository}",
-        "rollback_alarm_arn": (
-            f"arn:{env.partition}:cloudwatch:{env.region}:{env.account}:alarm:{rollback[0]['AlarmName']}"
-        ),
-    }
+    })
     for name, run in deployment.runs.items():
         values[f"stack_arn:{name}"] = run.stack_id
     # The CI job names an execution <run id>-<attempt>.
@@ -87,6 +84,25 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         model_package_arn=f"{sm}:model-package/{base}-models/1",
         sagemaker_role_arn=res[pipeline.SAGEMAKER_ROLE].arn,
     )
+    values.update(metrics_namespace=f"{config.project.prefix}/{deployment.pipeline.parameters['SageMakerProjectName']}",
+                  batch_model_arn=f"{sm}:model/{base}-batch-{ATTEMPT}-0",
+                  batch_transform_job_arn=f"{sm}:transform-job/{base}-batch-{ATTEMPT}-0",
+                  batch_monitor_job_arn=f"{sm}:processing-job/{base}-batch-mon-{ATTEMPT}-0",
+                  model_package_arn=f"{sm}:model-package/{base}-models/1")
+    if "batch" in deployment.runs:
+        values["batch_machine_arn"] = deployment.runs["batch"].resources["BatchStateMachine"].arn
+    if "deploy-prd" in deployment.runs:
+        values.update(_production(deployment, sm, base))
+    return values
+
+
+def _production(deployment: ProjectDeployment, sm: str, base: str) -> dict[str, str]:
+    """The placeholders of the deploy-prd stack (``deployment.mode`` realtime or both)."""
+    env, config = deployment.env, deployment.config
+    prd = deployment.runs["deploy-prd"]
+    rollback = prd.resources["Endpoint"].properties["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    values = {"rollback_alarm_arn": (
+        f"arn:{env.partition}:cloudwatch:{env.region}:{env.account}:alarm:{rollback[0]['AlarmName']}")}
     groups = prd.of_type("AWS::CodeDeploy::DeploymentGroup")
     (group,) = groups.values()
     functions = {r.logical_id: r for r in prd.of_type("AWS::Lambda::Function").values()}
@@ -105,8 +121,8 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
         monitor_machine_arn=monitor.arn if monitor else "",
         monitor_window_arn=functions["MonitorWindowFunction"].arn if "MonitorWindowFunction" in functions else "",
         monitor_job_arn=f"{sm}:processing-job/{base}-mon-202601010100-{ATTEMPT}-0",
-        metrics_namespace=f"{config.project.prefix}/{deployment.pipeline.parameters['SageMakerProjectName']}",
     )
+    del config
     return values
 
 
@@ -145,6 +161,8 @@ def _fill_value(value: str | list[str], values: dict[str, str]) -> str | list[st
 def _applies(need: dict[str, Any], deployment: ProjectDeployment) -> bool:
     if deployment.config.monitoring.engine not in need.get("engines", ("builtin", "model_monitor")):
         return False
+    if deployment.config.deployment.mode not in need.get("modes", ("realtime", "batch", "both")):
+        return False
     when = need.get("when")
     if when is None:
         return True
@@ -154,11 +172,27 @@ def _applies(need: dict[str, Any], deployment: ProjectDeployment) -> bool:
 
 
 def _exists(spec: dict[str, Any], deployment: ProjectDeployment) -> bool:
-    """Whether the role of ``spec`` exists with ``deployment``'s orchestrator and
-    monitoring engine."""
-    return deployment.config.pipeline.orchestrator in spec.get(
-        "orchestrators", ("codepipeline", "github", "gitlab")
-    ) and deployment.config.monitoring.engine in spec.get("engines", ("builtin", "model_monitor"))
+    """Whether the role of ``spec`` exists with ``deployment``'s orchestrator, monitoring
+    engine and deployment mode."""
+    stack = spec.get("stack", "pipeline")
+    return (
+        deployment.config.pipeline.orchestrator in spec.get("orchestrators", ("codepipeline", "github", "gitlab"))
+        and deployment.config.monitoring.engine in spec.get("engines", ("builtin", "model_monitor"))
+        and deployment.config.deployment.mode in spec.get("modes", ("realtime", "batch", "both"))
+        # A per-run stack the deployment mode does not deploy has no roles.
+        and (stack in ("pipeline", "ci-oidc") or stack in deployment.runs)
+    )
+
+
+def _on_absent_stack(need: dict[str, Any], values: dict[str, str], deployment: ProjectDeployment) -> bool:
+    """Whether ``need`` acts on a stack's resource that ``deployment.mode`` does not deploy
+    (with ``batch`` alone: deploy-dev's and deploy-prd's). Every other placeholder must resolve."""
+    texts = [need["resource"], *need["actions"], *(json.dumps(v) for v in need.get("context", {}).values())]
+    names = [name for text in texts for name in re.findall(r"\{([^{}\"]+)\}", text)]
+    unknown = [name for name in names if name not in values]
+    if unknown and deployment.config.deployment.realtime and not deployment.config.deployment.batch:
+        raise KeyError(f"runtime_permissions.json: unknown placeholder(s) {', '.join(unknown)}")
+    return bool(unknown)
 
 
 def missing(deployment: ProjectDeployment) -> list[Missing]:
@@ -173,7 +207,7 @@ def missing(deployment: ProjectDeployment) -> list[Missing]:
 
         documents = role_documents(stack, spec["role"])
         for need in spec["needs"]:
-            if not _applies(need, deployment):
+            if not _applies(need, deployment) or _on_absent_stack(need, values, deployment):
                 continue
             resource = _fill(need["resource"], values)
             context = {k: _fill_value(v, values) for k, v in need.get("context", {}).items()}

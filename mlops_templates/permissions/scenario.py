@@ -146,7 +146,7 @@ def deploy(
     data = {**data, "project": {**data.get("project", {}), "name": project_name}}
     run_config = config_mod.parse(data, "run config")
     train_output = _train_output(build_env)
-    for name in contract.RUN_STACKS:
+    for name in stacks.run_stacks(run_config):
         code = f"s3://{build_env['ARTIFACT_BUCKET']}/packages/{RUN_ID}/0123456789abcdef0123456789abcdef"
         template = template_dict(run_config, name, code)
         configuration = pipeline_build.template_configuration(

@@ -130,18 +130,22 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool 
     )
 
 
-def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any) -> Scope:
+def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool = False) -> Scope:
     """One project's per-run stacks (the pipeline's CloudFormation role).
 
     ``base``: ``<prefix>-${SageMakerProjectName}`` (a ``Fn::Sub`` text). Long because it is
-    one table: the ARN patterns of every resource type the per-run stacks create.
+    one table: the ARN patterns of every resource type the per-run stacks create. ``batch``:
+    the batch stack is deployed too (its roles ``<base>-batch-*``; its upload rule passes its
+    role to EventBridge).
     """
     from troposphere import Join, Sub
 
     named = f"{base}-*"
     stack_roles = tuple(
-        arn("iam", f"role/{base}-{component}-*", region=False) for component in RUN_ROLE_COMPONENTS
+        arn("iam", f"role/{base}-{component}-*", region=False)
+        for component in RUN_ROLE_COMPONENTS + (("batch",) if batch else ())
     )
+    passed_to = RUN_PASSED_TO + (("events.amazonaws.com",) if batch else ())
     passed = stack_roles + tuple(
         arn("iam", f"role/{base}-{suffix}", region=False) for suffix in ("sagemaker", "states")
     )
@@ -208,7 +212,7 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any) -> Scope:
             "iam:CreateServiceLinkedRole": (arn("iam", AUTOSCALING_SLR, region=False),),
         },
         conditions={
-            "iam:PassRole": Condition(StringEquals("iam:PassedToService", list(RUN_PASSED_TO))),
+            "iam:PassRole": Condition(StringEquals("iam:PassedToService", list(passed_to))),
             "iam:CreateServiceLinkedRole": Condition(
                 StringEquals("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com")
             ),

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from mlops_templates import contract
+
 #: Stack name (the file name in ``templates/``) -> module.
 STACKS: dict[str, str] = {
     "account": "mlops_templates.stacks.account",
@@ -19,6 +21,7 @@ STACKS: dict[str, str] = {
     "workflow": "mlops_templates.stacks.workflow",
     "deploy-dev": "mlops_templates.stacks.deploy_dev",
     "deploy-prd": "mlops_templates.stacks.deploy_prd",
+    "batch": "mlops_templates.stacks.batch",
     "ci-oidc": "mlops_templates.stacks.ci_oidc",
 }
 
@@ -36,3 +39,8 @@ def enabled(name: str, config: object) -> bool:
     """Whether stack ``name`` is rendered and deployed for ``config``."""
     check = getattr(module(name), "enabled", None)
     return True if check is None else bool(check(config))
+
+
+def run_stacks(config: object) -> tuple[str, ...]:
+    """The per-run stacks (``contract.RUN_STACKS``) ``config`` enables, in deployment order."""
+    return tuple(name for name in contract.RUN_STACKS if enabled(name, config))

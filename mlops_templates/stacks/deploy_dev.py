@@ -20,6 +20,11 @@ ENDPOINT_CONFIG = "EndpointConfig"
 ENDPOINT = "Endpoint"
 
 
+def enabled(config: Config) -> bool:
+    """Not with ``deployment.mode: batch`` (no endpoints)."""
+    return config.deployment.realtime
+
+
 def build(config: Config) -> Template:
     """The dev endpoint.
 

@@ -23,9 +23,10 @@ found beside this file).
 
 Files written (the Build action's output artifact ``BuildOutput``):
 
-- ``workflow.yaml``, ``deploy-dev.yaml``, ``deploy-prd.yaml``: packaged templates;
-- ``workflow.json``, ``deploy-dev.json``, ``deploy-prd.json``: CloudFormation
-  TemplateConfiguration files (``Parameters`` and ``Tags``);
+- ``<stack>.yaml`` of each per-run stack the config enables (``workflow``, ``deploy-dev``,
+  ``deploy-prd``, ``batch``): packaged templates;
+- ``<stack>.json`` of each: CloudFormation TemplateConfiguration files (``Parameters`` and
+  ``Tags``);
 - ``workflow-input.json``: the training state machine's execution input.
 
 The TrainOutput action writes ``train-output.json`` (artifact ``TrainResult``): the
@@ -53,7 +54,6 @@ from mlops_templates.contract import (
     LATEST,
     NO_EMAIL,
     RUN_ID_MAX_LENGTH,
-    RUN_STACKS,
     TRAIN_OUTPUT,
     TRAIN_OUTPUT_KEYS,
     TRAIN_OUTPUT_OVERRIDES,
@@ -67,6 +67,7 @@ KNOWN_PARAMETERS_ENV = {
     contract.EXECUTION_ROLE_ARN: "SAGEMAKER_ROLE_ARN",
     contract.STATES_ROLE_ARN: "STATES_ROLE_ARN",
     contract.NOTIFICATION_TOPIC_ARN: "NOTIFICATION_TOPIC_ARN",
+    contract.DATA_BUCKET: "DATA_BUCKET",
 }
 #: The container's build argument that selects GPU wheels (container/Dockerfile).
 GPU_BUILD_ARG = "XGBOOST_VARIANT=cuda"
@@ -267,7 +268,7 @@ def write_outputs(env: Mapping[str, str], out_dir: str | Path) -> list[Path]:
             env,
             cfg.parameters.get(stack, {}),
         )
-        for stack in RUN_STACKS
+        for stack in stacks.run_stacks(cfg)
     }
     files[EXECUTION_INPUT] = execution_input(cfg, env)
     written = []

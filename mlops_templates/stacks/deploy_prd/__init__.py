@@ -83,8 +83,13 @@ __all__ = [
     "DATA_CAPTURE_URI", "DRIFT_ALARM", "ENDPOINT", "MONITORING_OUTPUT_URI",
     "NOTIFICATION_EMAIL", "NOTIFICATION_TOPIC", "POST_TRAFFIC_HOOK", "PRE_TRAFFIC_HOOK",
     "PYTHON_RUNTIME", "SAMPLE_CSV", "SAM_CODEDEPLOY_APPLICATION", "SAM_DEPLOYMENT_GROUP",
-    "SAM_TRANSFORM", "SCHEDULE_PERIOD_SECONDS", "artifacts", "build",
+    "SAM_TRANSFORM", "SCHEDULE_PERIOD_SECONDS", "artifacts", "build", "enabled",
 ]
+
+
+def enabled(config: Config) -> bool:
+    """Not with ``deployment.mode: batch`` (no endpoints)."""
+    return config.deployment.realtime
 
 
 def artifacts(config: Config) -> dict[str, str]:

@@ -10,12 +10,25 @@ retraining rule and this stack's notification rules match their state changes by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from troposphere import cloudwatch
 
 from mlops_templates import contract, naming, notifications
 from mlops_templates.stacks.deploy_prd import names as n
 from mlops_templates.stacks.stack import Stack
+
+
+class AlarmNames(Protocol):
+    """What the alarms name: themselves and the ``EndpointName`` dimension (deploy-prd's
+    and the batch stack's names)."""
+
+    @property
+    def endpoint(self) -> str: ...
+    @property
+    def drift_alarm(self) -> str: ...
+    @property
+    def quality_alarm(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -48,16 +61,21 @@ COMPARISONS = {
 }
 
 
-def dimensions(names: n.Names) -> list[cloudwatch.MetricDimension]:
+def dimensions(names: AlarmNames) -> list[cloudwatch.MetricDimension]:
     return [cloudwatch.MetricDimension(Name="EndpointName", Value=names.endpoint)]
 
 
-def drift_alarm(stack: Stack, names: n.Names) -> cloudwatch.Alarm:
+#: The batch stack's alarms: a run publishes one datapoint when it ends (on uploads, not on
+#: a fixed period), and one bad batch is enough: hourly periods, the first breaching run.
+EVENT_DRIVEN = Schedule(3600, 1, 1)
+
+
+def drift_alarm(stack: Stack, names: AlarmNames, schedule: Schedule | None = None) -> cloudwatch.Alarm:
     """``FeaturesDrifted`` at or above ``drift_violations_threshold``: enough watched features
     are farther than ``drift_distance_threshold`` from the baseline. One drifted feature is a
     reason to retrain; a sum of distances would let many small, harmless shifts add up."""
     mon = stack.config.monitoring
-    schedule = SCHEDULES[mon.schedule_expression]
+    schedule = schedule or SCHEDULES[mon.schedule_expression]
     return stack.add(
         cloudwatch.Alarm(
             n.DRIFT_ALARM,
@@ -93,12 +111,12 @@ def quality_rule(stack: Stack, words: bool = False) -> str:
     return f"{quality.metric} {operator} {quality.threshold:g}"
 
 
-def quality_alarm(stack: Stack, names: n.Names) -> cloudwatch.Alarm:
+def quality_alarm(stack: Stack, names: AlarmNames, schedule: Schedule | None = None) -> cloudwatch.Alarm:
     """The quality metric of the predictions joined with ground truth against its threshold.
     A run with fewer than ``quality.min_rows`` labelled rows publishes no datapoint:
     missing data, which is not breaching."""
     quality = stack.config.monitoring.quality
-    schedule = SCHEDULES[stack.config.monitoring.schedule_expression]
+    schedule = schedule or SCHEDULES[stack.config.monitoring.schedule_expression]
     return stack.add(
         cloudwatch.Alarm(
             n.QUALITY_ALARM,

@@ -166,7 +166,10 @@ def build(config: Config) -> Template:
         projects = builds.create(stack, store, service_roles, build_logs, vpc)
         pipeline = stages.create(stack, store, service_roles, projects, inputs.connection_arn)
         rules.create(stack, store, service_roles)
-        promote = promotion.create(stack, store, service_roles, build_logs)
+        # The registry drives the production endpoint: without one (deployment.mode batch)
+        # there is nothing to promote; the batch stack reads the newest approved version.
+        if config.deployment.realtime:
+            promote = promotion.create(stack, store, service_roles, build_logs)
     teardown.create(stack, key, service_roles.deploy)
     _outputs(stack, store, service_roles, pipeline, vpc)
     if promote is not None:

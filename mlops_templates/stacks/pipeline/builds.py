@@ -16,7 +16,7 @@ from troposphere import GetAtt, Ref, Sub, codebuild, kms, logs
 
 from mlops_templates import contract, promotion
 from mlops_templates.config import Config
-from mlops_templates.stacks import common, pipeline_build
+from mlops_templates.stacks import common, pipeline_build, run_stacks
 from mlops_templates.stacks.pipeline import network
 from mlops_templates.stacks.pipeline.names import (
     PROJECT_ID,
@@ -78,11 +78,11 @@ def buildspec(config: Config) -> str:
         container_dir=CONTAINER_DIR,
         render_dir=RENDER_DIR,
         out_dir=OUT_DIR,
-        stacks=contract.RUN_STACKS,
+        stacks=run_stacks(config),
         runs_prefix=promotion.RUNS_PREFIX,
         source_key=SOURCE_KEY,
-        artifact_files=[f"{s}.yaml" for s in contract.RUN_STACKS]
-        + [f"{s}.json" for s in contract.RUN_STACKS]
+        artifact_files=[f"{s}.yaml" for s in run_stacks(config)]
+        + [f"{s}.json" for s in run_stacks(config)]
         + [contract.EXECUTION_INPUT],
     )
 

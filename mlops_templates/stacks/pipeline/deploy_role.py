@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from awacs import ec2
 from troposphere import Ref, Sub, Tags, iam
 
-from mlops_templates import contract
 from mlops_templates import iam as iamdoc
 from mlops_templates.config import Config
 from mlops_templates.permissions import grants, scopes
@@ -62,7 +61,8 @@ class DeployRole:
 
 def create(stack: Stack, res: PipelineResources, tags: Tags) -> DeployRole:
     """Add the deploy role, with permissions for the per-run stacks' resource types."""
-    role, policies = cloudformation_role(CLOUDFORMATION_ROLE, res, run_resource_types(stack.config), tags)
+    role, policies = cloudformation_role(CLOUDFORMATION_ROLE, res, run_resource_types(stack.config), tags,
+                                         batch=stack.config.deployment.batch)
     stack.add(role)
     for policy in policies:
         stack.add(policy)
@@ -74,7 +74,7 @@ def run_resource_types(config: Config) -> set[str]:
     from mlops_templates import stacks
 
     found: set[str] = set()
-    for name in contract.RUN_STACKS:
+    for name in stacks.run_stacks(config):
         for resource in stacks.module(name).build(config).resources.values():
             found.update(SAM_EXPANSION.get(resource.resource_type, (resource.resource_type,)))
     return found
@@ -85,6 +85,7 @@ def cloudformation_role(
     res: PipelineResources,
     run_types: set[str],
     tags: Tags,
+    batch: bool = False,
 ) -> tuple[iam.Role, list[iam.ManagedPolicy]]:
     """The CloudFormation role that deploys the workflow, deploy-dev and deploy-prd
     stacks, and the managed policies that hold its permissions.
@@ -94,7 +95,7 @@ def cloudformation_role(
     CloudFormation's handler of that type calls, scoped to this project's names.
     """
     names = res.names
-    scope = scopes.run_scope(names.base, res.key_arn, res.artifact_bucket_arn)
+    scope = scopes.run_scope(names.base, res.key_arn, res.artifact_bucket_arn, batch)
     statements = grants.statements(run_types, scope)
     if res.in_vpc:
         # Models and jobs in a VPC: SageMaker checks the caller may describe the network.

@@ -28,6 +28,8 @@ STARTED_RULE = "RunStartedRule"
 DEPLOYED_RULE = "RunSucceededRule"
 #: The production alarm of each ``pipeline.retrain_on`` entry (deploy-prd names them).
 RETRAIN_ALARMS = {"drift": "prd-drift", "quality": "prd-quality"}
+#: The batch stack's alarm of each entry (``deployment.mode`` batch or both).
+BATCH_RETRAIN_ALARMS = {"drift": "batch-drift", "quality": "batch-quality"}
 #: Notification rule -> (its name's component, its event in ``notifications.EVENTS``); the
 #: topic's policy lets the rules of these names publish.
 NOTICE_RULES = dict(
@@ -100,8 +102,8 @@ def create(stack: Stack, store: Storage, roles: Roles) -> None:
     # Model Monitor's engine has no model-quality alarm (deploy-prd's monitoring.py).
     kinds = [k for k in cfg.retrain_on if k == "drift" or stack.config.monitoring.engine == "builtin"]
     if kinds:
-        # Matched by name: the alarms live in the deploy-prd stack of every run.
-        alarms = [common.arn("cloudwatch", f"alarm:{names.text(RETRAIN_ALARMS[kind])}") for kind in kinds]
+        # Matched by name: the alarms live in the deploy-prd (and batch) stack of every run.
+        alarms = [common.arn("cloudwatch", f"alarm:{names.text(component)}") for component in retrain_alarms(stack, kinds)]
         _starts_pipeline(
             stack,
             start,
@@ -116,6 +118,13 @@ def create(stack: Stack, store: Storage, roles: Roles) -> None:
             },
         )
     _notice_rules(stack, store.topic)
+
+
+def retrain_alarms(stack: Stack, kinds: list[str]) -> list[str]:
+    """The name components of the alarms of ``kinds`` the deployment mode has."""
+    mode = stack.config.deployment
+    return ([RETRAIN_ALARMS[k] for k in kinds] if mode.realtime else []) + (
+        [BATCH_RETRAIN_ALARMS[k] for k in kinds] if mode.batch else [])
 
 
 def _starts_pipeline(

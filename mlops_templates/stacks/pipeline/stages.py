@@ -2,6 +2,8 @@
 
 Source -> Build -> Train (deploy the workflow stack, run the state machine, extract its
 output) -> DeployDev. One run at a time: runs share the per-run stacks and the endpoints.
+``deployment.mode`` batch adds DeployBatch after Train (the batch stack, which transforms
+with the newest approved model package) and, in batch mode alone, drops DeployDev.
 
 The pipeline ends there: the model registry drives production. Approving a version (make
 approve, or SageMaker Studio) starts the promotion (:mod:`.promotion`), which deploys the
@@ -31,8 +33,10 @@ from mlops_templates.stacks.pipeline.storage import Storage
 
 PIPELINE = "Pipeline"
 
-#: Stage names, in order.
-STAGES = ("Source", "Build", "Train", "DeployDev")
+#: Stage names, in order (each where ``deployment.mode`` has it).
+STAGES = ("Source", "Build", "Train", "DeployBatch", "DeployDev")
+#: The stages of the endpoint stacks (``deployment.mode`` realtime or both).
+ENDPOINT_STAGES = ("DeployDev",)
 #: The run's ID, as the Build action exports it.
 _RUN = f"#{{{BUILD_NAMESPACE}.RUN_ID}}"
 
@@ -58,6 +62,7 @@ def create(
             Name="DeployDev", Actions=[_deploy(stack, "DeployDev", "deploy-dev", deploy_role)]
         ),
     ]
+    stages = _mode_stages(stack, stages, deploy_role)
     pipeline = codepipeline.Pipeline(
         PIPELINE,
         Name=names.name("pipeline"),
@@ -89,6 +94,20 @@ def create(
     # A new pipeline starts a run at once: its deploy stages need the role's policies.
     pipeline.DependsOn = [p.title for p in roles.deploy.policies]
     return stack.add(pipeline)
+
+
+def _mode_stages(stack: Stack, stages: list[codepipeline.Stages], deploy_role: Any) -> list[codepipeline.Stages]:
+    """``stages`` for ``deployment.mode``: DeployBatch after Train with batch; the endpoint
+    stages only with realtime."""
+    mode = stack.config.deployment
+    if not mode.realtime:
+        stages = [s for s in stages if s.Name not in ENDPOINT_STAGES]
+    if mode.batch:
+        at = [s.Name for s in stages].index("Train") + 1
+        stages.insert(at, codepipeline.Stages(
+            Name="DeployBatch", Actions=[_deploy(stack, "DeployBatch", "batch", deploy_role,
+                                                 capabilities="CAPABILITY_NAMED_IAM")]))
+    return stages
 
 
 def _action(

@@ -19,10 +19,9 @@ from awacs import xray
 from troposphere import GetAtt, Ref, Sub, Tags, awslambda, iam, kms, logs
 from troposphere.cloudformation import CustomResource
 
-from mlops_templates import contract
 from mlops_templates import iam as iamdoc
 from mlops_templates.inline import inline_code
-from mlops_templates.stacks import common, functions
+from mlops_templates.stacks import common, functions, run_stacks
 from mlops_templates.stacks.pipeline.deploy_role import DeployRole
 from mlops_templates.stacks.pipeline.names import PROJECT_NAME, ProjectNames
 from mlops_templates.stacks.pipeline.policies import service_role
@@ -57,7 +56,7 @@ def create(stack: Stack, project_key: kms.Key, deploy: DeployRole) -> None:
     """Add the teardown function, its log group and role, and the custom resource."""
     names = stack.names
     log_group = _log_group(stack, project_key)
-    stacks = {name: names.text(name) for name in contract.RUN_STACKS}
+    stacks = {name: names.text(name) for name in run_stacks(stack.config)}
     function_name = names.text("teardown")
     role = stack.add(
         teardown_role(
@@ -71,8 +70,9 @@ def create(stack: Stack, project_key: kms.Key, deploy: DeployRole) -> None:
             stack.tags("pipeline"),
         )
     )
-    # The endpoint stacks together, then the workflow stack.
-    waves = f"{stacks['deploy-prd']},{stacks['deploy-dev']};{stacks['workflow']}"
+    # The endpoint and batch stacks together (newest first), then the workflow stack.
+    first = ",".join(stacks[name] for name in reversed(list(stacks)) if name != "workflow")
+    waves = f"{first};{stacks['workflow']}"
     function = stack.add(_function(stack, function_name, waves, project_key, log_group, role, deploy))
     stack.add(
         TeardownResource(
