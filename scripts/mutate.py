@@ -84,22 +84,28 @@ if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("MLOPS_MUTA
     _install()
 '''
 
-#: The pytest plugin of the session: before mutmut's stats collector reads the functions a
-#: test called, add those the test's child processes reported.
+#: The pytest plugin of the session. During mutmut's stats run, before its collector reads
+#: the functions a test called: add those the test's child processes reported, and those
+#: any earlier test of the same module called. mutmut credits a call to the test that made
+#: it, so code run once in a module-scoped fixture (a rendered template every test of the
+#: module checks) would be credited to the first test only, and its mutants tested by that
+#: test alone: survivors the module's other tests kill.
 PLUGIN = '''\
 import os
 
 import pytest
 
+_MODULE_HITS = {}
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item, nextitem):
-    folder = os.environ.get("MLOPS_MUTATE_HITS")
-    if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not folder:
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
         return
     from mutmut.state import state
 
-    for name in os.listdir(folder):
+    folder = os.environ.get("MLOPS_MUTATE_HITS")
+    for name in os.listdir(folder) if folder else []:
         path = os.path.join(folder, name)
         try:
             os.rename(path, path + ".read")
@@ -108,6 +114,9 @@ def pytest_runtest_teardown(item, nextitem):
         with open(path + ".read") as f:
             state()._stats.update(line for line in f.read().splitlines() if line)
         os.unlink(path + ".read")
+    module = _MODULE_HITS.setdefault(item.nodeid.split("::")[0], set())
+    module.update(state()._stats)
+    state()._stats.update(module)
 '''
 
 
