@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from awacs import logs as logs_actions
+from awacs import xray as xray_actions
 from awacs.aws import (
     Action,
     Allow,
@@ -86,6 +88,24 @@ def pass_role(
     """
     return allow(
         [PassRole], roles, Condition(StringEquals("iam:PassedToService", services)), sid
+    )
+
+
+def state_machine_logs_and_traces() -> Statement:
+    """What a state machine's role needs to deliver its execution logs to CloudWatch Logs
+    and its traces to X-Ray. Log delivery and X-Ray APIs support no resource-level
+    permissions (Step Functions developer guide, "IAM policies for logging to CloudWatch
+    Logs" and "IAM policies for using AWS X-Ray")."""
+    return allow(
+        [
+            logs_actions.CreateLogDelivery, logs_actions.GetLogDelivery, logs_actions.UpdateLogDelivery,
+            logs_actions.DeleteLogDelivery, logs_actions.ListLogDeliveries, logs_actions.PutResourcePolicy,
+            logs_actions.DescribeResourcePolicies, logs_actions.DescribeLogGroups,
+            xray_actions.PutTraceSegments, xray_actions.PutTelemetryRecords,
+            xray_actions.GetSamplingRules, xray_actions.GetSamplingTargets,
+        ],
+        "*",
+        sid="LogsAndTraces",
     )
 
 

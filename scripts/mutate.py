@@ -84,12 +84,9 @@ if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("MLOPS_MUTA
     _install()
 '''
 
-#: The pytest plugin of the session. During mutmut's stats run, before its collector reads
-#: the functions a test called: add those the test's child processes reported, and those
-#: any earlier test of the same module called. mutmut credits a call to the test that made
-#: it, so code run once in a module-scoped fixture (a rendered template every test of the
-#: module checks) would be credited to the first test only, and its mutants tested by that
-#: test alone: survivors the module's other tests kill.
+#: The pytest plugin of the session. In mutmut's stats run, before its collector reads what
+#: a test called: add what the test's child processes and the module's earlier tests called
+#: (a module-scoped fixture runs once, in the first test: mutmut would credit only that one).
 PLUGIN = '''\
 import os
 

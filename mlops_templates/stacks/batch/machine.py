@@ -23,12 +23,10 @@ from typing import Any
 from awacs import cloudwatch as cloudwatch_actions
 from awacs import events as events_actions
 from awacs import kms as kms_actions
-from awacs import logs as logs_actions
 from awacs import s3 as s3_actions
 from awacs import sagemaker as sm
 from awacs import sns as sns_actions
 from awacs import states as states_actions
-from awacs import xray as xray_actions
 from awacs.aws import Condition, Statement, StringEquals, StringLike
 from troposphere import GetAtt, Join, Ref, Sub, events, iam, scheduler, stepfunctions
 
@@ -102,16 +100,7 @@ def machine_role(stack: Stack, inputs: Inputs, names: n.Names) -> iam.Role:
         # The metrics, the topic and the execution data are encrypted with the project key.
         iam_policy.allow([kms_actions.Decrypt, kms_actions.GenerateDataKey], inputs.kms_key_arn,
                          sid="UseProjectKey"),
-        # Log delivery and X-Ray APIs support no resource-level permissions.
-        iam_policy.allow(
-            [logs_actions.CreateLogDelivery, logs_actions.GetLogDelivery, logs_actions.UpdateLogDelivery,
-             logs_actions.DeleteLogDelivery, logs_actions.ListLogDeliveries, logs_actions.PutResourcePolicy,
-             logs_actions.DescribeResourcePolicies, logs_actions.DescribeLogGroups,
-             xray_actions.PutTraceSegments, xray_actions.PutTelemetryRecords,
-             xray_actions.GetSamplingRules, xray_actions.GetSamplingTargets],
-            "*",
-            sid="LogsAndTraces",
-        ),
+        iam_policy.state_machine_logs_and_traces(),
     ]
     return stack.add(
         iam.Role(

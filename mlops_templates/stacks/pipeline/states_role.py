@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from awacs import events as ev
-from awacs import kms, logs, s3, sns, xray
+from awacs import kms, s3, sns
 from awacs import sagemaker as sm
 from troposphere import Tags, iam
 
@@ -48,25 +48,7 @@ def states_role(
             res.key_arn,
             sid="UseProjectKey",
         ),
-        # Log delivery and X-Ray APIs support no resource-level permissions.
-        iamdoc.allow(
-            [
-                logs.CreateLogDelivery,
-                logs.GetLogDelivery,
-                logs.UpdateLogDelivery,
-                logs.DeleteLogDelivery,
-                logs.ListLogDeliveries,
-                logs.PutResourcePolicy,
-                logs.DescribeResourcePolicies,
-                logs.DescribeLogGroups,
-                xray.PutTraceSegments,
-                xray.PutTelemetryRecords,
-                xray.GetSamplingRules,
-                xray.GetSamplingTargets,
-            ],
-            "*",
-            sid="LogsAndTraces",
-        ),
+        iamdoc.state_machine_logs_and_traces(),
     ]
     return service_role(
         logical_id, names, "states", "states.amazonaws.com", statements, tags,
