@@ -570,3 +570,22 @@ def test_sam_expansion_is_complete_and_lints_clean(name: str) -> None:
         },
     )
     assert findings == [], "\n".join(map(str, findings))
+
+
+def test_the_resource_policy_is_exactly_the_ip_filter_and_for_api_keys_one_allow(case) -> None:
+    """Written out: a Deny for every address outside ``api.ip_allow_list`` on every method
+    and, only with API-key auth (no IAM authorisation to grant access), an Allow on the same
+    methods (API Gateway developer guide, "API Gateway resource policy examples")."""
+    cfg, t = case
+    statements = _one(t, "AWS::Serverless::Api")["Auth"].get("ResourcePolicy", {}).get("CustomStatements", [])
+    deny = {
+        "Effect": "Deny", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/*",
+        "Condition": {"NotIpAddress": {"aws:SourceIp": list(cfg.api.ip_allow_list)}},
+    }
+    allow = {"Effect": "Allow", "Principal": "*", "Action": "execute-api:Invoke", "Resource": "execute-api:/*"}
+    if not cfg.api.ip_allow_list:
+        assert statements == []
+    elif cfg.api.auth == "api_key":
+        assert statements == [allow, deny]
+    else:
+        assert statements == [deny]
