@@ -4,9 +4,11 @@ Every setting has a default, so an empty file is a valid config. Validation runs
 before any template is built; an invalid value raises :class:`ConfigError` whose
 message names the field, the value and the rule.
 
-Long because it is the one schema of every setting, read top to bottom like the config
-file it describes (the README's config reference is generated from it): split, a
-setting's rule would sit away from its siblings.
+Long because it is the schema of the settings, read top to bottom like the config file
+it describes (the README's config reference is generated from it). The largest sections
+live beside it: ``training`` in :mod:`.config_training`, ``pipeline`` in
+:mod:`.config_pipeline`, and the shared base class and instance-type rules in
+:mod:`.config_base`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -28,76 +27,21 @@ from pydantic import (
 )
 
 from mlops_templates import naming, notifications
+from mlops_templates.config_base import (
+    IAM_ROLE_ARN,
+    REGION_PATTERN,
+    ArnList,
+    KmsVolumeInstanceType,
+    Name,
+    _Model,
+)
+from mlops_templates.config_pipeline import (
+    PipelineConfig,
+)
+from mlops_templates.config_training import (
+    TrainingConfig,
+)
 from mlops_templates.errors import ConfigError
-
-#: SageMaker instance families this library knows how to size and price-check.
-#: An unknown family is almost always a typo (``ml.m5d.large`` vs ``ml.m5.large``).
-INSTANCE_FAMILIES = frozenset(
-    {
-        "t2", "t3", "m4", "m5", "m5d", "m6i", "m6id", "m7i", "c4", "c5", "c5d", "c6i",
-        "c6id", "c7i", "r5", "r5d", "r6i", "r7i", "g4dn", "g5", "g6", "g6e", "p3", "p4d",
-        "p5", "inf1", "inf2", "trn1",
-    }
-)
-INSTANCE_SIZES = frozenset(
-    {
-        "medium", "large", "xlarge", "2xlarge", "4xlarge", "8xlarge", "9xlarge",
-        "12xlarge", "16xlarge", "18xlarge", "24xlarge", "32xlarge", "48xlarge",
-    }
-)
-GPU_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p3", "p4d", "p5"})
-
-#: Regions the generated image-URI table covers (see ``regions.py``).
-REGION_PATTERN = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
-
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", min_length=2, max_length=20),
-]
-#: An IAM role's ARN (any partition, with an optional path).
-IAM_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
-ArnList = list[Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:")]]
-
-
-def _instance_type(value: str) -> str:
-    match = re.fullmatch(r"ml\.([a-z0-9]+)\.([a-z0-9]+)", value)
-    if not match:
-        raise ValueError("must look like 'ml.<family>.<size>', e.g. 'ml.m5.large'")
-    family, size = match.groups()
-    if family not in INSTANCE_FAMILIES:
-        known = ", ".join(sorted(INSTANCE_FAMILIES))
-        raise ValueError(f"unknown instance family '{family}' (known: {known})")
-    if size not in INSTANCE_SIZES:
-        raise ValueError(f"unknown instance size '{size}'")
-    return value
-
-
-InstanceType = Annotated[str, AfterValidator(_instance_type)]
-
-#: Instance families with local NVMe instance storage. SageMaker encrypts that storage
-#: with a hardware key and rejects a customer-managed volume key for these families.
-LOCAL_STORAGE_FAMILIES = frozenset(
-    {"m5d", "m6id", "c5d", "c6id", "r5d", "g4dn", "g5", "g6", "g6e", "p4d", "p5", "trn1"}
-)
-
-
-def _kms_volume(value: str) -> str:
-    family = value.split(".")[1]
-    if family in LOCAL_STORAGE_FAMILIES:
-        raise ValueError(
-            f"instance family '{family}' has local NVMe storage, for which SageMaker rejects "
-            "the customer-managed KMS volume key that endpoint and monitoring volumes must "
-            "have; choose an EBS-backed family (e.g. ml.m5, ml.c5, ml.r5, ml.p3, ml.inf2)"
-        )
-    return value
-
-
-#: An instance type whose volume can be encrypted with a customer-managed KMS key.
-KmsVolumeInstanceType = Annotated[str, AfterValidator(_instance_type), AfterValidator(_kms_volume)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ProjectConfig(_Model):
@@ -385,336 +329,6 @@ class ApiConfig(_Model):
     log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
     #: API Gateway stage name (part of the API URL).
     stage_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")] = "prod"
-
-
-class QualityGate(_Model):
-    """Training quality gate: the model is registered only if the metric passes."""
-
-    #: Test-split metric of `evaluation.json` the gate compares.
-    metric: Literal["rmse", "mae", "r2"] = "rmse"
-    #: Comparison the metric must pass against the threshold.
-    operator: Literal["<", "<=", ">", ">="] = "<"
-    #: Threshold of the quality gate.
-    threshold: float = 3.0
-
-
-class ParameterRange(_Model):
-    """One hyperparameter's search range: numeric (`min`, `max`, `scaling`) or categorical
-    (`values`)."""
-
-    #: `integer` or `continuous` (with `min` and `max`), or `categorical` (with `values`).
-    type: Literal["integer", "continuous", "categorical"]
-    #: Numeric ranges: the smallest value tried.
-    min: float | None = None
-    #: Numeric ranges: the largest value tried.
-    max: float | None = None
-    #: Numeric ranges: how SageMaker samples between min and max (`Logarithmic` needs values
-    #: above 0; `ReverseLogarithmic`, continuous only, values within 0 <= x < 1).
-    scaling: Literal["Auto", "Linear", "Logarithmic", "ReverseLogarithmic"] = "Auto"
-    #: Categorical ranges: the values tried.
-    values: list[str | int | float] = Field(default_factory=list, max_length=30)
-
-    @model_validator(mode="after")
-    def _shape(self) -> ParameterRange:
-        if self.type == "categorical":
-            if not self.values or self.min is not None or self.max is not None:
-                raise ValueError("a categorical range takes values (and no min or max)")
-            if self.scaling != "Auto":
-                raise ValueError("a categorical range has no scaling")
-        elif self.min is None or self.max is None or self.values:
-            raise ValueError(f"an {self.type} range takes min and max (and no values)")
-        return self
-
-
-def _default_ranges() -> dict[str, ParameterRange]:
-    return {
-        "max_depth": ParameterRange(type="integer", min=2, max=8),
-        "eta": ParameterRange(type="continuous", min=0.01, max=0.3, scaling="Logarithmic"),
-        "min_child_weight": ParameterRange(type="continuous", min=1, max=20),
-    }
-
-
-class TuningConfig(_Model):
-    """Hyperparameter tuning: a SageMaker tuning job instead of the single training job; its
-    best training job's model goes on to evaluation, the gate and registration."""
-
-    #: Run a hyperparameter tuning job instead of one training job (custom image only).
-    enabled: bool = False
-    #: The metric the search minimises: the validation RMSE the container prints per round.
-    objective_metric: Literal["validation:rmse"] = "validation:rmse"
-    #: How SageMaker chooses the next hyperparameters.
-    strategy: Literal["Bayesian", "Random"] = "Bayesian"
-    #: Training jobs the search runs in all.
-    max_jobs: int = Field(default=10, ge=1, le=500)
-    #: Training jobs run at the same time.
-    max_parallel_jobs: int = Field(default=2, ge=1, le=100)
-    #: `Auto`: SageMaker stops training jobs whose objective lags behind the earlier ones'.
-    early_stopping: Literal["Auto", "Off"] = "Off"
-    #: Hyperparameter name -> range, each checked against the container's own rule for it.
-    #: A tuned hyperparameter is left out of the fixed `hyperparameters` (the range wins over
-    #: a default); naming it in an explicit `hyperparameters` is refused.
-    ranges: dict[str, ParameterRange] = Field(
-        default_factory=_default_ranges, min_length=1, max_length=30
-    )
-
-    @model_validator(mode="after")
-    def _ranges(self) -> TuningConfig:
-        from mlops_templates.tuning import check_range
-
-        for name, spec in self.ranges.items():
-            check_range(name, spec.type, spec.min, spec.max, spec.scaling, spec.values)
-        if self.max_parallel_jobs > self.max_jobs:
-            raise ValueError(
-                f"max_parallel_jobs ({self.max_parallel_jobs}) must not exceed max_jobs "
-                f"({self.max_jobs})"
-            )
-        return self
-
-
-class TrainingConfig(_Model):
-    #: Training image: the project's container (`container/`) or SageMaker's built-in XGBoost.
-    image: Literal["custom", "xgboost"] = "custom"
-    #: Version of the built-in XGBoost image (`image: xgboost`).
-    xgboost_version: str = "1.7-1"
-
-    @field_validator("xgboost_version")
-    @classmethod
-    def _known_xgboost(cls, version: str) -> str:
-        from mlops_templates.regions import xgboost_versions
-
-        if version not in xgboost_versions():
-            raise ValueError(
-                f"built-in XGBoost version '{version}' is not in the image table "
-                f"(known: {', '.join(xgboost_versions())})"
-            )
-        return version
-
-    #: Instance type of the training job (a GPU family trains with CUDA).
-    instance_type: InstanceType = "ml.m5.xlarge"
-    #: Instances of the training job.
-    instance_count: int = Field(default=1, ge=1, le=20)
-    #: Volume of the training job (KMS-encrypted).
-    volume_size_gb: int = Field(default=30, ge=1, le=16384)
-    #: Time limit of the training job.
-    max_runtime_seconds: int = Field(default=3600, ge=60, le=432000)
-    #: Managed spot training, with checkpoints in S3.
-    use_spot: bool = False
-    #: Spot only: total wait including interruptions; must be >= max_runtime_seconds.
-    max_wait_seconds: int = Field(default=7200, ge=60, le=432000)
-    #: Run the training container without network access.
-    network_isolation: bool = True
-    #: Instance type of the preprocessing, baseline and evaluation jobs.
-    processing_instance_type: InstanceType = "ml.m5.xlarge"
-    #: Default hyperparameters; a run's execution input may override them.
-    hyperparameters: dict[str, str | int | float] = Field(
-        default_factory=lambda: {
-            "max_depth": 3,
-            "eta": 0.05,
-            "min_child_weight": 10,
-            "subsample": 0.8,
-            "num_round": 500,
-            "early_stopping_rounds": 20,
-        }
-    )
-    #: Hyperparameter tuning (off by default).
-    tuning: TuningConfig = Field(default_factory=TuningConfig)
-    gate: QualityGate = Field(default_factory=QualityGate)
-    #: Approval status of a newly registered model package. Production serves the newest
-    #: approved version: `Approved` sends every model that passes the gate to production.
-    model_approval_status: Literal["PendingManualApproval", "Approved"] = (
-        "PendingManualApproval"
-    )
-
-    @model_validator(mode="after")
-    def _spot(self) -> TrainingConfig:
-        if self.use_spot and self.max_wait_seconds < self.max_runtime_seconds:
-            raise ValueError(
-                f"max_wait_seconds ({self.max_wait_seconds}) must be >= "
-                f"max_runtime_seconds ({self.max_runtime_seconds}) for spot training"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _tuning(self) -> TrainingConfig:
-        if not self.tuning.enabled:
-            return self
-        if self.image != "custom":
-            raise ValueError(
-                "tuning.enabled needs image 'custom': the ranges are checked against the project "
-                "container's rules and its metric (validation:rmse); the built-in XGBoost image "
-                "has other hyperparameters and metrics"
-            )
-        if "hyperparameters" in self.model_fields_set:
-            fixed = sorted(set(self.hyperparameters) & set(self.tuning.ranges))
-            if fixed:
-                raise ValueError(
-                    f"hyperparameters fixes {', '.join(fixed)}, which tuning.ranges also tunes: "
-                    "remove one of the two"
-                )
-        return self
-
-    @property
-    def fixed_hyperparameters(self) -> dict[str, str | int | float]:
-        """The hyperparameters every training job gets: all of ``hyperparameters``, less the
-        tuned ones when tuning is on (the range wins over a default)."""
-        if not self.tuning.enabled:
-            return dict(self.hyperparameters)
-        return {k: v for k, v in self.hyperparameters.items() if k not in self.tuning.ranges}
-
-
-class SourceConfig(_Model):
-    #: Where the project's code lives: a CodeConnections repository (GitHub, GitLab,
-    #: Bitbucket) or CodeCommit.
-    provider: Literal["codeconnections", "codecommit"] = "codeconnections"
-    #: CodeConnections only: ARN of an existing, authorized connection.
-    connection_arn: Annotated[
-        str,
-        StringConstraints(pattern=r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):"),
-    ] | None = None
-    #: ``owner/repo`` for CodeConnections; a repository name for CodeCommit.
-    repository: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")] = (
-        "my-org/abalone-mlops"
-    )
-    #: Branch whose pushes start the pipeline.
-    branch: Annotated[str, StringConstraints(min_length=1, max_length=255)] = "main"
-
-    @model_validator(mode="after")
-    def _connection(self) -> SourceConfig:
-        if self.provider == "codeconnections" and "/" not in self.repository:
-            raise ValueError(
-                f"repository '{self.repository}' must be 'owner/repo' for codeconnections"
-            )
-        return self
-
-
-#: The OIDC issuer of GitHub Actions tokens (GitHub docs, "Configuring OpenID Connect in
-#: Amazon Web Services": provider URL https://token.actions.githubusercontent.com).
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-#: A branch name the CI path puts into an OIDC subject claim and a branch filter: no glob
-#: or space characters, so both name exactly this branch.
-CI_BRANCH_PATTERN = r"^[A-Za-z0-9._/-]+$"
-
-
-class CiConfig(_Model):
-    """GitHub Actions or GitLab CI as the orchestrator (``pipeline.orchestrator``): who may
-    assume the ``ci-oidc`` stack's role, and the workflow ``make templates`` renders."""
-
-    #: The repository whose workflow may deploy: `owner/repo` on GitHub, the full project path
-    #: (`group/subgroup/project`) on GitLab, spelled as the OIDC subject claim spells it (case
-    #: included). Default: `pipeline.source.repository`.
-    repository: Annotated[
-        str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$", max_length=255)
-    ] | None = None
-    #: The environment of the production deployment: a GitHub environment with required
-    #: reviewers (the approval), or a GitLab protected environment whose manual job is the
-    #: approval.
-    environment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,255}$")] = "production"
-    #: GitHub only: the owner's numeric ID, for repositories that emit the immutable subject
-    #: claim (`repo:<owner>@<owner_id>/<repo>@<repository_id>:...`); with `repository_id`.
-    owner_id: int | None = Field(default=None, ge=1)
-    #: GitHub only: the repository's numeric ID, for the immutable subject claim; with
-    #: `owner_id`.
-    repository_id: int | None = Field(default=None, ge=1)
-    #: GitLab only: the instance URL, which is the OIDC issuer (`https://`, no trailing slash).
-    gitlab_url: Annotated[
-        str, StringConstraints(pattern=r"^https://[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
-    ] = "https://gitlab.com"
-    #: The audience (`aud`) of the CI job's ID token; none: `sts.amazonaws.com` on GitHub (the
-    #: default of aws-actions/configure-aws-credentials), the instance URL on GitLab (GitLab's
-    #: documented value).
-    audience: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9:/._-]{1,255}$")] | None = None
-    #: ARN of the account's existing OIDC provider of the issuer; none: the `ci-oidc` stack
-    #: creates it. IAM allows one provider per issuer URL in an account: a second project, or
-    #: an account that already trusts the issuer, names the existing one here.
-    oidc_provider_arn: Annotated[
-        str, StringConstraints(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:oidc-provider/[A-Za-z0-9.:/_-]+$")
-    ] | None = None
-
-    @model_validator(mode="after")
-    def _ids_together(self) -> CiConfig:
-        if (self.owner_id is None) != (self.repository_id is None):
-            raise ValueError(
-                "owner_id and repository_id must be given together (or neither): the immutable "
-                "subject claim carries both"
-            )
-        return self
-
-
-class PipelineConfig(_Model):
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    #: What runs the build, training and deployments: CodePipeline (in the pipeline stack), or
-    #: a GitHub Actions workflow / GitLab CI pipeline (rendered into `templates/ci/`) that
-    #: assumes the `ci-oidc` stack's role with OIDC, without long-lived keys.
-    orchestrator: Literal["codepipeline", "github", "gitlab"] = "codepipeline"
-    ci: CiConfig = Field(default_factory=CiConfig)
-    #: EventBridge schedule expression of periodic retraining.
-    retrain_schedule: Annotated[str, StringConstraints(pattern=r"^(rate|cron)\(.+\)$")] = (
-        "rate(30 days)"
-    )
-    #: Whether the retraining schedule is enabled (CodePipeline; a CI orchestrator runs on pushes,
-    #: by hand, or on the CI system's own schedules).
-    retrain_schedule_enabled: bool = False
-    #: The production alarms whose firing starts the pipeline (CodePipeline only): `drift`,
-    #: `quality` (builtin monitoring only), both, or none.
-    retrain_on: list[Literal["drift", "quality"]] = Field(
-        default_factory=lambda: ["drift", "quality"], max_length=2
-    )
-    #: CodeBuild image of the build stage.
-    codebuild_image: str = "aws/codebuild/standard:7.0"
-    #: CodeBuild compute type of the build stage.
-    codebuild_compute_type: Literal[
-        "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"
-    ] = "BUILD_GENERAL1_SMALL"
-    #: Object key prefix in the data bucket whose uploads start a run.
-    data_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_./-]*/$")] = "training/"
-    #: Retention of the pipeline's build, workflow and flow logs.
-    log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
-
-    @property
-    def ci_repository(self) -> str:
-        """The repository the CI workflow runs in (``ci.repository``, else the source's)."""
-        return self.ci.repository or self.source.repository
-
-    @model_validator(mode="before")
-    @classmethod
-    def _moved_settings(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "retrain_on_drift" in data:
-            raise ValueError(
-                "retrain_on_drift became retrain_on, the list of production alarms that start "
-                "the pipeline: [drift, quality] (the default), [drift] for drift only, [] for none"
-            )
-        return data
-
-    @field_validator("retrain_on")
-    @classmethod
-    def _unique_alarms(cls, alarms: list[str]) -> list[str]:
-        if len(set(alarms)) != len(alarms):
-            raise ValueError(f"retrain_on names an alarm twice ({', '.join(alarms)})")
-        return alarms
-
-    @model_validator(mode="after")
-    def _ci(self) -> PipelineConfig:
-        if self.orchestrator == "codepipeline":
-            return self
-        if not re.fullmatch(CI_BRANCH_PATTERN, self.source.branch):
-            raise ValueError(
-                f"source.branch '{self.source.branch}': with orchestrator {self.orchestrator} the "
-                "branch is matched exactly by the OIDC subject and the workflow's branch filter; "
-                "use letters, digits, '.', '_', '/' and '-' only"
-            )
-        if self.orchestrator == "github" and self.ci_repository.count("/") != 1:
-            raise ValueError(
-                f"ci.repository '{self.ci_repository}' must be 'owner/repo' for orchestrator github"
-            )
-        issuer = GITHUB_ISSUER if self.orchestrator == "github" else self.ci.gitlab_url
-        host = issuer.removeprefix("https://")
-        arn = self.ci.oidc_provider_arn
-        if arn is not None and not arn.endswith(f":oidc-provider/{host}"):
-            raise ValueError(
-                f"ci.oidc_provider_arn '{arn}' is not the provider of {issuer}: its ARN ends with "
-                f"':oidc-provider/{host}'"
-            )
-        return self
 
 
 class StudioConfig(_Model):

@@ -40,24 +40,25 @@ def field_comments(module: Any = None) -> dict[tuple[str, str], str]:
     import ast
     import inspect
 
-    from mlops_templates import config as config_module
+    from mlops_templates import config, config_base, config_pipeline, config_training
 
-    source = inspect.getsource(module or config_module)
-    lines = source.splitlines()
     comments: dict[tuple[str, str], str] = {}
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, ast.ClassDef):
-            continue
-        for item in node.body:
-            if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+    for part in [module] if module is not None else [config_base, config_training, config_pipeline, config]:
+        source = inspect.getsource(part)
+        lines = source.splitlines()
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.ClassDef):
                 continue
-            block: list[str] = []
-            index = item.lineno - 2
-            while index >= 0 and lines[index].strip().startswith("#:"):
-                block.insert(0, lines[index].strip()[2:].strip())
-                index -= 1
-            if block:
-                comments[(node.name, item.target.id)] = " ".join(block).replace("``", "`")
+            for item in node.body:
+                if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+                    continue
+                block: list[str] = []
+                index = item.lineno - 2
+                while index >= 0 and lines[index].strip().startswith("#:"):
+                    block.insert(0, lines[index].strip()[2:].strip())
+                    index -= 1
+                if block:
+                    comments[(node.name, item.target.id)] = " ".join(block).replace("``", "`")
     return comments
 
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mlops_templates.config import GITHUB_ISSUER, Config
+from mlops_templates.config import Config
+from mlops_templates.config_pipeline import GITHUB_ISSUER
 
 #: The audience aws-actions/configure-aws-credentials requests by default.
 GITHUB_AUDIENCE = "sts.amazonaws.com"

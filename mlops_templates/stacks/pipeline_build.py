@@ -194,7 +194,7 @@ def run_environment(env: Mapping[str, str], s3_client: Any = None) -> dict[str, 
 
 def docker_build_args(cfg: Any) -> str:
     """``docker build`` arguments for the training instance type (GPU wheels on GPUs)."""
-    from mlops_templates.config import GPU_FAMILIES
+    from mlops_templates.config_base import GPU_FAMILIES
 
     family = cfg.training.instance_type.split(".")[1]
     return f"--build-arg {GPU_BUILD_ARG}" if family in GPU_FAMILIES else ""

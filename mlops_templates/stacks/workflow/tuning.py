@@ -30,7 +30,8 @@ from typing import Any
 
 from mlops_templates import asl, naming
 from mlops_templates.asl import Task
-from mlops_templates.config import Config, ParameterRange
+from mlops_templates.config import Config
+from mlops_templates.config_training import ParameterRange
 from mlops_templates.stacks.workflow.jobs import model_monitor, training_definition
 from mlops_templates.stacks.workflow.names import (
     API_TIMEOUT_SECONDS,
