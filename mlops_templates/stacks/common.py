@@ -36,6 +36,7 @@ from troposphere import (
     logs,
     s3,
     sns,
+    stepfunctions,
 )
 
 from mlops_templates import iam, naming
@@ -321,3 +322,35 @@ def secure_bucket(
             DestinationBucketName=Ref(log_bucket), LogFilePrefix=f"{logical_id}/"
         )
     return bucket
+
+
+def audited_state_machine(
+    logical_id: str, name: Any, role_arn: Any, definition: Any, substitutions: dict[str, Any],
+    key_arn: Any, log_group: Any, tags: Any,
+) -> Any:
+    """A STANDARD state machine encrypted with ``key_arn``, logged to ``log_group`` and
+    traced: the settings every state machine of the project shares.
+
+    Level ALL records every state transition for audit; execution data stays out of the
+    logs because inputs, outputs and error causes carry data locations and job details
+    that the execution history already keeps (behind Step Functions IAM)."""
+    return stepfunctions.StateMachine(
+        logical_id,
+        StateMachineName=name,
+        StateMachineType="STANDARD",
+        RoleArn=role_arn,
+        Definition=definition,
+        DefinitionSubstitutions=substitutions,
+        EncryptionConfiguration=stepfunctions.EncryptionConfiguration(
+            Type="CUSTOMER_MANAGED_KMS_KEY", KmsKeyId=key_arn, KmsDataKeyReusePeriodSeconds=300
+        ),
+        LoggingConfiguration=stepfunctions.LoggingConfiguration(
+            Level="ALL",
+            IncludeExecutionData=False,
+            Destinations=[stepfunctions.LogDestination(
+                CloudWatchLogsLogGroup=stepfunctions.CloudWatchLogsLogGroup(LogGroupArn=GetAtt(log_group, "Arn"))
+            )],
+        ),
+        TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
+        Tags=tags,
+    )

@@ -126,30 +126,15 @@ def state_machine(stack: Stack, inputs: Inputs, names: n.Names) -> stepfunctions
         "Execution log of the batch state machine",
     )
     return stack.add(
-        stepfunctions.StateMachine(
-            n.STATE_MACHINE,
-            StateMachineName=names.machine,
-            StateMachineType="STANDARD",
-            RoleArn=GetAtt(role, "Arn"),
-            Definition=d.definition(stack.config),
-            DefinitionSubstitutions={
+        common.audited_state_machine(
+            n.STATE_MACHINE, names.machine, GetAtt(role, "Arn"), d.definition(stack.config),
+            {
                 n.SAGEMAKER_ROLE_ARN: inputs.sagemaker_role_arn,
                 n.KMS_KEY_ARN: inputs.kms_key_arn,
                 n.DATA_BUCKET: inputs.data_bucket,
                 n.NOTIFICATION_TOPIC_ARN: inputs.topic_arn,
             },
-            EncryptionConfiguration=stepfunctions.EncryptionConfiguration(
-                Type="CUSTOMER_MANAGED_KMS_KEY", KmsKeyId=inputs.kms_key_arn, KmsDataKeyReusePeriodSeconds=300
-            ),
-            LoggingConfiguration=stepfunctions.LoggingConfiguration(
-                Level="ALL",
-                IncludeExecutionData=False,
-                Destinations=[stepfunctions.LogDestination(
-                    CloudWatchLogsLogGroup=stepfunctions.CloudWatchLogsLogGroup(LogGroupArn=GetAtt(logs_group, "Arn"))
-                )],
-            ),
-            TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
-            Tags=stack.tags(),
+            inputs.kms_key_arn, logs_group, stack.tags(),
         ),
         "Batch state machine: newest approved model, batch transform, monitor job, metrics; "
         "notifies a failed run",

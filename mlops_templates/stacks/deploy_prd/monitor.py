@@ -206,32 +206,16 @@ def state_machine(stack: Stack, inputs: Inputs, topic: sns.Topic, window: Any, n
         "Execution log of the monitor state machine",
     )
     return stack.add(
-        stepfunctions.StateMachine(
-            n.MONITOR_STATE_MACHINE,
-            StateMachineName=names.monitor,
-            StateMachineType="STANDARD",
-            RoleArn=GetAtt(role, "Arn"),
-            Definition=md.definition(stack.config),
-            DefinitionSubstitutions={
+        common.audited_state_machine(
+            n.MONITOR_STATE_MACHINE, names.monitor, GetAtt(role, "Arn"), md.definition(stack.config),
+            {
                 md.WINDOW_FUNCTION_ARN: GetAtt(window, "Arn"),
                 md.IMAGE_URI: inputs.image_uri,
                 md.SAGEMAKER_ROLE_ARN: inputs.execution_role_arn,
                 md.KMS_KEY_ARN: inputs.kms_key_arn,
                 md.NOTIFICATION_TOPIC_ARN: Ref(topic),
             },
-            EncryptionConfiguration=stepfunctions.EncryptionConfiguration(
-                Type="CUSTOMER_MANAGED_KMS_KEY", KmsKeyId=inputs.kms_key_arn, KmsDataKeyReusePeriodSeconds=300
-            ),
-            # Every transition for audit; execution data stays in the history (behind IAM).
-            LoggingConfiguration=stepfunctions.LoggingConfiguration(
-                Level="ALL",
-                IncludeExecutionData=False,
-                Destinations=[stepfunctions.LogDestination(
-                    CloudWatchLogsLogGroup=stepfunctions.CloudWatchLogsLogGroup(LogGroupArn=GetAtt(logs_group, "Arn"))
-                )],
-            ),
-            TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
-            Tags=stack.tags(),
+            inputs.kms_key_arn, logs_group, stack.tags(),
         ),
         "Monitor state machine: finds the window's files, runs the monitor job, publishes "
         "its metrics; notifies and records a failed run",

@@ -14,7 +14,6 @@ from troposphere import (
     Template,
     logs,
     sagemaker,
-    stepfunctions,
 )
 
 from mlops_templates import naming, regions
@@ -135,35 +134,9 @@ def state_machine(stack: Stack, name: str, logs_group: logs.LogGroup) -> Any:
     """The STANDARD state machine running the definition, encrypted, logged and traced."""
     config = stack.config
     return stack.add(
-        stepfunctions.StateMachine(
-            STATE_MACHINE,
-            StateMachineName=name,
-            StateMachineType="STANDARD",
-            RoleArn=Ref(STATES_ROLE_ARN),
-            Definition=definition(config),
-            DefinitionSubstitutions=substitutions(config),
-            EncryptionConfiguration=stepfunctions.EncryptionConfiguration(
-                Type="CUSTOMER_MANAGED_KMS_KEY",
-                KmsKeyId=Ref(KMS_KEY_ARN),
-                KmsDataKeyReusePeriodSeconds=300,
-            ),
-            # Level ALL records every state transition for audit; execution data stays
-            # out of the logs because inputs, outputs and error causes carry data
-            # locations and job details that the execution history already keeps
-            # (behind Step Functions IAM) for the runs that need debugging.
-            LoggingConfiguration=stepfunctions.LoggingConfiguration(
-                Level="ALL",
-                IncludeExecutionData=False,
-                Destinations=[
-                    stepfunctions.LogDestination(
-                        CloudWatchLogsLogGroup=stepfunctions.CloudWatchLogsLogGroup(
-                            LogGroupArn=GetAtt(logs_group, "Arn")
-                        )
-                    )
-                ],
-            ),
-            TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
-            Tags=stack.tags(),
+        common.audited_state_machine(
+            STATE_MACHINE, name, Ref(STATES_ROLE_ARN), definition(config), substitutions(config),
+            Ref(KMS_KEY_ARN), logs_group, stack.tags(),
         ),
         "Training workflow the pipeline's Train stage starts once per run.",
     )
