@@ -1,5 +1,6 @@
 """Where moto's Step Functions interpreter differs from the service, patched the same way
-for every state machine the tests execute (the training workflow, the monitor).
+for every state machine the tests execute (the training workflow, the monitor, batch),
+and the helpers that run one and read its notices.
 
 - GetObject through the aws-sdk integration: moto hands the state a stream as ``Body``;
   Step Functions passes the object's text.
@@ -10,6 +11,8 @@ for every state machine the tests execute (the training workflow, the monitor).
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -43,3 +46,31 @@ def redrive_count(monkeypatch: pytest.MonkeyPatch, context: dict[str, int]) -> N
         return env
 
     monkeypatch.setattr(ExecutionWorker, "_get_evaluation_environment", environment)
+
+
+def execute(aws: dict[str, Any], definition: dict[str, Any], execution_input: dict[str, Any],
+            name: str) -> dict[str, Any]:
+    """Run ``definition`` once in moto (clients in ``aws["clients"]``), wait up to 30 s for
+    its end, and return the execution's description with its ``history``."""
+    sfn = aws["clients"]["stepfunctions"]
+    machine = sfn.create_state_machine(name=f"{name}-{time.monotonic_ns()}", definition=json.dumps(definition),
+                                       roleArn=f"arn:aws:iam::123456789012:role/{name}")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name=f"run-{time.monotonic_ns()}",
+                                    input=json.dumps(execution_input))["executionArn"]
+    deadline = time.monotonic() + 30
+    while (description := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    description["history"] = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+    return description
+
+
+def notices(aws: dict[str, Any]) -> list[dict[str, Any]]:
+    """The SNS envelopes the topic delivered to the test's queue (``aws["queue"]``), read
+    and deleted."""
+    sqs, found = aws["clients"]["sqs"], []
+    while received := sqs.receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages"):
+        for message in received:
+            found.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
+    return found

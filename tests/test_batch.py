@@ -203,26 +203,10 @@ def machine(aws: dict[str, Any], approved: bool = True, transform_fails: bool = 
 
 
 def execute(aws: dict[str, Any], definition: dict[str, Any], execution_input: dict[str, Any]) -> dict[str, Any]:
-    sfn = aws["clients"]["stepfunctions"]
-    arn = sfn.create_state_machine(name=f"batch-{time.monotonic_ns()}", definition=json.dumps(definition),
-                                   roleArn=f"arn:aws:iam::{ACCOUNT}:role/batch")["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, name=f"run-{time.monotonic_ns()}",
-                                    input=json.dumps(execution_input))["executionArn"]
-    deadline = time.monotonic() + 30
-    while (description := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    description["history"] = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
-    return description
+    return sfn_patches.execute(aws, definition, execution_input, "batch")
 
 
-def notices(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    sqs, found = aws["clients"]["sqs"], []
-    while received := sqs.receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages"):
-        for message in received:
-            found.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
-    return found
+notices = sfn_patches.notices
 
 
 def entered(run: dict[str, Any]) -> list[str]:

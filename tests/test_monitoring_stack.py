@@ -375,26 +375,10 @@ def machine_definition(window: dict[str, Any], failing: bool) -> dict[str, Any]:
 
 
 def execute(aws: dict[str, Any], definition: dict[str, Any], execution_input: dict[str, Any]) -> dict[str, Any]:
-    sfn = aws["clients"]["stepfunctions"]
-    machine = sfn.create_state_machine(name=f"monitor-{time.monotonic_ns()}", definition=json.dumps(definition),
-                                       roleArn=f"arn:aws:iam::{ACCOUNT}:role/monitor")["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, name=f"run-{time.monotonic_ns()}",
-                                    input=json.dumps(execution_input))["executionArn"]
-    deadline = time.monotonic() + 30
-    while (description := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    description["history"] = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
-    return description
+    return sfn_patches.execute(aws, definition, execution_input, "monitor")
 
 
-def notices(aws: dict[str, Any]) -> list[dict[str, Any]]:
-    sqs, found = aws["clients"]["sqs"], []
-    while received := sqs.receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages"):
-        for message in received:
-            found.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
-    return found
+notices = sfn_patches.notices
 
 
 def published(aws: dict[str, Any], name: str, statistic: str = "Maximum") -> list[float]:
