@@ -84,13 +84,64 @@ def test_filters_pick_csv_columns() -> None:
         tf.column_filter("$.features")
 
 
+def test_input_filters_of_a_whole_file_pick_what_the_filter_of_one_record_picks() -> None:
+    records = [b"id1,M,0.5,0.4", b"id2,F,,0.3", b"id3,I,0.1,0.2,9"]
+    for expression in ("$", "$[1:]", "$[2:]", "$[-2:]", "$[:2]", "$[1:3]", "$[0,-1]", "$[3]"):
+        pick = tf.column_filter(expression)
+        assert tf._filtered(records, range(1, 4), expression, "InputFilter") == [
+            pick(record) for record in records], expression
+    for expression in ("$[4:]", "$[4]"):  # line 3 has 5 columns, lines 1 and 2 have 4
+        with pytest.raises(tf.TransformError, match=r"^line 1: InputFilter \$\[4\]?:?\]? does not"):
+            tf._filtered(records, range(1, 4), expression, "InputFilter")
+    with pytest.raises(tf.TransformError, match=r"^line 9: InputFilter \$\[2:\] does not apply"):
+        tf._filtered([b"a,b,c", b"a"], [4, 9], "$[2:]", "InputFilter")
+
+
+def _greedy(sizes: list[int], max_bytes: int, multi: bool = True) -> list[tuple[int, int]]:
+    """The mini-batches as the API reference defines them, record by record: as many whole
+    records as fit in MaxPayloadInMB, joined by newlines (one with SingleRecord)."""
+    batches, start, payload = [], 0, -1
+    for index, size in enumerate(sizes):
+        if index > start and (not multi or payload + 1 + size > max_bytes):
+            batches.append((start, index))
+            start, payload = index, -1
+        payload += 1 + size
+    return batches + ([(start, len(sizes))] if sizes else [])
+
+
+def _spans(records: list[bytes], max_bytes: int, multi: bool = True) -> list[tuple[int, int]]:
+    body = b"\n".join(records)
+    spans = tf.batch_spans(body, max_bytes, multi)
+    for start, end, first_byte, end_byte in spans:  # each body is exactly its records
+        assert body[first_byte:end_byte] == b"\n".join(records[start:end])
+    return [(start, end) for start, end, _, _ in spans]
+
+
 def test_mini_batches_fill_the_payload_and_refuse_a_big_record() -> None:
-    assert tf.mini_batches([3, 3, 3, 3], 7) == [(0, 2), (2, 4)]
-    assert tf.mini_batches([3, 3, 3], 100) == [(0, 3)]
-    assert tf.mini_batches([3, 3, 3], 100, multi=False) == [(0, 1), (1, 2), (2, 3)]
+    assert _spans([b"aaa"] * 4, 7) == [(0, 2), (2, 4)]  # 3 + 1 + 3 = 7 bytes: exactly full
+    assert _spans([b"aaa"] * 4, 6) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert _spans([b"aaa"] * 3, 100) == [(0, 3)]
+    assert _spans([b"aaa"] * 3, 100, multi=False) == [(0, 1), (1, 2), (2, 3)]
+    assert _spans([b"aaa", b"", b"bb", b""], 4) == [(0, 2), (2, 4)]  # empty records count
+    for records, max_bytes in (([b"aaa", b"aaaaaaaaa", b"aaa"], 8), ([b"aaa", b"aaaaaaaaa"], 8)):
+        with pytest.raises(tf.TransformError, match="record of 9 bytes exceeds") as err:
+            tf.batch_spans(b"\n".join(records), max_bytes)
+        assert err.value.line == 1
     with pytest.raises(tf.TransformError) as err:
-        tf.mini_batches([3, 9, 3], 8)
+        tf.batch_spans(b"aaa\naaaaaaaaa", 8, multi=False)
     assert err.value.line == 1
+
+
+def test_mini_batches_match_the_record_by_record_definition() -> None:
+    import random
+
+    generator = random.Random(7)
+    for _ in range(300):
+        records = [b"x" * generator.choice([0, 1, 2, 5, 9]) for _ in range(generator.randint(1, 40))]
+        max_bytes = generator.randint(9, 40)
+        for multi in (True, False):
+            assert _spans(records, max_bytes, multi) == _greedy([len(r) for r in records],
+                                                                 max_bytes, multi)
 
 
 def test_split_join_order_and_multi_record_batches(stub: str, tmp_path: Path) -> None:

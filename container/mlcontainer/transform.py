@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -225,26 +226,37 @@ def resolve(client: Client, settings: Settings, given: set[str]) -> Settings:
 # -- one file ---------------------------------------------------------------------------------
 
 
-def mini_batches(sizes: list[int], max_bytes: int, multi: bool = True) -> list[tuple[int, int]]:
-    """``[start, end)`` ranges of records whose newline-joined payload fits ``max_bytes``."""
-    batches = []
-    start = 0
-    payload = -1
-    for index, size in enumerate(sizes):
-        if size > max_bytes:
-            raise TransformError(f"record of {size} bytes exceeds MaxPayloadInMB "
-                                 f"({max_bytes // MB} MB)", index)
-        if index > start and (not multi or payload + 1 + size > max_bytes):
-            batches.append((start, index))
-            start, payload = index, -1
-        payload += 1 + size
-    if start < len(sizes):
-        batches.append((start, len(sizes)))
-    return batches
+def batch_spans(body: bytes, max_bytes: int, multi: bool = True) -> list[tuple[int, int, int, int]]:
+    """The mini-batches of ``body`` (the records joined by newlines), as ``(first record, end
+    record, first byte, end byte)``: each ends at a record's end and holds as many whole
+    records as fit in ``max_bytes`` (one with ``multi=False``). Found with ``rfind`` and
+    ``count`` over the bytes, not record by record. A record over ``max_bytes`` raises
+    :class:`TransformError` with its index as ``line``."""
+    spans: list[tuple[int, int, int, int]] = []
+    start, record, size = 0, 0, len(body)
+    while True:
+        if not multi:
+            end = body.find(b"\n", start)
+            end = size if end < 0 else end
+        elif start + max_bytes >= size:
+            end = size
+        else:
+            end = body.rfind(b"\n", start, start + max_bytes + 1)
+        if end < 0 or end - start > max_bytes:
+            stop = body.find(b"\n", start)
+            length = (size if stop < 0 else stop) - start
+            raise TransformError(f"record of {length} bytes exceeds MaxPayloadInMB "
+                                 f"({max_bytes // MB} MB)", record)
+        count = body.count(b"\n", start, end) + 1
+        spans.append((record, record + count, start, end))
+        record += count
+        if end >= size:
+            return spans
+        start = end + 1
 
 
-def _answers(client: Client, payloads: list[bytes], count: int) -> list[bytes] | tuple[int, bytes]:
-    status, answer = client.invoke(b"\n".join(payloads))
+def _answers(client: Client, body: bytes, count: int) -> list[bytes] | tuple[int, bytes]:
+    status, answer = client.invoke(body)
     if status != 200:
         return status, answer
     lines = answer.splitlines()
@@ -257,12 +269,12 @@ def _bad_record(client: Client, payloads: list[bytes], start: int, end: int) -> 
     """The first record of ``[start, end)`` the container refuses on its own, by bisection."""
     while end - start > 1:
         middle = (start + end) // 2
-        got = _answers(client, payloads[start:middle], middle - start)
+        got = _answers(client, b"\n".join(payloads[start:middle]), middle - start)
         if isinstance(got, tuple):
             end = middle
         else:
             start = middle
-    got = _answers(client, payloads[start:end], 1)
+    got = _answers(client, b"\n".join(payloads[start:end]), 1)
     status, answer = got if isinstance(got, tuple) else (400, b"refused only with its neighbours")
     return start, status, answer
 
@@ -274,9 +286,10 @@ def _message(answer: bytes) -> str:
         return answer.decode("utf-8", "replace").strip()[:500]
 
 
-def _predict(client: Client, payloads: list[bytes], batch: tuple[int, int], lines: list[int] | range) -> list[bytes]:
-    start, end = batch
-    got = _answers(client, payloads[start:end], end - start)
+def _predict(client: Client, payloads: list[bytes], body: bytes, span: tuple[int, int, int, int],
+             lines: list[int] | range) -> list[bytes]:
+    start, end, first_byte, end_byte = span
+    got = _answers(client, body[first_byte:end_byte], end - start)
     if not isinstance(got, tuple):
         return got
     status, answer = got
@@ -306,9 +319,13 @@ def _filtered(records: list[bytes], lines: list[int] | range, expression: str, w
     pick = column_filter(expression)
     if expression.strip() == "$":
         return records
+    start, colon, stop, _ = _FILTER.match(expression.strip()).groups()  # type: ignore[union-attr]
+    first = int(start) if start is not None and colon and stop is None else 0
     try:
+        if first > 0:  # $[k:]: one split per record, in a comprehension (the common case, fast)
+            return [record.split(b",", first)[first] for record in records]
         return [pick(record) for record in records]
-    except ValueError:
+    except (ValueError, IndexError):
         for record, line in zip(records, lines, strict=True):
             try:
                 pick(record)
@@ -323,18 +340,20 @@ def transform_file(client: Client, source: Path, output_dir: Path) -> Result:
     started = time.perf_counter()
     records, lines = _records(source.read_bytes())
     payloads = _filtered(records, lines, settings.input_filter, "InputFilter")
+    body = b"\n".join(payloads)
     try:
-        batches = mini_batches([len(p) for p in payloads], settings.max_payload_mb * MB,
-                               settings.batch_strategy == "MultiRecord")
+        spans = batch_spans(body, settings.max_payload_mb * MB,
+                            settings.batch_strategy == "MultiRecord") if payloads else []
     except TransformError as err:
         raise TransformError(f"line {lines[err.line or 0]}: {err}", lines[err.line or 0]) from None
     before = client.requests
     workers = max(1, settings.max_concurrent_transforms)
     with ThreadPoolExecutor(workers) as pool:
-        answers = list(pool.map(lambda batch: _predict(client, payloads, batch, lines), batches))
-    predictions = [line for answer in answers for line in answer]
+        answers = list(pool.map(lambda span: _predict(client, payloads, body, span, lines), spans))
+    predictions = list(chain.from_iterable(answers))
     if settings.join_source == "Input":
-        joined = [record + b"," + prediction for record, prediction in zip(records, predictions, strict=True)]
+        # b",".join of each (record, prediction) pair, the loop in C
+        joined = list(map(b",".join, zip(records, predictions, strict=True)))
     else:
         joined = predictions
     out = _filtered(joined, lines, settings.output_filter, "OutputFilter")

@@ -62,7 +62,7 @@ def training(run: Any, say: Any) -> dict[str, Any]:
     return result
 
 
-def _median_us(function: Any, *, seconds: float = 1.0, minimum: int = 5) -> float:
+def median_us(function: Any, *, seconds: float = 1.0, minimum: int = 5) -> float:
     function()
     samples = []
     deadline = time.perf_counter() + seconds
@@ -88,9 +88,9 @@ def in_process(model_dir: Path, bodies: dict[int, bytes], say: Any) -> dict[str,
         parsed = parse_body(body, "text/csv")
         features = predictor.spec.encode(parsed)
         timing = results[str(rows)] = {
-            "handler_us": _median_us(lambda body=body: handler(body, "text/csv", None)),
-            "encode_predict_us": _median_us(lambda parsed=parsed: predictor.predict(parsed)),
-            "xgboost_inplace_predict_us": _median_us(
+            "handler_us": median_us(lambda body=body: handler(body, "text/csv", None)),
+            "encode_predict_us": median_us(lambda parsed=parsed: predictor.predict(parsed)),
+            "xgboost_inplace_predict_us": median_us(
                 lambda features=features: predictor.booster.inplace_predict(
                     features, validate_features=False)),
         }
