@@ -71,10 +71,10 @@ $(NODE_STAMP): | $(STAMP)
 build: $(STAMP) ## Render every stack from $(CONFIG) into templates/
 	$(CLI) -c $(CONFIG) build --out templates
 	$(CLI) docs --readme README.md
-	$(CLI) diagram --out templates --readme README.md
+	$(CLI) -c $(CONFIG) diagram --out templates --readme README.md
 
-diagram: $(STAMP) ## Redraw the README's architecture diagram from templates/ (make build does too)
-	$(CLI) diagram --out templates --readme README.md
+diagram: $(STAMP) ## Redraw the README's architecture diagram from templates/ and $(CONFIG) (make build does too)
+	$(CLI) -c $(CONFIG) diagram --out templates --readme README.md
 
 golden: $(STAMP) ## Re-render the golden files of the test configs (tests/configs -> tests/golden)
 	for c in tests/configs/*.yaml; do \

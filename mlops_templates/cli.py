@@ -118,14 +118,14 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    """Print the architecture diagram read from the templates, or rewrite (or check) it in
-    a README."""
-    from mlops_templates import diagram
+    """Print the architecture diagram read from the templates (and the config's other studio
+    and batch settings), or rewrite (or check) it in a README."""
+    from mlops_templates import diagram, diagram_modes
 
     stacks_found = diagram.load(args.out)
     if "pipeline" not in stacks_found:
         raise MlopsError(f"{args.out}: no pipeline.yaml; run `make templates` first")
-    text = diagram.architecture(stacks_found)
+    text = diagram.architecture(stacks_found, diagram_modes.variants(_load(args)))
     return _readme_section(
         args,
         text,
@@ -270,7 +270,7 @@ def parser() -> argparse.ArgumentParser:
     p = add("docs", cmd_docs, "print the config reference, or update it in a README")
     p.add_argument("--readme", help="rewrite the generated section of this file")
     p.add_argument("--check", action="store_true", help="with --readme: exit 1 if it is stale")
-    p = add("diagram", cmd_diagram, "draw the architecture (Mermaid) from the rendered templates")
+    p = add("diagram", cmd_diagram, "draw the architecture (Mermaid) from the rendered templates and the config")
     p.add_argument("--out", default=DEFAULT_OUT, help="template directory (default: %(default)s)")
     p.add_argument("--readme", help="rewrite the generated section of this file")
     p.add_argument("--check", action="store_true", help="with --readme: exit 1 if it is stale")

@@ -4,8 +4,10 @@
 renders them) and draws, as a Mermaid flowchart, what they really contain: the pipeline's
 stages and the rules that start it, the workflow's states on the way to a registered
 model, the endpoints, the API in front of production, and the monitoring that closes the
-loop. Every node and every edge comes from a resource, a property or a reference in the
-templates: drop the drift rule from the pipeline and the retraining edge disappears.
+loop; the studio and batch stacks (:mod:`.diagram_modes`) also in the settings the config
+does not use (S3 publishing, ``deployment.mode`` batch or both), rendered from it and titled
+with the setting. Every node and every edge comes from a resource, a property or a reference
+in the templates: drop the drift rule from the pipeline and the retraining edge disappears.
 
 The README shows the diagram between two marker comments; ``make templates`` (and
 ``make diagram``) rewrite it, and a test fails when it is stale.
@@ -461,29 +463,19 @@ def production(graph: Graph, template: Template, starts: Mapping[str, str]) -> N
         _monitoring(graph, template, group, endpoint)
 
 
-def studio(graph: Graph, stacks: Mapping[str, Template]) -> None:
-    """The Service Catalog product Studio creates projects (pipeline stacks) from."""
-    template = stacks.get("studio")
-    if template is None:
-        return
-    group = graph.group("studio", "studio stack: Service Catalog")
-    for logical_id, props in _resources(template, "AWS::ServiceCatalog::CloudFormationProduct"):
-        node = graph.node(logical_id, f"SageMaker project template {props['Name']}", group=group)
-        graph.node("user", "Studio user", "round")
-        graph.edge("user", node, "create project")
-        graph.edge(node, "pipeline", "provisions", dotted=True)
-
-
-def architecture(stacks: Mapping[str, Template]) -> str:
-    """The Mermaid flowchart of ``stacks`` (``{stack name: template}``)."""
-    graph = Graph()
-    studio(graph, stacks)
-    starts = pipeline(graph, stacks)
+def architecture(stacks: Mapping[str, Template], variants: Mapping[str, Mapping[str, Template]] | None = None) -> str:
+    """The Mermaid flowchart of ``stacks`` (``{stack name: template}``), with the studio and
+    batch stacks of the other settings in ``variants`` (:func:`.diagram_modes.variants`)."""
+    from mlops_templates import diagram_modes
     from mlops_templates.diagram_promotion import promotion
 
+    graph = Graph()
+    diagram_modes.studios(graph, stacks, variants)
+    starts = pipeline(graph, stacks)
     promotion(graph, stacks, starts)
     workflow(graph, stacks, starts)
     endpoints(graph, stacks, starts)
+    diagram_modes.batches(graph, stacks, starts, variants)
     return docs.jinja_environment().get_template("diagram.mmd.j2").render(graph=graph)
 
 

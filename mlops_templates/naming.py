@@ -86,6 +86,8 @@ COMPONENTS: dict[str, str] = {
     "batch-scheduler": "iam-role",
     "batch-drift": "alarm",
     "batch-quality": "alarm",
+    "batch-notice-drift": "event-rule",  # the batch alarms' notices on the pipeline's topic
+    "batch-notice-quality": "event-rule",
     "notifications": "sns",  # the pipeline's topic
     "models": "sagemaker",  # model package group
     "training": "state-machine",

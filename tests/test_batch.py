@@ -264,3 +264,97 @@ def test_the_registry_promotion_exists_only_with_a_production_endpoint() -> None
         resources = _pipeline(config.parse({"deployment": {"mode": mode}}))["Resources"]
         assert ("PromoteProject" in resources) == promoted, mode
         assert ("RegistryChangedRule" in resources) == promoted, mode
+
+
+# ------------------------------------------------------------- the alarms' notices
+
+#: The batch alarms' notice rules, as deploy-prd's: logical ID -> (rule name, alarm).
+NOTICES = {"DriftNoticeRule": ("mlops-abalone-batch-notice-drift", "DriftAlarm"),
+           "QualityNoticeRule": ("mlops-abalone-batch-notice-quality", "ModelQualityAlarm")}
+ALARM_ARN = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:"
+
+
+def _batch_stack(mode: str = "batch") -> dict[str, Any]:
+    return json.loads(json.dumps(batch.build(config.parse({"deployment": {"mode": mode}})).to_dict()))
+
+
+@pytest.mark.parametrize("mode", ["batch", "both"])
+def test_the_batch_alarms_notify_the_projects_topic_through_rules_like_production(mode: str) -> None:
+    """No alarm actions (subscribers would get the alarm's raw JSON): a rule per alarm sends
+    its ALARM state change to the project's topic, which lets exactly these rules publish."""
+    resources = _batch_stack(mode)["Resources"]
+    for alarm in ("DriftAlarm", "ModelQualityAlarm"):
+        assert not {"AlarmActions", "OKActions", "InsufficientDataActions"} & set(resources[alarm]["Properties"])
+    rules = {k: r["Properties"] for k, r in resources.items() if k in NOTICES}
+    assert set(rules) == set(NOTICES)
+    for logical_id, (name, alarm) in NOTICES.items():
+        rule = rules[logical_id]
+        assert rule["Name"] == name and rule["State"] == "ENABLED"
+        assert rule["EventPattern"] == {
+            "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+            "resources": [{"Fn::GetAtt": [alarm, "Arn"]}], "detail": {"state": {"value": ["ALARM"]}}}
+        [target] = rule["Targets"]
+        assert target["Arn"] == {"Ref": "NotificationTopicArn"} and "RoleArn" not in target
+    policy = _pipeline(config.parse({"deployment": {"mode": mode}}))["Resources"]["NotificationTopicPolicy"]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    sources = [s["Fn::Sub"].rsplit(":rule/", 1)[1] for s in statement["Condition"]["ArnEquals"]["aws:SourceArn"]]
+    assert {"mlops-${SageMakerProjectName}-batch-notice-drift",
+            "mlops-${SageMakerProjectName}-batch-notice-quality"} <= set(sources)
+
+
+def test_without_a_batch_stack_the_topic_admits_no_batch_notices() -> None:
+    policy = _pipeline(config.parse({}))["Resources"]["NotificationTopicPolicy"]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert not any("batch" in s["Fn::Sub"] for s in statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+
+
+def _alarm_event(alarm: str, state: str) -> dict[str, Any]:
+    """A CloudWatch alarm state change as EventBridge delivers it
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html)."""
+    return {"Source": "aws.cloudwatch", "DetailType": "CloudWatch Alarm State Change",
+            "Resources": [ALARM_ARN + alarm], "Detail": json.dumps({
+                "alarmName": alarm, "state": {"value": state, "reason": "Threshold Crossed: 1 datapoint [2.0]"},
+                "previousState": {"value": "OK" if state == "ALARM" else "ALARM"}})}
+
+
+def test_a_firing_batch_alarm_sends_one_readable_message_to_the_topic(aws: dict[str, Any]) -> None:
+    """The notice rules in moto's EventBridge: an alarm going to ALARM is one message in
+    words; going back to OK is none. (Moto's EventBridge delivers to SQS, not SNS: a queue
+    stands in for the topic; the target's transformed input is what the topic publishes.)"""
+    resources = _batch_stack()["Resources"]
+    names = {"DriftAlarm": "mlops-abalone-batch-drift", "ModelQualityAlarm": "mlops-abalone-batch-quality"}
+    events, sqs = boto3.client("events", region_name=REGION), aws["clients"]["sqs"]
+    queue = sqs.create_queue(QueueName="topic-stand-in")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for logical_id, (name, alarm) in NOTICES.items():
+        rule = resources[logical_id]["Properties"]
+        pattern = {**rule["EventPattern"], "resources": [ALARM_ARN + names[alarm]]}
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern), State=rule["State"])
+        [target] = rule["Targets"]
+        events.put_targets(Rule=name, Targets=[{
+            "Id": target["Id"], "Arn": queue_arn, "InputTransformer": target["InputTransformer"]}])
+
+    def received() -> list[str]:
+        found = []
+        while batch_ := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+            for message in batch_:
+                found.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        return found
+
+    try:
+        events.put_events(Entries=[_alarm_event("mlops-abalone-batch-drift", "ALARM")])
+        drift = received()
+        events.put_events(Entries=[_alarm_event("mlops-abalone-batch-quality", "ALARM"),
+                                   _alarm_event("mlops-abalone-batch-drift", "OK")])
+        quality = received()
+    finally:
+        for name, _ in NOTICES.values():
+            events.remove_targets(Rule=name, Ids=["Notify"])
+            events.delete_rule(Name=name)
+        sqs.delete_queue(QueueUrl=queue)
+    reason = "Threshold Crossed: 1 datapoint [2.0] The pipeline starts a retraining run."
+    assert [m.split(" at ")[0] for m in drift] == ["Data drift on mlops-abalone-batch"]
+    assert drift[0].endswith(f": {reason}")
+    assert [m.split(" at ")[0] for m in quality] == ["Model quality of mlops-abalone-batch breached rmse above 3"]
+    assert quality[0].endswith(f": {reason}")

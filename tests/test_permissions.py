@@ -409,6 +409,8 @@ def test_roles_allow_what_their_services_do_at_run_time(deployed) -> None:
 def test_every_role_of_the_runtime_table_exists() -> None:
     """Each role exists for every orchestrator and monitoring engine the table lists it
     for (and is checked)."""
+    from mlops_templates.permissions import runtime
+
     checked = set()
     for path in CONFIGS:
         d = deployment(path)
@@ -422,6 +424,9 @@ def test_every_role_of_the_runtime_table_exists() -> None:
                 assert spec["role"] not in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
                 continue
             if d.config.monitoring.engine not in spec.get("engines", [d.config.monitoring.engine]):
+                assert spec["role"] not in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
+                continue
+            if not runtime.feature(spec.get("when"), d.config):
                 assert spec["role"] not in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
                 continue
             assert spec["role"] in d.stack(spec.get("stack", "pipeline")).resources, (path.stem, name)
@@ -455,6 +460,50 @@ def test_the_runtime_check_catches_a_missing_action(role: str, action: str, monk
         assert any(m.action == action for m in runtime.missing(d))
     finally:
         resource.properties = original
+
+
+BATCH_CONFIG = REPO / "tests" / "configs" / "batch.yaml"
+
+
+def _without(resource: Any, action: str) -> None:
+    for policy in resource.properties["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            statement["Action"] = [a for a in statement["Action"] if a != action]
+
+
+@pytest.mark.parametrize("action", ["states:StartExecution", "kms:Decrypt"])
+def test_the_runtime_check_covers_the_batch_schedules_role(action: str) -> None:
+    """EventBridge Scheduler calls its templated Step Functions target, StartExecution on the
+    state machine, with the schedule's execution role
+    (https://docs.aws.amazon.com/scheduler/latest/UserGuide/managing-targets-templated.html),
+    and decrypts a payload encrypted with a customer managed key with it
+    (https://docs.aws.amazon.com/scheduler/latest/UserGuide/encryption-rest.html): removing
+    either from the batch schedule's role is reported, on the batch state machine and the key."""
+    from mlops_templates.permissions import runtime
+
+    d = deployment(BATCH_CONFIG)
+    role = d.runs["batch"].resources["BatchScheduleRole"]
+    machine = d.runs["batch"].resources["BatchStateMachine"].arn
+    key = d.pipeline.resources["KmsKey"].arn
+    assert runtime.missing(d) == []
+    original = copy.deepcopy(role.properties)
+    _without(role, action)
+    try:
+        found = [(m.role, m.action, m.resource) for m in runtime.missing(d)]
+    finally:
+        role.properties = original
+    assert found == [("batch-scheduler", action, machine if action.startswith("states:") else key)]
+    # The modelled deployment names the Studio project "demo".
+    assert machine == "arn:aws:states:us-east-1:111122223333:stateMachine:mlops-demo-batch"
+
+
+def test_a_batch_stack_without_a_schedule_has_no_schedule_role_to_check() -> None:
+    from mlops_templates.permissions import runtime
+
+    d = scenario.deploy(config.parse({"deployment": {"mode": "batch"}}))
+    assert "BatchSchedule" not in d.runs["batch"].resources
+    assert "BatchScheduleRole" not in d.runs["batch"].resources
+    assert runtime.missing(d) == []
 
 
 def test_an_ip_allow_list_lets_the_deploy_role_set_the_apis_resource_policy() -> None:

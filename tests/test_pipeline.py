@@ -503,33 +503,51 @@ def _sid(tpl: dict[str, Any], role: str, sid: str) -> dict[str, Any]:
     return next(s for r, s in statements(tpl) if r == role and s.get("Sid") == sid)
 
 
-def test_events_role_starts_only_this_pipeline() -> None:
-    tpl = template("example")
+#: The EventBridge role's statements (EventBridge identity-based policies: a rule's role
+#: needs the action its target calls, https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-identity-based.html).
+START_PIPELINE = {
+    "Action": ["codepipeline:StartPipelineExecution"],
+    "Effect": "Allow",
+    "Resource": [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:codepipeline:${AWS::Region}:${AWS::AccountId}:"
+            "mlops-${SageMakerProjectName}-pipeline"
+        }
+    ],
+    "Sid": "StartPipeline",
+}
+START_PROMOTION = {
+    "Action": ["codebuild:StartBuild"],
+    "Effect": "Allow",
+    "Resource": [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:codebuild:${AWS::Region}:${AWS::AccountId}:"
+            "project/mlops-${SageMakerProjectName}-promote"
+        }
+    ],
+    "Sid": "StartPromotion",
+}
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("realtime", [START_PIPELINE, START_PROMOTION]),
+        ("both", [START_PIPELINE, START_PROMOTION]),
+        # No production endpoint, no promote project: nothing else to start.
+        ("batch", [START_PIPELINE]),
+    ],
+)
+def test_events_role_starts_only_this_pipeline_and_an_existing_promotion(mode: str, expected: list[Any]) -> None:
+    tpl = json.loads(pipeline.build(config.parse({"deployment": {"mode": mode}})).to_json())
     role_statements = [s for r, s in statements(tpl) if r == pipeline.EVENTS_ROLE]
-    assert role_statements == [
-        {
-            "Action": ["codepipeline:StartPipelineExecution"],
-            "Effect": "Allow",
-            "Resource": [
-                {
-                    "Fn::Sub": "arn:${AWS::Partition}:codepipeline:${AWS::Region}:${AWS::AccountId}:"
-                    "mlops-${SageMakerProjectName}-pipeline"
-                }
-            ],
-            "Sid": "StartPipeline",
-        },
-        {
-            "Action": ["codebuild:StartBuild"],
-            "Effect": "Allow",
-            "Resource": [
-                {
-                    "Fn::Sub": "arn:${AWS::Partition}:codebuild:${AWS::Region}:${AWS::AccountId}:"
-                    "project/mlops-${SageMakerProjectName}-promote"
-                }
-            ],
-            "Sid": "StartPromotion",
-        },
-    ]
+    assert role_statements == expected
+    assert ("PromoteProject" in tpl["Resources"]) == (mode != "batch")
+
+
+def test_the_example_events_role_starts_the_pipeline_and_the_promotion() -> None:
+    role_statements = [s for r, s in statements(template("example")) if r == pipeline.EVENTS_ROLE]
+    assert role_statements == [START_PIPELINE, START_PROMOTION]
 
 
 def test_states_role_is_scoped_to_project_jobs_and_passes_only_the_sagemaker_role() -> None:

@@ -1,10 +1,11 @@
 """The roles services assume at run time, checked against what the services need.
 
-``runtime_permissions.json`` lists, per role of the pipeline stack, the calls the service
+``runtime_permissions.json`` lists, per role of the stacks, the calls the service
 makes with it (from the service's documentation): CodePipeline's actions, CodeBuild's
 build (the buildspec's commands), EventBridge's targets, SageMaker's jobs, models and
-endpoints; and the calls of the CI workflow's jobs with the ci-oidc stack's role. A role
-with ``orchestrators`` exists only for those values of ``pipeline.orchestrator``. Each
+endpoints, the per-run stacks' functions, rules and schedules; and the calls of the CI
+workflow's jobs with the ci-oidc stack's role. A role with ``orchestrators`` exists only for
+those values of ``pipeline.orchestrator`` (``engines``, ``modes`` and ``when`` likewise). Each
 need names its ARN with placeholders that a modelled deployment (:mod:`scenario`) fills
 in; the role's rendered policies are then evaluated on it.
 """
@@ -16,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from mlops_templates.config import Config
 from mlops_templates.permissions import data
 from mlops_templates.permissions.deployed import DeployedStack
 from mlops_templates.permissions.policy import Request, decide
@@ -158,25 +160,33 @@ def _fill_value(value: str | list[str], values: dict[str, str]) -> str | list[st
     return [_fill(v, values) for v in value] if isinstance(value, list) else _fill(value, values)
 
 
+def feature(when: str | None, config: Config) -> bool:
+    """Whether ``config`` has the feature a need's or a role's ``when`` names (None: always):
+    ``tuning``, ``batch_schedule`` (a ``batch.schedule_expression``), or a source provider."""
+    if when is None:
+        return True
+    if when == "tuning":
+        return config.training.tuning.enabled
+    if when == "batch_schedule":
+        return config.batch.schedule_expression is not None
+    return config.pipeline.source.provider == when
+
+
 def _applies(need: dict[str, Any], deployment: ProjectDeployment) -> bool:
     if deployment.config.monitoring.engine not in need.get("engines", ("builtin", "model_monitor")):
         return False
     if deployment.config.deployment.mode not in need.get("modes", ("realtime", "batch", "both")):
         return False
-    when = need.get("when")
-    if when is None:
-        return True
-    if when == "tuning":
-        return deployment.config.training.tuning.enabled
-    return deployment.config.pipeline.source.provider == when
+    return feature(need.get("when"), deployment.config)
 
 
 def _exists(spec: dict[str, Any], deployment: ProjectDeployment) -> bool:
     """Whether the role of ``spec`` exists with ``deployment``'s orchestrator, monitoring
-    engine and deployment mode."""
+    engine, deployment mode and features (``when``)."""
     stack = spec.get("stack", "pipeline")
     return (
-        deployment.config.pipeline.orchestrator in spec.get("orchestrators", ("codepipeline", "github", "gitlab"))
+        feature(spec.get("when"), deployment.config)
+        and deployment.config.pipeline.orchestrator in spec.get("orchestrators", ("codepipeline", "github", "gitlab"))
         and deployment.config.monitoring.engine in spec.get("engines", ("builtin", "model_monitor"))
         and deployment.config.deployment.mode in spec.get("modes", ("realtime", "batch", "both"))
         # A per-run stack the deployment mode does not deploy has no roles.

@@ -7,7 +7,8 @@ EventBridge: the pipeline stack's ``DataBucket``), and optionally a schedule
 Approved model package -> a model -> a batch transform of the upload (or the whole prefix) ->
 the project's monitor job over its output and the ground truth -> its metrics -> the drift and
 model-quality alarms (deploy-prd's builders), which the pipeline's retraining rule matches by
-name. Every failure is notified on the project's topic in words.
+name, and whose firing notice rules (deploy-prd's too) send to the project's topic in words.
+Every failure is notified on the project's topic in words.
 
 The pipeline deploys the stack after training (stage ``DeployBatch``): its Parameters are the
 pipeline stack's resources, so no run's model is baked in; approving a version in the model
@@ -26,7 +27,7 @@ from mlops_templates.stacks.batch import definition as batch_definition
 from mlops_templates.stacks.batch import machine
 from mlops_templates.stacks.batch import names as n
 from mlops_templates.stacks.batch.machine import Inputs
-from mlops_templates.stacks.deploy_prd import alarms
+from mlops_templates.stacks.deploy_prd import alarms, notices
 from mlops_templates.stacks.stack import Stack
 
 COMPONENT = n.COMPONENT
@@ -71,7 +72,9 @@ def build(config: Config) -> Template:
     ``AWS::Events::Rule`` ``<base>-batch-upload`` on the data bucket's Object Created events
     under ``batch.input_prefix`` with its role; with ``batch.schedule_expression`` the
     ``AWS::Scheduler::Schedule`` ``<base>-batch-schedule`` with its role; the drift and
-    model-quality ``AWS::CloudWatch::Alarm`` (``<base>-batch-drift``, ``<base>-batch-quality``).
+    model-quality ``AWS::CloudWatch::Alarm`` (``<base>-batch-drift``, ``<base>-batch-quality``)
+    and the ``AWS::Events::Rule`` that notify the project's topic, in words, when they fire
+    (``<base>-batch-notice-drift``, ``<base>-batch-notice-quality``).
     """
     stack = Stack.new(config, COMPONENT, "Batch inference with the newest approved model, monitored")
     names = n.Names.of(config)
@@ -82,6 +85,10 @@ def build(config: Config) -> Template:
         machine.schedule(stack, inputs, state_machine, names)
     drift = alarms.drift_alarm(stack, names, alarms.EVENT_DRIVEN)
     quality = alarms.quality_alarm(stack, names, alarms.EVENT_DRIVEN)
+    # As deploy-prd's: no alarm actions; rules turn an alarm's firing into one readable
+    # message, here on the project's topic (the pipeline stack's policy lets them publish).
+    notices.drift_notice(stack, inputs.topic_arn, names.endpoint, names.drift_notice, drift)
+    notices.quality_notice(stack, inputs.topic_arn, names.endpoint, names.quality_notice, quality)
     stack.template.add_output([
         Output("BatchStateMachineArn", Description="State machine of the batch runs (start it to transform the input prefix now)",
                Value=Ref(state_machine)),
@@ -92,6 +99,6 @@ def build(config: Config) -> Template:
     return stack.describe(
         "S3 upload (EventBridge) or schedule -> batch state machine: newest approved model package "
         "-> model -> batch transform (KMS) -> monitor job (drift, quality on ground truth) -> "
-        "metrics -> drift and quality alarms -> the pipeline's retraining rule; failures notified",
+        "metrics -> drift and quality alarms -> the pipeline's retraining rule and notices; failures notified",
         must=["data at rest encrypted with customer-managed KMS keys"],
     )

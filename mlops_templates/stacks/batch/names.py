@@ -23,9 +23,14 @@ UPLOAD_RULE = "BatchUploadRule"
 UPLOAD_ROLE = "BatchUploadRuleRole"
 SCHEDULE = "BatchSchedule"
 SCHEDULER_ROLE = "BatchScheduleRole"
-# The alarms keep deploy-prd's logical IDs (alarms.py builds both).
+# The alarms and their notices keep deploy-prd's logical IDs (alarms.py and notices.py build both).
 DRIFT_ALARM = "DriftAlarm"
 QUALITY_ALARM = "ModelQualityAlarm"
+DRIFT_NOTICE = "DriftNoticeRule"
+QUALITY_NOTICE = "QualityNoticeRule"
+#: Name components of the notice rules, per alarm kind: the pipeline stack's topic policy
+#: lets rules of these names publish.
+NOTICE_COMPONENTS = {"drift": "batch-notice-drift", "quality": "batch-notice-quality"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class Names:
     scheduler_role: str
     drift_alarm: str
     quality_alarm: str
+    drift_notice: str
+    quality_notice: str
 
     @property
     def endpoint(self) -> str:
@@ -63,4 +70,6 @@ class Names:
             scheduler_role=name("batch-scheduler"),
             drift_alarm=name("batch-drift"),
             quality_alarm=name("batch-quality"),
+            drift_notice=name(NOTICE_COMPONENTS["drift"]),
+            quality_notice=name(NOTICE_COMPONENTS["quality"]),
         )

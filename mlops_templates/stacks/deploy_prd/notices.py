@@ -8,7 +8,9 @@ a deployment's state change into one message on the topic (texts: :mod:`mlops_te
 * ``ApiDeploymentNoticeRule``: a CodeDeploy deployment of the API function succeeding,
   failing or stopping (CodeDeploy rolls the failed and stopped ones back).
 
-The alarms themselves have no actions, so no one receives an alarm's raw JSON. The topic's
+The alarms themselves have no actions, so no one receives an alarm's raw JSON. The batch
+stack notifies its own drift and model-quality alarms with the same rules
+(:func:`drift_notice`, :func:`quality_notice`) on the pipeline's topic. The topic's
 policy lets these rules publish (EventBridge needs a topic policy that allows
 ``events.amazonaws.com``: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-sns-permissions);
 the project key's policy already lets EventBridge use the key of the encrypted topic (the
@@ -49,7 +51,7 @@ def retrain_text(stack: Stack, alarm: str) -> str:
     return f"Retraining on {alarm} is off (pipeline.retrain_on)."
 
 
-def _rule(stack: Stack, logical_id: str, name: str, event: str, topic: sns.Topic, pattern: dict[str, Any],
+def _rule(stack: Stack, logical_id: str, name: str, event: str, topic_arn: Any, pattern: dict[str, Any],
           paths: dict[str, str], static: dict[str, str], why: str) -> events.Rule:
     rendered = notifications.render(event, stack.config.notifications.messages.get(event), static)
     paths_map, template = rendered.eventbridge(paths)
@@ -63,7 +65,7 @@ def _rule(stack: Stack, logical_id: str, name: str, event: str, topic: sns.Topic
             Targets=[
                 events.Target(
                     Id="Notify",
-                    Arn=Ref(topic),
+                    Arn=topic_arn,
                     InputTransformer=events.InputTransformer(
                         InputPathsMap=paths_map, InputTemplate=template
                     ),
@@ -83,17 +85,31 @@ def _alarm_pattern(alarms: list[Any]) -> dict[str, Any]:
     }
 
 
+def drift_notice(stack: Stack, topic_arn: Any, endpoint: str, name: str, drift: Any) -> events.Rule:
+    """The ``drift`` notice of the drift alarm ``drift`` (deploy-prd's or the batch stack's)."""
+    return _rule(stack, n.DRIFT_NOTICE, name, "drift", topic_arn, _alarm_pattern([drift]), _ALARM_PATHS,
+                 {"endpoint": endpoint, "retrain": retrain_text(stack, "drift")},
+                 "Notifies the topic, in words, when the drift alarm fires")
+
+
+def quality_notice(stack: Stack, topic_arn: Any, endpoint: str, name: str, quality: Any) -> events.Rule:
+    """The ``quality_breach`` notice of the model-quality alarm ``quality``."""
+    return _rule(stack, n.QUALITY_NOTICE, name, "quality_breach", topic_arn, _alarm_pattern([quality]),
+                 _ALARM_PATHS,
+                 {"endpoint": endpoint, "rule": quality_rule(stack, words=True),
+                  "retrain": retrain_text(stack, "quality")},
+                 "Notifies the topic, in words, when the model-quality alarm fires")
+
+
 def notices(stack: Stack, topic: sns.Topic, names: n.Names, drift: Any, quality: Any | None) -> list[events.Rule]:
     """The notification rules and the topic policy that lets them publish."""
     endpoint = {"endpoint": names.endpoint}
     rules = [
-        _rule(stack, n.DRIFT_NOTICE, names.notices["drift"], "drift", topic, _alarm_pattern([drift]),
-              _ALARM_PATHS, {**endpoint, "retrain": retrain_text(stack, "drift")},
-              "Notifies the topic, in words, when the drift alarm fires"),
-        _rule(stack, n.ROLLBACK_NOTICE, names.notices["rollback"], "rolled_back", topic,
+        drift_notice(stack, Ref(topic), names.endpoint, names.notices["drift"], drift),
+        _rule(stack, n.ROLLBACK_NOTICE, names.notices["rollback"], "rolled_back", Ref(topic),
               _alarm_pattern(list(ROLLBACK_ALARMS)), _ALARM_PATHS, endpoint,
               "Notifies the topic, in words, when a rollback alarm fires"),
-        _rule(stack, n.API_DEPLOYMENT_NOTICE, names.notices["api"], "api_deployment", topic,
+        _rule(stack, n.API_DEPLOYMENT_NOTICE, names.notices["api"], "api_deployment", Ref(topic),
               {
                   "source": ["aws.codedeploy"],
                   "detail-type": ["CodeDeploy Deployment State-change Notification"],
@@ -104,13 +120,7 @@ def notices(stack: Stack, topic: sns.Topic, names: n.Names, drift: Any, quality:
               endpoint, "Notifies the topic, in words, when a deployment of the API function ends"),
     ]
     if quality is not None:
-        rules.append(
-            _rule(stack, n.QUALITY_NOTICE, names.notices["quality"], "quality_breach", topic,
-                  _alarm_pattern([quality]), _ALARM_PATHS,
-                  {**endpoint, "rule": quality_rule(stack, words=True),
-                   "retrain": retrain_text(stack, "quality")},
-                  "Notifies the topic, in words, when the model-quality alarm fires")
-        )
+        rules.append(quality_notice(stack, Ref(topic), names.endpoint, names.notices["quality"], quality))
     stack.add(
         sns.TopicPolicy(
             n.NOTIFICATION_TOPIC_POLICY,

@@ -51,7 +51,7 @@ WHY: dict[str, str] = {
     CODEBUILD_ROLE: "Lets the builds push the image and write packaged templates",
     SAGEMAKER_ROLE: "Execution role of the project's SageMaker jobs, models and endpoints",
     STATES_ROLE: "Lets the training workflow run SageMaker jobs and register models",
-    EVENTS_ROLE: "Lets EventBridge rules start the project's pipeline and its promotion",
+    EVENTS_ROLE: "Lets EventBridge rules start the project's pipeline (and its promotion, with a production endpoint)",
 }
 
 
@@ -94,7 +94,7 @@ def create(
     # access, and the build needs PyPI and Docker Hub.
     codebuild = stack.add(codebuild_role(CODEBUILD_ROLE, replace(res, in_vpc=bool(net.vpc_id)), tags))
     pipeline = stack.add(codepipeline_role(PIPELINE_ROLE, res, GetAtt(deploy.role, "Arn"), tags))
-    events = stack.add(events_role(EVENTS_ROLE, res, tags))
+    events = stack.add(events_role(EVENTS_ROLE, res, tags, promotion=stack.config.deployment.realtime))
     return Roles(res, sagemaker, states_, deploy, codebuild, pipeline, events)
 
 
@@ -378,16 +378,15 @@ def sagemaker_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.R
     return role
 
 
-def events_role(logical_id: str, res: PipelineResources, tags: Tags) -> iam.Role:
-    """The EventBridge role that starts this project's pipeline and its promotion build,
-    and nothing else."""
-    statements = [
-        iamdoc.allow([cp.StartPipelineExecution], res.pipeline_arn, sid="StartPipeline"),
-        iamdoc.allow(
+def events_role(logical_id: str, res: PipelineResources, tags: Tags, promotion: bool = True) -> iam.Role:
+    """The EventBridge role that starts this project's pipeline and, with ``promotion`` (a
+    production endpoint: ``deployment.mode`` realtime or both), its promotion build; nothing else."""
+    statements = [iamdoc.allow([cp.StartPipelineExecution], res.pipeline_arn, sid="StartPipeline")]
+    if promotion:
+        statements.append(iamdoc.allow(
             [cb.StartBuild], common.arn("codebuild", f"project/{res.names.text('promote')}"), sid="StartPromotion"
-        ),
-    ]
+        ))
     return service_role(
         logical_id, res.names, "events", "events.amazonaws.com", statements, tags,
-        "EventBridge role that starts the project's pipeline and its promotion",
+        "EventBridge role that starts the project's pipeline" + (" and its promotion" if promotion else ""),
     )

@@ -25,7 +25,9 @@ from awacs.aws import (
 from troposphere import GetAtt, Join, Parameter, Ref, Sub, ecr, kms, s3, sns
 
 from mlops_templates import iam as iamdoc
+from mlops_templates.config import Config
 from mlops_templates.stacks import common
+from mlops_templates.stacks.batch.names import NOTICE_COMPONENTS
 from mlops_templates.stacks.pipeline.names import PROJECT_ID
 from mlops_templates.stacks.pipeline.parameters import HAS_EMAIL
 from mlops_templates.stacks.pipeline.stack import Stack
@@ -61,7 +63,7 @@ WHY: dict[str, str] = {
     DATA_BUCKET: "Training data; uploads under the data prefix start a run via EventBridge",
     DATA_BUCKET_POLICY: "Denies requests that do not use TLS",
     TOPIC: "Approval requests and failure notices of the pipeline",
-    TOPIC_POLICY: "Lets the pipeline's notice rules (run started, failed, deployed) publish to the topic",
+    TOPIC_POLICY: "Lets the notice rules (run started, failed, deployed; the batch alarms') publish to the topic",
     SUBSCRIPTION: "Optional e-mail subscriber of the notification topic",
     REPOSITORY: "The project's container image, one immutable tag per run",
 }
@@ -225,6 +227,13 @@ def _data_bucket(stack: Stack, project_key: kms.Key, log_bucket: s3.Bucket) -> s
     return data
 
 
+def notice_rule_components(config: Config) -> tuple[str, ...]:
+    """Name components of the rules that may publish to the topic: the pipeline's notices
+    and, with a batch stack (``deployment.mode`` batch or both), its alarms' notices."""
+    batch = tuple(NOTICE_COMPONENTS.values()) if config.deployment.batch else ()
+    return NOTICE_RULE_COMPONENTS + batch
+
+
 def _topic(stack: Stack, project_key: kms.Key, email: Parameter) -> sns.Topic:
     """The approval and failure topic, its policy and the optional e-mail subscription."""
     names = stack.names
@@ -253,7 +262,7 @@ def _topic(stack: Stack, project_key: kms.Key, email: Parameter) -> sns.Topic:
                             "aws:SourceArn",
                             [
                                 common.arn("events", f"rule/{names.text(component)}")
-                                for component in NOTICE_RULE_COMPONENTS
+                                for component in notice_rule_components(stack.config)
                             ],
                         )
                     ),
