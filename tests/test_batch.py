@@ -358,3 +358,17 @@ def test_a_firing_batch_alarm_sends_one_readable_message_to_the_topic(aws: dict[
     assert drift[0].endswith(f": {reason}")
     assert [m.split(" at ")[0] for m in quality] == ["Model quality of mlops-abalone-batch breached rmse above 3"]
     assert quality[0].endswith(f": {reason}")
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("batch", ["pipeline-failed", "run-started", "run-succeeded",
+               "batch-notice-drift", "batch-notice-quality"]),
+    ("both", ["pipeline-failed", "run-started", "run-succeeded", "registry-rejected",
+              "batch-notice-drift", "batch-notice-quality"]),
+])
+def test_the_topic_admits_exactly_the_notice_rules_the_mode_creates(mode: str, expected: list[str]) -> None:
+    # batch mode has no promotion, so no registry rejection notice rule to admit
+    policy = _pipeline(config.parse({"deployment": {"mode": mode}}))["Resources"]["NotificationTopicPolicy"]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    sources = [s["Fn::Sub"].rsplit(":rule/", 1)[1] for s in statement["Condition"]["ArnEquals"]["aws:SourceArn"]]
+    assert sources == [f"mlops-${{SageMakerProjectName}}-{component}" for component in expected]

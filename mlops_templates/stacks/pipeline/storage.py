@@ -229,9 +229,12 @@ def _data_bucket(stack: Stack, project_key: kms.Key, log_bucket: s3.Bucket) -> s
 
 def notice_rule_components(config: Config) -> tuple[str, ...]:
     """Name components of the rules that may publish to the topic: the pipeline's notices
-    and, with a batch stack (``deployment.mode`` batch or both), its alarms' notices."""
+    (the registry's rejection notice only with the promotion, ``deployment.mode`` realtime or
+    both) and, with a batch stack (batch or both), its alarms' notices."""
+    pipeline = tuple(component for component in NOTICE_RULE_COMPONENTS
+                     if config.deployment.realtime or component != "registry-rejected")
     batch = tuple(NOTICE_COMPONENTS.values()) if config.deployment.batch else ()
-    return NOTICE_RULE_COMPONENTS + batch
+    return pipeline + batch
 
 
 def _topic(stack: Stack, project_key: kms.Key, email: Parameter) -> sns.Topic:
