@@ -309,3 +309,23 @@ def test_every_resource_says_why_it_exists(auth, request) -> None:
     for logical_id, resource in request.getfixturevalue(auth)["Resources"].items():
         why = resource.get("Metadata", {}).get(CONTEXT, {}).get("why")
         assert isinstance(why, str) and why.strip(), f"{logical_id} says no why"
+
+
+def test_the_key_id_is_an_output_only_with_api_key_auth(api_key, iam) -> None:
+    assert api_key["Outputs"]["ApiKeyId"]["Value"] == {"Ref": "ApiKey"}
+    assert "ApiKeyId" not in iam["Outputs"]
+
+
+def _checkov_skips(template: dict[str, Any], logical_id: str) -> dict[str, str]:
+    metadata = template["Resources"][logical_id].get("Metadata", {})
+    return {skip["id"]: skip["comment"] for skip in metadata.get("checkov", {}).get("skip", [])}
+
+
+def test_the_api_and_its_function_suppress_the_checks_they_answer_with_a_reason(api_key) -> None:
+    """Caching off (CKV_AWS_120) and no dead-letter queue for a synchronous caller
+    (CKV_AWS_116): without the suppression the checkov gate of `make lint` fails the stack."""
+    api = _checkov_skips(api_key, "Api")
+    function = _checkov_skips(api_key, "ApiFunction")
+    assert set(api) == {"CKV_AWS_120"}
+    assert "CKV_AWS_116" in function
+    assert all(reason.strip() for reason in [*api.values(), *function.values()])

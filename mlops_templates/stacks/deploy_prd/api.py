@@ -136,18 +136,14 @@ def rest_api(stack: Stack, inputs: Inputs, names: n.Names) -> _Api:
     common.skip_checkov(
         api,
         {
-            "CKV_AWS_120": (
-                "Caching is off on purpose: every POST carries its own features and a "
-                "cached answer would return another request's prediction"
-            ),
+            "CKV_AWS_120": "Caching is off on purpose: every POST carries its own features "
+            "and a cached answer would return another request's prediction",
         },
     )
     return stack.add(
         api,
-        why=(
-            f"REST API in front of the endpoint: {api_cfg.auth.replace('_', ' ')} auth, "
-            "throttled, traced, access-logged"
-        ),
+        why=f"REST API in front of the endpoint: {api_cfg.auth.replace('_', ' ')} auth, "
+        "throttled, traced, access-logged",
         must=["never a method open without IAM auth or a required API key"],
     )
 
@@ -280,10 +276,8 @@ def api(
         stack.config.api.timeout_seconds,
         why="Forwards API requests to the endpoint; CodeDeploy shifts its alias gradually",
         skips={
-            "CKV_AWS_116": (
-                "API Gateway invokes the function synchronously and receives every error; "
-                "a dead-letter queue only ever receives asynchronous events"
-            )
+            "CKV_AWS_116": "API Gateway invokes the function synchronously and receives "
+            "every error; a dead-letter queue only ever receives asynchronous events",
         },
         AutoPublishAlias=n.ALIAS,
         DeploymentPreference=deployment,

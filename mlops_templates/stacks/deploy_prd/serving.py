@@ -97,10 +97,8 @@ def guardrail_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
         n.ENDPOINT_LATENCY_ALARM,
         "AWS/SageMaker",
         dimensions,
-        AlarmDescription=(
-            f"Production model latency above {prd.max_model_latency_ms} ms "
-            "(rolls a deployment back)"
-        ),
+        AlarmDescription=f"Production model latency above {prd.max_model_latency_ms} ms "
+        "(rolls a deployment back)",
         MetricName="ModelLatency",
         Statistic="Average",
         # ModelLatency is reported in microseconds.
@@ -148,10 +146,8 @@ def endpoint(stack: Stack, inputs: Inputs, names: n.Names) -> Endpoint:
             ),
             Tags=stack.tags(),
         ),
-        why=(
-            f"Production endpoint; model updates are {policy.type.replace('_', ' ')} "
-            "blue/green deployments that SageMaker rolls back when a guardrail alarm fires"
-        ),
+        why=f"Production endpoint; model updates are {policy.type.replace('_', ' ')} "
+        "blue/green deployments that SageMaker rolls back when a guardrail alarm fires",
         must=["the drift alarm, monitoring schedule and hooks name this endpoint"],
     )
     return Endpoint(resource, names.endpoint)
