@@ -104,7 +104,10 @@ def _auth(stack: Stack) -> serverless.Auth:
 def rest_api(stack: Stack, inputs: Inputs, names: n.Names) -> _Api:
     """The regional REST API: authenticated, throttled, traced, access-logged."""
     api_cfg = stack.config.api
-    access_logs = log_group(stack, inputs, n.API_ACCESS_LOGS, "Access logs of the API stage")
+    access_logs = log_group(
+        stack, inputs, n.API_ACCESS_LOGS,
+        why="Access logs of the API stage",
+    )
     api = _Api(
         n.API,
         Name=names.api,
@@ -133,15 +136,13 @@ def rest_api(stack: Stack, inputs: Inputs, names: n.Names) -> _Api:
     common.skip_checkov(
         api,
         {
-            "CKV_AWS_120": (
-                "Caching is off on purpose: every POST carries its own features and a "
-                "cached answer would return another request's prediction"
-            ),
+            "CKV_AWS_120": "Caching is off on purpose: every POST carries its own features "
+            "and a cached answer would return another request's prediction",
         },
     )
     return stack.add(
         api,
-        f"REST API in front of the endpoint: {api_cfg.auth.replace('_', ' ')} auth, "
+        why=f"REST API in front of the endpoint: {api_cfg.auth.replace('_', ' ')} auth, "
         "throttled, traced, access-logged",
         must=["never a method open without IAM auth or a required API key"],
     )
@@ -158,7 +159,7 @@ def usage_plan(stack: Stack, api: _Api, names: n.Names) -> apigateway.ApiKey:
             Enabled=True,
             Tags=stack.tags(),
         ),
-        "The API key callers send in x-api-key",
+        why="The API key callers send in x-api-key",
     )
     plan = stack.add(
         apigateway.UsagePlan(
@@ -175,13 +176,13 @@ def usage_plan(stack: Stack, api: _Api, names: n.Names) -> apigateway.ApiKey:
             ),
             Tags=stack.tags(),
         ),
-        "Quota and throttle applied to the API key",
+        why="Quota and throttle applied to the API key",
     )
     stack.add(
         apigateway.UsagePlanKey(
             n.USAGE_PLAN_KEY, KeyId=Ref(key), KeyType="API_KEY", UsagePlanId=Ref(plan)
         ),
-        "Attaches the API key to the usage plan",
+        why="Attaches the API key to the usage plan",
     )
     return key
 
@@ -190,7 +191,7 @@ def rollback_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
     """The alarms CodeDeploy rolls the API function back on."""
 
     def errors(
-        logical_id: str, namespace: str, metric: str, description: str, dims: dict[str, Any]
+        logical_id: str, namespace: str, metric: str, dims: dict[str, Any], description: str
     ) -> cloudwatch.Alarm:
         return rollback_alarm(
             logical_id,
@@ -208,20 +209,19 @@ def rollback_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
     stage = {"ApiName": names.api, "Stage": stack.config.api.stage_name}
     return [
         stack.add(
-            errors(n.ALIAS_ERRORS_ALARM, "AWS/Lambda", "Errors",
-                   f"API function alias '{n.ALIAS}' raises errors (rollback)", alias),
-            "CodeDeploy rollback alarm: errors of the live alias (old and new version)",
+            errors(n.ALIAS_ERRORS_ALARM, "AWS/Lambda", "Errors", alias,
+                   description=f"API function alias '{n.ALIAS}' raises errors (rollback)"),
+            why="CodeDeploy rollback alarm: errors of the live alias (old and new version)",
         ),
         stack.add(
-            errors(n.NEW_VERSION_ERRORS_ALARM, "AWS/Lambda", "Errors",
-                   "The API function version being deployed raises errors (rollback)",
-                   new_version),
-            "CodeDeploy rollback alarm: errors of the version being deployed",
+            errors(n.NEW_VERSION_ERRORS_ALARM, "AWS/Lambda", "Errors", new_version,
+                   description="The API function version being deployed raises errors (rollback)"),
+            why="CodeDeploy rollback alarm: errors of the version being deployed",
         ),
         stack.add(
-            errors(n.API_5XX_ALARM, "AWS/ApiGateway", "5XXError",
-                   "The API answers 5XX errors (rollback)", stage),
-            "CodeDeploy rollback alarm: 5XX answers of the API stage",
+            errors(n.API_5XX_ALARM, "AWS/ApiGateway", "5XXError", stage,
+                   description="The API answers 5XX errors (rollback)"),
+            why="CodeDeploy rollback alarm: 5XX answers of the API stage",
         ),
     ]
 
@@ -251,7 +251,10 @@ def api(
     resource = rest_api(stack, inputs, names)
     key = usage_plan(stack, resource, names) if stack.config.api.auth == "api_key" else None
     deployment = _deployment(stack, hooks, names)
-    logs = log_group(stack, inputs, f"{n.API_FUNCTION}LogGroup", "Logs of the API function")
+    logs = log_group(
+        stack, inputs, f"{n.API_FUNCTION}LogGroup",
+        why="Logs of the API function",
+    )
     role = function_role(
         stack,
         inputs,
@@ -259,7 +262,7 @@ def api(
         names.api_role,
         logs,
         [iam_policy.allow([sm.InvokeEndpoint], served.arn, sid="InvokeEndpoint")],
-        "API function: invoke the production endpoint only",
+        why="API function: invoke the production endpoint only",
     )
     function(
         stack,
@@ -271,12 +274,10 @@ def api(
         logs,
         {"ENDPOINT_NAME": served.name_ref},
         stack.config.api.timeout_seconds,
-        "Forwards API requests to the endpoint; CodeDeploy shifts its alias gradually",
+        why="Forwards API requests to the endpoint; CodeDeploy shifts its alias gradually",
         skips={
-            "CKV_AWS_116": (
-                "API Gateway invokes the function synchronously and receives every error; "
-                "a dead-letter queue only ever receives asynchronous events"
-            )
+            "CKV_AWS_116": "API Gateway invokes the function synchronously and receives "
+            "every error; a dead-letter queue only ever receives asynchronous events",
         },
         AutoPublishAlias=n.ALIAS,
         DeploymentPreference=deployment,

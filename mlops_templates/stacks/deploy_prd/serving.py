@@ -47,7 +47,7 @@ def endpoint_config(stack: Stack, inputs: Inputs) -> sagemaker.EndpointConfig:
     cfg, prd = stack.config, stack.config.endpoints.prd
     model = stack.add(
         shared.model(n.MODEL, cfg, n.COMPONENT, inputs.model),
-        "The trained model: serving image plus model artifact, network-isolated",
+        why="The trained model: serving image plus model artifact, network-isolated",
     )
     capture = shared.EndpointDataCaptureConfig(
         EnableCapture=True,
@@ -73,7 +73,7 @@ def endpoint_config(stack: Stack, inputs: Inputs) -> sagemaker.EndpointConfig:
             inputs.kms_key_arn,
             capture,
         ),
-        "Production fleet with data capture: Model Monitor reads the captured requests",
+        why="Production fleet with data capture: Model Monitor reads the captured requests",
         must=[f"variant name stays {shared.VARIANT_NAME} (blue/green needs the same name)"],
     )
 
@@ -97,10 +97,8 @@ def guardrail_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
         n.ENDPOINT_LATENCY_ALARM,
         "AWS/SageMaker",
         dimensions,
-        AlarmDescription=(
-            f"Production model latency above {prd.max_model_latency_ms} ms "
-            "(rolls a deployment back)"
-        ),
+        AlarmDescription=f"Production model latency above {prd.max_model_latency_ms} ms "
+        "(rolls a deployment back)",
         MetricName="ModelLatency",
         Statistic="Average",
         # ModelLatency is reported in microseconds.
@@ -109,7 +107,7 @@ def guardrail_alarms(stack: Stack, names: n.Names) -> list[cloudwatch.Alarm]:
         EvaluationPeriods=3,
         DatapointsToAlarm=2,
     )
-    return [stack.add(errors, why), stack.add(latency, why)]
+    return [stack.add(errors, why=why), stack.add(latency, why=why)]
 
 
 def _traffic_routing(stack: Stack) -> sagemaker.TrafficRoutingConfig:
@@ -148,8 +146,8 @@ def endpoint(stack: Stack, inputs: Inputs, names: n.Names) -> Endpoint:
             ),
             Tags=stack.tags(),
         ),
-        f"Production endpoint; model updates are {policy.type.replace('_', ' ')} blue/green "
-        "deployments that SageMaker rolls back when a guardrail alarm fires",
+        why=f"Production endpoint; model updates are {policy.type.replace('_', ' ')} "
+        "blue/green deployments that SageMaker rolls back when a guardrail alarm fires",
         must=["the drift alarm, monitoring schedule and hooks name this endpoint"],
     )
     return Endpoint(resource, names.endpoint)
@@ -176,7 +174,7 @@ def autoscaling(stack: Stack, served: Endpoint) -> Any:
             # No RoleARN: Application Auto Scaling uses its service-linked role
             # AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant.
         ),
-        "Scales the production variant between the configured capacities",
+        why="Scales the production variant between the configured capacities",
     )
     tracking = applicationautoscaling.TargetTrackingScalingPolicyConfiguration(
         TargetValue=float(scaling.target_invocations_per_instance),
@@ -194,5 +192,5 @@ def autoscaling(stack: Stack, served: Endpoint) -> Any:
             ScalingTargetId=Ref(target),
             TargetTrackingScalingPolicyConfiguration=tracking,
         ),
-        "Target tracking on invocations per instance",
+        why="Target tracking on invocations per instance",
     )
