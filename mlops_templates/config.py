@@ -324,7 +324,7 @@ class ApiConfig(_Model):
     #: Memory of the API Lambda function.
     memory_mb: int = Field(default=256, ge=128, le=10240)
     #: Timeout of the API Lambda function (API Gateway stops waiting at 29 s).
-    timeout_seconds: int = Field(default=30, ge=1, le=29)
+    timeout_seconds: int = Field(default=29, ge=1, le=29)
     #: Retention of the API access logs and function logs.
     log_retention_days: Literal[30, 60, 90, 180, 365, 400, 545, 731, 1827, 3653] = 365
     #: API Gateway stage name (part of the API URL).

@@ -81,4 +81,6 @@ KmsVolumeInstanceType = Annotated[str, AfterValidator(_instance_type), AfterVali
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: a default must pass its own field rules too (a default outside them
+    # would render a template the config itself would refuse).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)

@@ -151,3 +151,24 @@ def test_every_accepted_name_fits_every_aws_limit(prefix: str, name: str) -> Non
         "9" * naming.REDRIVE_COUNT_MAX_DIGITS,
     )
     assert len(longest_job) <= naming.LIMITS["sagemaker"]
+
+
+def test_the_default_api_function_timeout_is_within_api_gateways_wait() -> None:
+    # API Gateway (REST) waits at most 29 s for an integration by default
+    # (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html); a function
+    # allowed longer keeps running after the client got the gateway's 504.
+    assert config.parse({}).api.timeout_seconds == 29
+
+
+def test_a_default_outside_its_own_rule_is_refused() -> None:
+    # Pydantic skips checking defaults unless told to; the models are told to, so a default
+    # that breaks its field's rule fails loudly instead of rendering a template.
+    from pydantic import Field
+
+    from mlops_templates.config_base import _Model
+
+    class Broken(_Model):
+        seconds: int = Field(default=30, le=29)
+
+    with pytest.raises(ValueError, match="less than or equal to 29"):
+        Broken()
