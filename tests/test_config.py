@@ -151,3 +151,138 @@ def test_every_accepted_name_fits_every_aws_limit(prefix: str, name: str) -> Non
         "9" * naming.REDRIVE_COUNT_MAX_DIGITS,
     )
     assert len(longest_job) <= naming.LIMITS["sagemaker"]
+
+
+# ---------------------------------------------------------------- whole error messages
+# The lines a user reads: `<source>: invalid configuration`, then `  <field>: <rule>` with
+# ` (got <value>)` when the refused value is not a whole section.
+
+LOCAL_NVME_RULE = (
+    "instance family 'm5d' has local NVMe storage, for which SageMaker rejects the "
+    "customer-managed KMS volume key that endpoint and monitoring volumes must have; "
+    "choose an EBS-backed family (e.g. ml.m5, ml.c5, ml.r5, ml.p3, ml.inf2)"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (
+            {"endpoints": {"dev": {"instance_type": "m5.large"}}},
+            "  endpoints.dev.instance_type: must look like 'ml.<family>.<size>', "
+            "e.g. 'ml.m5.large' (got 'm5.large')",
+        ),
+        (
+            {"endpoints": {"dev": {"instance_type": "ml.m5d.large"}}},
+            f"  endpoints.dev.instance_type: {LOCAL_NVME_RULE} (got 'ml.m5d.large')",
+        ),
+        (
+            {"endpints": {}},
+            "  endpints: unknown setting (check the spelling against the config reference)",
+        ),
+        # A rule over a whole section shows no value: the section is not repeated.
+        (
+            {"endpoints": {"prd": {"autoscaling": {"min_capacity": 5, "max_capacity": 4}}}},
+            "  endpoints.prd.autoscaling: min_capacity (5) must not exceed max_capacity (4)",
+        ),
+        (
+            {"deployment": {"mode": "batch"}, "batch": {"input_prefix": "training/in/"}},
+            "  (top level): batch.input_prefix 'training/in/' and pipeline.data_prefix "
+            "'training/' overlap: uploads under the data prefix start a training run; give "
+            "batch files their own prefix",
+        ),
+        (
+            {"deployment": {"mode": "batch"}, "pipeline": {"orchestrator": "github"}},
+            "  (top level): deployment.mode batch: batch inference is deployed by the "
+            "CodePipeline (pipeline.orchestrator codepipeline), not by github; use "
+            "deployment.mode realtime there",
+        ),
+        (
+            {"project": {"prefix": "abcdefghi", "name": "n" * 20}},
+            "  (top level): project.prefix/project.name: 'abcdefghi-nnnnnnnnnnnnnnnnnnnn' "
+            "leaves too little room for SageMaker job names (<name>-<run id of up to 13>-"
+            "<step>-<attempt>-<redrive count> must fit in 63 characters); keep prefix + name "
+            "(with the hyphen between) within 29 characters",
+        ),
+    ],
+)
+def test_an_error_line_is_the_field_and_the_whole_rule(data: dict, line: str) -> None:
+    assert error_of(data).splitlines() == ["mlops.yaml: invalid configuration", line]
+
+
+def test_an_unknown_instance_family_lists_the_known_ones() -> None:
+    message = error_of({"endpoints": {"dev": {"instance_type": "ml.m5x.large"}}})
+    known = message.split("(known: ", 1)[1].split(")", 1)[0].split(", ")
+    assert known == sorted(known)
+    assert {"c5", "g5", "inf2", "m5", "m5d", "p3", "r5", "t3", "trn1"} <= set(known)
+
+
+def test_the_source_is_config_unless_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse({"project": {"name": "X"}})
+    assert str(info.value).startswith("config: invalid configuration\n  project.name:")
+    with pytest.raises(ConfigError) as info:
+        config.parse(["a", "b"])  # type: ignore[arg-type]
+    assert str(info.value) == "config: the top level must be a mapping, got list"
+
+
+# ---------------------------------------------------------------- load and its overrides
+
+
+def test_an_error_of_a_loaded_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mlops.yaml"
+    path.write_text("project:\n  name: X\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(info.value).startswith(f"{path}: invalid configuration\n  project.name:")
+
+
+def test_the_project_name_override_keeps_the_other_project_settings(tmp_path: Path) -> None:
+    path = tmp_path / "mlops.yaml"
+    path.write_text("project:\n  prefix: acme\n  name: abalone\n  tags:\n    team: ml\n")
+    cfg = config.load(path, project_name="churn")
+    assert (cfg.project.prefix, cfg.project.name, cfg.project.tags) == ("acme", "churn", {"team": "ml"})
+
+
+def test_the_publish_mode_override_keeps_the_other_studio_settings(tmp_path: Path) -> None:
+    path = tmp_path / "mlops.yaml"
+    path.write_text("studio:\n  portfolio_name: Team models\n  publish_mode: service_catalog\n")
+    cfg = config.load(path, publish_mode="s3")
+    assert (cfg.studio.publish_mode, cfg.studio.portfolio_name) == ("s3", "Team models")
+    assert config.load(path).studio.publish_mode == "service_catalog"
+
+
+def test_the_overrides_apply_to_an_empty_file(tmp_path: Path) -> None:
+    """An empty file is a valid config: the Studio project's name still names its stacks."""
+    path = tmp_path / "mlops.yaml"
+    path.write_text("")
+    assert config.load(path, project_name="churn").project.name == "churn"
+    assert config.load(path, publish_mode="s3").studio.publish_mode == "s3"
+    cfg = config.load(path, publish_mode="s3", project_name="churn")
+    assert (cfg.studio.publish_mode, cfg.project.name) == ("s3", "churn")
+    with pytest.raises(ConfigError, match=r"studio.publish_mode: Input should be"):
+        config.load(path, publish_mode="ftp")
+
+
+def test_the_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """A POSIX-locale shell (a minimal container, a CI runner) must still read a config
+    with non-ASCII text; Python there defaults to ASCII unless told the encoding."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "mlops.yaml"
+    path.write_text("studio:\n  provider_name: Équipe données\n", encoding="utf-8")
+    package_root = Path(config.__file__).resolve().parent.parent
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8",
+           "PYTHONPATH": os.pathsep.join([str(package_root), os.environ.get("PYTHONPATH", "")])}
+    code = (
+        "import locale, sys; from mlops_templates import config; "
+        "print(locale.getpreferredencoding(False)); "
+        "print(config.load(sys.argv[1]).studio.provider_name)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], env=env, capture_output=True,
+                         text=True, encoding="utf-8", check=True).stdout.splitlines()
+    assert out[0].lower() not in ("utf-8", "utf8"), "the child should run with an ASCII locale"
+    assert out[1] == "Équipe données"
