@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -169,8 +172,8 @@ LOCAL_NVME_RULE = (
     [
         (
             {"endpoints": {"dev": {"instance_type": "m5.large"}}},
-            "  endpoints.dev.instance_type: must look like 'ml.<family>.<size>', "
-            "e.g. 'ml.m5.large' (got 'm5.large')",
+            ("  endpoints.dev.instance_type: must look like 'ml.<family>.<size>', "
+            "e.g. 'ml.m5.large' (got 'm5.large')"),
         ),
         (
             {"endpoints": {"dev": {"instance_type": "ml.m5d.large"}}},
@@ -187,22 +190,22 @@ LOCAL_NVME_RULE = (
         ),
         (
             {"deployment": {"mode": "batch"}, "batch": {"input_prefix": "training/in/"}},
-            "  (top level): batch.input_prefix 'training/in/' and pipeline.data_prefix "
+            ("  (top level): batch.input_prefix 'training/in/' and pipeline.data_prefix "
             "'training/' overlap: uploads under the data prefix start a training run; give "
-            "batch files their own prefix",
+            "batch files their own prefix"),
         ),
         (
             {"deployment": {"mode": "batch"}, "pipeline": {"orchestrator": "github"}},
-            "  (top level): deployment.mode batch: batch inference is deployed by the "
+            ("  (top level): deployment.mode batch: batch inference is deployed by the "
             "CodePipeline (pipeline.orchestrator codepipeline), not by github; use "
-            "deployment.mode realtime there",
+            "deployment.mode realtime there"),
         ),
         (
             {"project": {"prefix": "abcdefghi", "name": "n" * 20}},
-            "  (top level): project.prefix/project.name: 'abcdefghi-nnnnnnnnnnnnnnnnnnnn' "
+            ("  (top level): project.prefix/project.name: 'abcdefghi-nnnnnnnnnnnnnnnnnnnn' "
             "leaves too little room for SageMaker job names (<name>-<run id of up to 13>-"
             "<step>-<attempt>-<redrive count> must fit in 63 characters); keep prefix + name "
-            "(with the hyphen between) within 29 characters",
+            "(with the hyphen between) within 29 characters"),
         ),
     ],
 )
@@ -286,3 +289,145 @@ def test_the_file_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
                          text=True, encoding="utf-8", check=True).stdout.splitlines()
     assert out[0].lower() not in ("utf-8", "utf8"), "the child should run with an ASCII locale"
     assert out[1] == "Équipe données"
+
+
+# ---------------------------------------------------------------- naming: AWS name limits
+# The limits below are AWS's (service quotas and API references), written here so the
+# test does not lean on naming.LIMITS.
+AWS_NAME_LIMITS = {
+    "sagemaker": 63, "state-machine": 80, "lambda": 64, "sns": 256, "alarm": 255,
+    "iam-role": 64, "codebuild": 150, "codepipeline": 100, "event-rule": 64, "bucket": 63,
+    "stack": 128, "iam-policy": 128, "tag": 256, "schedule": 64, "dashboard": 255,
+    "tuning-job": 32,
+}
+OVER_LIMIT = re.compile(
+    r"project\.prefix/project\.name: the (\S+) name '(\S+)' is (\d+) characters, "
+    r"over the AWS limit of (\d+); shorten the prefix or name"
+)
+
+
+def named(base_length: int) -> SimpleNamespace:
+    """What naming reads of a config, with a ``<prefix>-<name>`` of ``base_length``."""
+    return SimpleNamespace(project=SimpleNamespace(prefix="p", name="n" * (base_length - 2)))
+
+
+@pytest.mark.parametrize("component", sorted(naming.COMPONENTS))
+def test_a_physical_name_may_reach_its_aws_limit_not_pass_it(component: str) -> None:
+    component = component.replace("<n>", "12")
+    limit = AWS_NAME_LIMITS[naming.kind(component)]
+    fits = named(limit - len(component) - 1)
+    assert len(naming.physical_name(fits, component)) == limit
+    over = named(limit - len(component))
+    with pytest.raises(ConfigError) as info:
+        naming.physical_name(over, component)
+    match = OVER_LIMIT.fullmatch(str(info.value))
+    assert match, str(info.value)
+    assert match.groups() == (
+        naming.kind(component), f"{naming.base(over)}-{component}", str(limit + 1), str(limit)
+    )
+
+
+def test_check_lengths_names_the_first_name_over_its_limit() -> None:
+    """Past the SageMaker job-name rule's 29 characters of ``<prefix>-<name>`` the derived
+    names themselves overflow: the refusal names one, its length and its AWS limit."""
+    for base_length in range(30, 130):
+        cfg = named(base_length)
+        with pytest.raises(ConfigError) as info:
+            naming.check_lengths(cfg)
+        match = OVER_LIMIT.fullmatch(str(info.value))
+        if match is None:
+            assert "SageMaker job names" in str(info.value), str(info.value)
+            continue
+        kind, name, length, limit = match.groups()
+        component = name.removeprefix(f"{naming.base(cfg)}-")
+        assert naming.kind(component) == kind
+        assert int(limit) == AWS_NAME_LIMITS[kind] < int(length) == len(name)
+    # The longest IAM role name (<base>-prd-monitor-scheduler) passes 64 first, at 43.
+    assert "SageMaker job names" in error_text(lambda: naming.check_lengths(named(42)))
+    assert OVER_LIMIT.fullmatch(error_text(lambda: naming.check_lengths(named(43))))
+
+
+def error_text(call: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        call()
+    return str(info.value)
+
+
+def test_numbered_names_are_checked_with_two_digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``<n>`` in a component stands for a number up to 99, and is checked as two digits."""
+    monkeypatch.setattr(naming, "COMPONENTS", {"launch-<n>": "sagemaker"})
+    # <base>-launch-99 is 63 characters at a base of 53: the next rule (job names) refuses it.
+    assert "SageMaker job names" in error_text(lambda: naming.check_lengths(named(53)))
+    match = OVER_LIMIT.fullmatch(error_text(lambda: naming.check_lengths(named(54))))
+    assert match and match.group(2) == naming.base(named(54)) + "-launch-99"
+
+
+def test_bucket_names_fit_63_characters_at_the_longest_account_and_region(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``<base>-<12-digit account>-<region>-<suffix>`` within S3's 63 characters, for the
+    longest region name (ap-southeast-2, 14). The job-name rule is stricter today; with it
+    out of the way the bucket rule must still hold on its own, exactly at its limit."""
+    monkeypatch.setattr(naming, "JOB_NAME_AFTER_BASE", 0)
+    room = 63 - len("-111122223333-ap-southeast-2-data")  # 4-letter suffixes: data, logs, tlog
+    naming.check_lengths(named(room))
+    message = error_text(lambda: naming.check_lengths(named(room + 1)))
+    assert message == (
+        f"project.prefix/project.name: bucket names '{naming.base(named(room + 1))}-<account>-"
+        "<region>-data' can reach 64 characters, over the S3 limit of 63; shorten the prefix "
+        "or name"
+    )
+
+
+def test_stack_names_are_the_projects_but_the_account_stack_is_the_prefixs() -> None:
+    cfg = config.parse({})
+    assert naming.stack_name(cfg, "workflow") == "mlops-abalone-workflow"
+    assert naming.stack_name(cfg, "account") == "mlops-account"
+    # CloudFormation stack names: 128 characters.
+    assert len(naming.stack_name(named(128 - len("-deploy-prd")), "deploy-prd")) == 128
+    match = OVER_LIMIT.fullmatch(error_text(lambda: naming.stack_name(named(118), "deploy-prd")))
+    assert match and match.group(1, 3, 4) == ("stack", "129", "128")
+    assert naming.stack_name(named(200), "account") == "p-account"
+
+
+def test_bucket_and_job_name_formats() -> None:
+    cfg = config.parse({})
+    assert naming.bucket_name(cfg, "data") == "mlops-abalone-${AWS::AccountId}-${AWS::Region}-data"
+    assert naming.bucket_name(cfg, "tpl") == "mlops-abalone-${AWS::AccountId}-${AWS::Region}-tpl"
+    with pytest.raises(ValueError, match="^naming: no bucket suffix 'tmp'$"):
+        naming.bucket_name(cfg, "tmp")
+    assert naming.batch_name_format(cfg) == "mlops-abalone-batch-{}-{}"
+    assert naming.batch_name_format(cfg, "mon") == "mlops-abalone-batch-mon-{}-{}"
+    assert naming.monitor_job_name_format(cfg) == "mlops-abalone-mon-{}-{}-{}"
+    assert naming.tuning_job_name_format(cfg) == "mlops-abalone-{}-{}"
+    assert naming.job_name_format(cfg, "train") == "mlops-abalone-{}-train-{}-{}"
+
+
+TUNING = {"training": {"tuning": {"enabled": True}}}
+
+
+def test_tuning_job_names_fit_sagemakers_32_characters() -> None:
+    """``<prefix>-<name>-<8 hex attempt>-<redrive count, up to 4 digits>`` within the 32
+    characters SageMaker allows a tuning job: 18 characters for ``<prefix>-<name>``."""
+    room = 32 - len("-0123abcd-9999")
+    cfg = config.parse({"project": {"prefix": "ab", "name": "n" * (room - 3)}, **TUNING})
+    assert len(naming.tuning_job_name_format(cfg).format("0123abcd", "9999")) == 32
+    # Without tuning, the longer name is fine.
+    config.parse({"project": {"prefix": "ab", "name": "n" * (room - 2)}})
+    assert error_of({"project": {"prefix": "ab", "name": "n" * (room - 2)}, **TUNING}).splitlines() == [
+        "mlops.yaml: invalid configuration",
+        ("  (top level): project.prefix/project.name: 'ab-nnnnnnnnnnnnnnnn' leaves too little "
+        "room for hyperparameter tuning job names (<name>-<attempt>-<redrive count> must fit "
+        "in 32 characters); with training.tuning keep prefix + name (with the hyphen between) "
+        "within 18 characters"),
+    ]
+
+
+def test_default_tuning_ranges() -> None:
+    """The documented search space of ``training.tuning.ranges`` when none is given."""
+    ranges = config.parse({}).training.tuning.ranges
+    assert {name: r.model_dump(exclude_defaults=True) for name, r in ranges.items()} == {
+        "max_depth": {"type": "integer", "min": 2, "max": 8},
+        "eta": {"type": "continuous", "min": 0.01, "max": 0.3, "scaling": "Logarithmic"},
+        "min_child_weight": {"type": "continuous", "min": 1, "max": 20},
+    }
