@@ -122,6 +122,8 @@ def conditioned(operator: str, value: Any, key: str = "k") -> dict[str, Any]:
         ("IpAddress", "10.0.0.0/8", "10.255.0.1", True),
         ("IpAddress", "10.0.0.0/8", "11.0.0.1", False),
         ("IpAddress", "10.0.0.0/8", "not-an-address", False),
+        # A CIDR with host bits (a config's ip_allow_list may have one) is its network.
+        ("IpAddress", "10.1.2.3/8", "10.200.0.1", True),
         ("NotIpAddress", "10.0.0.0/8", "11.0.0.1", True),
         ("NotIpAddress", "10.0.0.0/8", "10.0.0.1", False),
         ("NumericEquals", "5", "5.0", True),
