@@ -213,3 +213,43 @@ def test_wildcards_match_the_whole_text_and_nothing_else() -> None:
     assert not wildcard_match("S3:get*", "s3:GetObject")
     assert Request("a", "b", {"Key": "v"}).value("kEY") == "v"
     assert Request("a", "b", {"Key": "v"}).value("other") is None
+
+
+# ---------------------------------------------------------------- the handler-action check
+TOPIC = {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "t"}}
+
+
+def allow(*actions: str) -> dict[str, Any]:
+    return {"Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
+
+
+def test_a_type_without_handler_permissions_is_a_gap_of_its_own() -> None:
+    stack = DeployedStack("s", {"Resources": {"Made": {"Type": "AWS::Made::Up", "Properties": {}}}})
+    assert coverage.gaps(stack, [allow("*")]) == [
+        coverage.Gap("s", "Made", "AWS::Made::Up", "-", "-", "-", "type not in handler_permissions.json")
+    ]
+
+
+def test_a_handler_action_unknown_to_iam_and_not_withheld_is_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "handlers", lambda: {"AWS::SNS::Topic": {"delete": ["sns:NoSuchAction"]}})
+    stack = DeployedStack("s", {"Resources": {"Topic": TOPIC}})
+    assert coverage.gaps(stack, [allow("*")]) == [coverage.Gap(
+        "s", "Topic", "AWS::SNS::Topic", "delete", "sns:NoSuchAction", "-",
+        "not in the Service Authorization Reference: withhold it with the reason",
+    )]
+
+
+def test_a_denied_handler_action_is_a_gap_with_its_target_and_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = {"create": ["sns:CreateTopic", "sns:TagResource"], "delete": ["sns:DeleteTopic"]}
+    monkeypatch.setattr(data, "handlers", lambda: {"AWS::SNS::Topic": table})
+    tagged = {**TOPIC, "Properties": {**TOPIC["Properties"], "Tags": [{"Key": "team", "Value": "ml"}]}}
+    stack = DeployedStack("s", {"Resources": {"Topic": tagged}})
+    topic = stack.resources["Topic"].arn
+    assert coverage.gaps(stack, [allow("sns:*")]) == []
+    found = coverage.gaps(stack, [allow("sns:CreateTopic", "sns:DeleteTopic")])
+    assert [(g.operation, g.action, g.resource, g.decision) for g in found] == [
+        ("create", "sns:TagResource", topic, "ImplicitDeny")]
+    assert dict(found[0].context)["aws:RequestTag/team"] == "ml"
+    assert coverage.gaps(stack, [allow("sns:*")], operations=("delete",)) == []
+    assert [g.action for g in coverage.gaps(stack, [allow("sns:TagResource")], operations=("create", "delete"))] == [
+        "sns:CreateTopic", "sns:DeleteTopic"]
