@@ -224,19 +224,29 @@ def allow(*actions: str) -> dict[str, Any]:
 
 
 def test_a_type_without_handler_permissions_is_a_gap_of_its_own() -> None:
-    stack = DeployedStack("s", {"Resources": {"Made": {"Type": "AWS::Made::Up", "Properties": {}}}})
-    assert coverage.gaps(stack, [allow("*")]) == [
-        coverage.Gap("s", "Made", "AWS::Made::Up", "-", "-", "-", "type not in handler_permissions.json")
-    ]
+    """...and the resources after it are still checked."""
+    stack = DeployedStack("s", {"Resources": {"Made": {"Type": "AWS::Made::Up", "Properties": {}},
+                                              "Topic": TOPIC}})
+    found = coverage.gaps(stack, [allow("sns:GetTopicAttributes")])
+    assert found[0] == coverage.Gap(
+        "s", "Made", "AWS::Made::Up", "-", "-", "-", "type not in handler_permissions.json")
+    assert {g.logical_id for g in found[1:]} == {"Topic"}
 
 
 def test_a_handler_action_unknown_to_iam_and_not_withheld_is_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "handlers", lambda: {"AWS::SNS::Topic": {"delete": ["sns:NoSuchAction"]}})
+    """...and the actions after it are still checked; a withheld one is skipped."""
+    table = {"delete": ["sns:NoSuchAction", "sns:Withheld", "sns:DeleteTopic"]}
+    monkeypatch.setattr(data, "handlers", lambda: {"AWS::SNS::Topic": table})
+    monkeypatch.setattr(data, "withheld", lambda: {"AWS::SNS::Topic": {"sns:Withheld": "never"}})
     stack = DeployedStack("s", {"Resources": {"Topic": TOPIC}})
-    assert coverage.gaps(stack, [allow("*")]) == [coverage.Gap(
+    topic = stack.resources["Topic"].arn
+    denied = coverage.Gap("s", "Topic", "AWS::SNS::Topic", "delete", "sns:DeleteTopic", topic, "ImplicitDeny")
+    assert coverage.gaps(stack, [allow("sns:Publish")]) == [coverage.Gap(
         "s", "Topic", "AWS::SNS::Topic", "delete", "sns:NoSuchAction", "-",
         "not in the Service Authorization Reference: withhold it with the reason",
-    )]
+    ), denied]
+    table["delete"] = ["sns:Withheld", "sns:DeleteTopic"]
+    assert coverage.gaps(stack, [allow("sns:Publish")]) == [denied]
 
 
 def test_a_denied_handler_action_is_a_gap_with_its_target_and_context(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -247,8 +257,8 @@ def test_a_denied_handler_action_is_a_gap_with_its_target_and_context(monkeypatc
     topic = stack.resources["Topic"].arn
     assert coverage.gaps(stack, [allow("sns:*")]) == []
     found = coverage.gaps(stack, [allow("sns:CreateTopic", "sns:DeleteTopic")])
-    assert [(g.operation, g.action, g.resource, g.decision) for g in found] == [
-        ("create", "sns:TagResource", topic, "ImplicitDeny")]
+    assert [(g.stack, g.logical_id, g.operation, g.action, g.resource, g.decision) for g in found] == [
+        ("s", "Topic", "create", "sns:TagResource", topic, "ImplicitDeny")]
     assert dict(found[0].context)["aws:RequestTag/team"] == "ml"
     assert coverage.gaps(stack, [allow("sns:*")], operations=("delete",)) == []
     assert [g.action for g in coverage.gaps(stack, [allow("sns:TagResource")], operations=("create", "delete"))] == [
