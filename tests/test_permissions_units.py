@@ -77,6 +77,23 @@ def test_a_tagging_create_call_carries_the_resources_tags(example: scenario.Proj
     assert coverage.request_context(info, alarm, "read", alarm.arn, "alarm") == {}
 
 
+def test_a_register_call_carries_the_tags_and_only_a_service_linked_role_names_its_service(
+    example: scenario.ProjectDeployment,
+) -> None:
+    (target,) = example.runs["deploy-prd"].of_type("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    register = data.action("application-autoscaling:RegisterScalableTarget")
+    describe = data.action("application-autoscaling:DescribeScalableTargets")
+    linked = data.action("iam:CreateServiceLinkedRole")
+    assert register and describe and linked and target.tags
+    assert coverage.request_context(register, target, "create", "*", None) == {
+        **{f"aws:RequestTag/{key}": value for key, value in target.tags.items()},
+        "aws:TagKeys": sorted(target.tags),
+    }
+    assert coverage.request_context(describe, target, "read", "*", None) == {}
+    assert coverage.request_context(linked, target, "create", "*", "role")["iam:AWSServiceName"] == (
+        "sagemaker.application-autoscaling.amazonaws.com")
+
+
 def test_a_deployment_finds_its_stacks_and_pipeline_roles(example: scenario.ProjectDeployment) -> None:
     assert example.stack("pipeline") is example.pipeline
     assert example.stack("workflow") is example.runs["workflow"]
@@ -246,6 +263,9 @@ def test_a_handler_action_unknown_to_iam_and_not_withheld_is_a_gap(monkeypatch: 
         "not in the Service Authorization Reference: withhold it with the reason",
     ), denied]
     table["delete"] = ["sns:Withheld", "sns:DeleteTopic"]
+    assert coverage.gaps(stack, [allow("sns:Publish")]) == [denied]
+    # An action that acts on nothing the topic names is not called for it.
+    table["delete"] = ["kms:Decrypt", "sns:DeleteTopic"]
     assert coverage.gaps(stack, [allow("sns:Publish")]) == [denied]
 
 
