@@ -283,3 +283,16 @@ def test_a_denied_handler_action_is_a_gap_with_its_target_and_context(monkeypatc
     assert coverage.gaps(stack, [allow("sns:*")], operations=("delete",)) == []
     assert [g.action for g in coverage.gaps(stack, [allow("sns:TagResource")], operations=("create", "delete"))] == [
         "sns:CreateTopic", "sns:DeleteTopic"]
+
+
+def test_s3_uris_name_the_bucket_and_the_object() -> None:
+    assert coverage._s3_arns("s3://b/k/x.zip", "aws") == ["arn:aws:s3:::b", "arn:aws:s3:::b/k/x.zip"]
+    assert coverage._s3_arns("s3://b", "aws-cn") == ["arn:aws-cn:s3:::b"]
+
+
+def test_used_actions_are_per_type_and_skip_types_without_handlers() -> None:
+    stack = DeployedStack("s", {"Resources": {"Made": {"Type": "AWS::Made::Up", "Properties": {}},
+                                              "Topic": TOPIC}})
+    used = coverage.used_actions([stack])
+    assert set(used) == {"AWS::SNS::Topic"}
+    assert {"sns:CreateTopic", "sns:DeleteTopic"} <= used["AWS::SNS::Topic"]
