@@ -570,9 +570,10 @@ def load(path: str | Path, project_name: str | None = None, publish_mode: str | 
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:  # an empty file: every default, and the overrides below
+        data = {}
     if project_name is not None and isinstance(data, dict):
         data = {**data, "project": {**(data.get("project") or {}), "name": project_name}}
-    if publish_mode is not None and (data is None or isinstance(data, dict)):
-        data = data or {}
+    if publish_mode is not None and isinstance(data, dict):
         data = {**data, "studio": {**(data.get("studio") or {}), "publish_mode": publish_mode}}
     return parse(data, str(path))

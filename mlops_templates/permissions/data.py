@@ -135,11 +135,6 @@ def action(name: str) -> ActionInfo | None:
     return ActionInfo(f"{prefix}:{key}", resource_types, global_keys, per_type)
 
 
-def unknown_actions() -> list[str]:
-    """Handler actions the Service Authorization Reference does not know."""
-    return list(_reference()["unknown"])
-
-
 @cache
 def arn_format(service: str, resource_type: str) -> str:
     return _reference()["services"][service]["resources"][resource_type]["arn"]

@@ -248,13 +248,3 @@ def statements(resource_types: Iterable[str], scope: Scope) -> list[Statement]:
         )
     return out
 
-
-def needed_types(resource_types: Iterable[str]) -> set[IamType]:
-    """Every IAM resource type the handlers of ``resource_types`` act on."""
-    found: set[IamType] = set()
-    for kind in resource_types:
-        for name in data.required_actions(kind):
-            info = data.action(name)
-            if info is not None:
-                found.update(action_types(kind, info))
-    return found

@@ -125,12 +125,13 @@ def _condition_holds(operator: str, key: str, policy_values: list[Any], request:
     def single(v: str) -> bool:
         return any(_string_compare(base, p, v) for p in strings)
 
+    # A set operator applies the (possibly negated) operator to each request value:
+    # ForAllValues:StringNotLike holds when no value is like any of the policy's.
     if qualifier == "ForAllValues":
-        result = all(single(v) for v in values)
-    elif qualifier == "ForAnyValue":
-        result = any(single(v) for v in values)
-    else:
-        result = any(single(v) for v in values)
+        return all(single(v) != negated for v in values)
+    if qualifier == "ForAnyValue":
+        return any(single(v) != negated for v in values)
+    result = any(single(v) for v in values)
     return not result if negated else result
 
 

@@ -46,8 +46,7 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
     config = deployment.config
     source = config.pipeline.source
     base = f"{config.project.prefix}-{deployment.pipeline.parameters['SageMakerProjectName']}"
-    machine = res.get("TrainingStateMachine")
-    machine_arn = deployment.runs["workflow"].resources["TrainingStateMachine"].arn if machine is None else machine.arn
+    machine_arn = deployment.runs["workflow"].resources["TrainingStateMachine"].arn
     values: dict[str, str] = {}
     values.update({
         "p": env.partition,
@@ -89,8 +88,7 @@ def placeholders(deployment: ProjectDeployment) -> dict[str, str]:
     values.update(metrics_namespace=f"{config.project.prefix}/{deployment.pipeline.parameters['SageMakerProjectName']}",
                   batch_model_arn=f"{sm}:model/{base}-batch-{ATTEMPT}-0",
                   batch_transform_job_arn=f"{sm}:transform-job/{base}-batch-{ATTEMPT}-0",
-                  batch_monitor_job_arn=f"{sm}:processing-job/{base}-batch-mon-{ATTEMPT}-0",
-                  model_package_arn=f"{sm}:model-package/{base}-models/1")
+                  batch_monitor_job_arn=f"{sm}:processing-job/{base}-batch-mon-{ATTEMPT}-0")
     if "batch" in deployment.runs:
         values["batch_machine_arn"] = deployment.runs["batch"].resources["BatchStateMachine"].arn
     if "deploy-prd" in deployment.runs:
