@@ -59,3 +59,33 @@ def test_parameters_are_strings_that_fit_every_valid_value(name: str) -> None:
     assert parameters["ArtifactBucket"]["MaxLength"] == 63
     assert parameters["SageMakerRoleArn"]["MaxLength"] == parameters["StatesRoleArn"]["MaxLength"] == 2048
     assert not re.fullmatch(parameters["ArtifactBucket"]["AllowedPattern"], "b" * 64)
+
+
+STACK_ID = "arn:aws:cloudformation:us-east-1:111122223333:stack/mlops-abalone-workflow/1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"
+
+
+def _evaluate(node: Any) -> Any:
+    """The intrinsic functions of a log group name, as CloudFormation evaluates them."""
+    if isinstance(node, dict) and len(node) == 1:
+        [(function, args)] = node.items()
+        if function == "Ref":
+            return {"AWS::StackId": STACK_ID}[args]
+        if function == "Fn::Split":
+            return _evaluate(args[1]).split(args[0])
+        if function == "Fn::Select":
+            return _evaluate(args[1])[args[0]]
+        if function == "Fn::Sub":
+            text, variables = args
+            for key, value in variables.items():
+                text = text.replace("${" + key + "}", _evaluate(value))
+            return text
+    return node
+
+
+def test_the_log_group_is_named_after_the_machine_and_this_stack_instance() -> None:
+    resources = _template("example")["Resources"]
+    [group] = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    # Under /aws/vendedlogs/ (no resource policy statement per machine); the stack ID's
+    # first group: a re-created stack never meets the group a deleted one kept.
+    name = _evaluate(group["Properties"]["LogGroupName"])
+    assert name == "/aws/vendedlogs/states/mlops-abalone-training-1a2b3c4d"
