@@ -56,9 +56,6 @@ KILLED = {"killed"}
 TIMEOUTS = {"timeout", "segfault"}
 SURVIVED = {"survived", "no tests"}
 
-#: The repository's ignored tool folders the tests use, linked into the session copy.
-TOOL_FOLDERS = (".venv", ".venv-checkov")
-
 #: Put on the session's PYTHONPATH: in a process started by a test during mutmut's stats
 #: run, record every mutated function it calls in a file the test's process reads.
 SITECUSTOMIZE = '''\
@@ -380,13 +377,8 @@ def prepare(group: Group, dest: Path) -> None:
                 f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
                 f"do_not_mutate_patterns = {toml_list(group.skip_lines)}\n"
                 "use_git_change_detection = false\n")
-    # The tools some tests run live in the repository's ignored folders (the node checkers
-    # in .venv/node, checkov in .venv-checkov), which the copy leaves out: link them where
-    # the tests look (mutmut runs the tests in mutants/), after also_copy was listed.
-    for tool in TOOL_FOLDERS:
-        if (ROOT / tool).is_dir():
-            for base in (dest, dest / "mutants"):
-                (base / tool).symlink_to((ROOT / tool).resolve(), target_is_directory=True)
+    for tool, base in [(t, b) for t in (".venv", ".venv-checkov") if (ROOT / t).is_dir() for b in (dest, dest / "mutants")]:
+        (base / tool).symlink_to((ROOT / tool).resolve(), target_is_directory=True)  # the tests' asl-validator, checkov
 
 
 def session_env(dest: Path) -> dict[str, str]:
