@@ -377,6 +377,8 @@ def prepare(group: Group, dest: Path) -> None:
                 f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
                 f"do_not_mutate_patterns = {toml_list(group.skip_lines)}\n"
                 "use_git_change_detection = false\n")
+    for tool, base in [(t, b) for t in (".venv", ".venv-checkov") if (ROOT / t).is_dir() for b in (dest, dest / "mutants")]:
+        (base / tool).symlink_to((ROOT / tool).resolve(), target_is_directory=True)  # the tests' asl-validator, checkov
 
 
 def session_env(dest: Path) -> dict[str, str]:
