@@ -29,7 +29,7 @@ Sections (``--sections``, all by default):
 5. ``batch``: rows per second of 200,000 rows through the local batch transform
    (``mlcontainer.transform``) against ``mlcontainer serve`` and the samples' stack, the
    same driver and settings for both, in ``--rounds`` interleaved rounds
-   (``benchlib.batch``; target: at least 5x the samples).
+   (``benchlib.batch``; target: at least 5x the samples), and each stack as a job runs it.
 
 The extra stacks need the ``bench`` extra (flask, gunicorn, pandas, granian) and
 ``nginx`` (Debian package nginx-light); whatever is missing is skipped, saying why.
