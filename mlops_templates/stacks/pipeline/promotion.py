@@ -39,14 +39,12 @@ from mlops_templates.stacks.pipeline.policies import (
 )
 from mlops_templates.stacks.pipeline.roles import Roles
 from mlops_templates.stacks.pipeline.stack import Stack
-from mlops_templates.stacks.pipeline.storage import NOTICE_RULE_COMPONENTS, Storage
+from mlops_templates.stacks.pipeline.storage import REJECTED_NOTICE_COMPONENT, Storage
 
 PROMOTE_PROJECT = "PromoteProject"
 PROMOTE_ROLE = "PromoteRole"
 REGISTRY_RULE = "RegistryChangedRule"
 REJECTED_RULE = "VersionRejectedRule"
-#: The rejection notice's rule name component (the topic's policy lets it publish).
-REJECTED_COMPONENT = NOTICE_RULE_COMPONENTS[-1]
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
@@ -219,7 +217,7 @@ def create(stack: Stack, store: Storage, roles: Roles, log_group: Any) -> codebu
     stack.add(
         events.Rule(
             REJECTED_RULE,
-            Name=names.name(REJECTED_COMPONENT),
+            Name=names.name(REJECTED_NOTICE_COMPONENT),  # the topic's policy lets it publish
             Description=Sub(f"Sends the rejected notification of {names.base}"),
             EventPattern=registry_pattern(Sub(group), ["Rejected"]),
             State="ENABLED",

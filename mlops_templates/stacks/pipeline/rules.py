@@ -17,7 +17,7 @@ from mlops_templates import notifications
 from mlops_templates.stacks import common
 from mlops_templates.stacks.pipeline.roles import Roles
 from mlops_templates.stacks.pipeline.stack import Stack
-from mlops_templates.stacks.pipeline.storage import NOTICE_RULE_COMPONENTS, Storage
+from mlops_templates.stacks.pipeline.storage import RUN_NOTICE_COMPONENTS, Storage
 
 SOURCE_RULE = "SourcePushRule"
 DATA_RULE = "DataUploadRule"
@@ -35,7 +35,7 @@ BATCH_RETRAIN_ALARMS = {"drift": "batch-drift", "quality": "batch-quality"}
 NOTICE_RULES = dict(
     zip(
         (FAILURE_RULE, STARTED_RULE, DEPLOYED_RULE),
-        zip(NOTICE_RULE_COMPONENTS[:3], ("run_failed", "run_started", "deployed")),
+        zip(RUN_NOTICE_COMPONENTS, ("run_failed", "run_started", "deployed")),
     )
 )
 

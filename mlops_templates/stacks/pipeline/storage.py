@@ -49,7 +49,10 @@ REPOSITORY = "ImageRepository"
 IMAGES_KEPT = 100
 #: Name components of the EventBridge rules that publish notices to the topic
 #: (:mod:`.rules`): a run failed, a run started, production deployed.
-NOTICE_RULE_COMPONENTS = ("pipeline-failed", "run-started", "run-succeeded", "registry-rejected")
+#: Name components of the pipeline's run notice rules (rules.py) and of the registry's
+#: rejection notice rule (promotion.py, which exists with the promotion only).
+RUN_NOTICE_COMPONENTS = ("pipeline-failed", "run-started", "run-succeeded")
+REJECTED_NOTICE_COMPONENT = "registry-rejected"
 
 #: Why each resource exists (Metadata Context).
 WHY: dict[str, str] = {
@@ -231,10 +234,9 @@ def notice_rule_components(config: Config) -> tuple[str, ...]:
     """Name components of the rules that may publish to the topic: the pipeline's notices
     (the registry's rejection notice only with the promotion, ``deployment.mode`` realtime or
     both) and, with a batch stack (batch or both), its alarms' notices."""
-    pipeline = tuple(component for component in NOTICE_RULE_COMPONENTS
-                     if config.deployment.realtime or component != "registry-rejected")
+    rejected = (REJECTED_NOTICE_COMPONENT,) if config.deployment.realtime else ()
     batch = tuple(NOTICE_COMPONENTS.values()) if config.deployment.batch else ()
-    return pipeline + batch
+    return RUN_NOTICE_COMPONENTS + rejected + batch
 
 
 def _topic(stack: Stack, project_key: kms.Key, email: Parameter) -> sns.Topic:
