@@ -377,16 +377,17 @@ def prepare(group: Group, dest: Path) -> None:
                 f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
                 f"do_not_mutate_patterns = {toml_list(group.skip_lines)}\n"
                 "use_git_change_detection = false\n")
-    for tool, base in [(t, b) for t in (".venv", ".venv-checkov") if (ROOT / t).is_dir() for b in (dest, dest / "mutants")]:
-        (base / tool).symlink_to((ROOT / tool).resolve(), target_is_directory=True)  # the tests' asl-validator, checkov
+    for base in (dest, dest / "mutants"):  # the tests' tools: the ASL validator (.venv/node), checkov
+        for tool in (".venv", ".venv-checkov"):
+            if (ROOT / tool).is_dir():
+                (base / tool).symlink_to((ROOT / tool).resolve(), target_is_directory=True)
 
 
 def session_env(dest: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in {"PYTHONPATH", "MUTANT_UNDER_TEST", "PYTEST_ADDOPTS"}}
-    env["PYTHONPATH"] = str(dest / ".mutate-hooks")
-    env["MLOPS_MUTATE_HITS"] = str(dest / ".mutate-hits")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(PYTHONPATH=str(dest / ".mutate-hooks"), MLOPS_MUTATE_HITS=str(dest / ".mutate-hits"),
+               PYTHONDONTWRITEBYTECODE="1")
     return env
 
 
@@ -397,7 +398,7 @@ def mutmut(dest: Path, *args: str, capture: bool = False) -> subprocess.Complete
 
 
 def results(group: Group, dest: Path) -> list[Mutant]:
-    from_mutmut = {code: status for code, status in _mutmut_statuses().items()}
+    from_mutmut = _mutmut_statuses()
     mutants = []
     for path in group.mutate:
         meta = dest / "mutants" / (group.session_path(path) + ".meta")
@@ -409,9 +410,7 @@ def results(group: Group, dest: Path) -> list[Mutant]:
             mutants.append(Mutant(file=group.repo_path(group.session_path(path)),
                                   function=function_name(key), key=key,
                                   status=from_mutmut.get(code, "suspicious")))
-    for mutant in mutants:
-        if mutant.status in KILLED | TIMEOUTS:
-            continue
+    for mutant in (m for m in mutants if m.status not in KILLED | TIMEOUTS):
         shown = mutmut(dest, "show", mutant.key, capture=True).stdout
         mutant.diff = "\n".join(line for line in shown.splitlines() if not line.startswith("#"))
         mutant.before, mutant.after = split_diff(mutant.diff)
