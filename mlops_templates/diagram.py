@@ -36,14 +36,20 @@ Template = dict[str, Any]
 CI_WORKFLOW = "ci-workflow"
 
 
+def parse_template(text: str) -> Template:
+    """A rendered YAML template as a dict, its short-form intrinsics in long form."""
+    import cfn_flip
+
+    return json.loads(cfn_flip.to_json(text))
+
+
 def load(directory: str | Path) -> dict[str, Template]:
     """``{stack: template}`` of the ``*.yaml`` templates in ``directory``, and the CI
     workflow of a GitHub or GitLab orchestrator as ``CI_WORKFLOW``."""
-    import cfn_flip
     import yaml
 
     found = {
-        path.stem: json.loads(cfn_flip.to_json(path.read_text(encoding="utf-8")))
+        path.stem: parse_template(path.read_text(encoding="utf-8"))
         for path in sorted(Path(directory).glob("*.yaml"))
     }
     for path in sorted(Path(directory).glob("ci/*/*.yml")) + sorted(Path(directory).glob("ci/*/.*.yml")):

@@ -11,7 +11,6 @@ templates.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,12 +29,10 @@ BATCH_STEPS = {
 
 def _parsed(files: Mapping[str, str]) -> dict[str, Template]:
     """Rendered YAML templates parsed as :func:`mlops_templates.diagram.load` parses files."""
-    import cfn_flip
+    from mlops_templates.diagram import parse_template
 
-    return {
-        name.removesuffix(".yaml"): json.loads(cfn_flip.to_json(text))
-        for name, text in files.items() if name.endswith(".yaml")
-    }
+    return {name.removesuffix(".yaml"): parse_template(text)
+            for name, text in files.items() if name.endswith(".yaml")}
 
 
 def variants(config: Config) -> dict[str, dict[str, Template]]:
