@@ -247,4 +247,3 @@ def statements(resource_types: Iterable[str], scope: Scope) -> list[Statement]:
             )
         )
     return out
-
