@@ -8,6 +8,7 @@ HTTP test.
 from __future__ import annotations
 
 import csv
+import http.client
 import importlib.util
 import json
 import os
@@ -16,6 +17,7 @@ import signal
 import socket
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -618,6 +620,46 @@ def test_a_killed_worker_is_replaced(server) -> None:
     for _ in range(10):  # either worker may take each new connection
         assert post(server, ROW)[0] == 200
     assert f"worker {workers[0]} exited" in server.log()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_clients_that_connect_at_once_keep_every_worker_busy(server) -> None:
+    """Two clients that connect at the same moment and keep their connections (a batch
+    transform's MaxConcurrentTransforms 2): a uvicorn worker that wakes accepts both, so
+    without httpserver.Balance one worker did all the work while the other idled. With it,
+    the crowded worker closes a connection after a response, and the client's reconnect
+    goes to the idle worker."""
+    body = "\n".join([ROW] * 1400)  # ~63 KB, under the fixture's MAX_REQUEST_BYTES
+    workers = _children(server.pid)
+    before = {pid: _cpu_seconds(pid) for pid in workers}
+    start = threading.Barrier(2)
+    failures: list[str] = []
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        start.wait()
+        connection.connect()
+        for _ in range(300):
+            connection.request("POST", "/invocations", body, {"Content-Type": "text/csv"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                failures.append(f"{response.status}")
+        connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    used = {pid: _cpu_seconds(pid) - before[pid] for pid in workers}
+    assert min(used.values()) > 0.25 * sum(used.values()), used
 
 
 def test_server_stops_cleanly_on_sigterm(lifecycle, tmp_path: Path) -> None:

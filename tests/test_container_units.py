@@ -621,3 +621,109 @@ def test_gunicorn_hooks_say_what_happened(capsys: pytest.CaptureFixture[str]) ->
     httpserver._on_exit(None)
     err = capsys.readouterr().err
     assert "worker 101 exited" in err and err.rstrip().endswith("stopped")
+
+
+def test_balance_gives_each_worker_a_free_slot_and_clears_its_flag() -> None:
+    """gunicorn's pre_fork hook runs in the master for every worker it starts, the first
+    ones and each replacement: the replacement takes the slot its predecessor left, whose
+    busy flag a death mid-request may have left set."""
+    from types import SimpleNamespace
+
+    from mlcontainer import httpserver
+
+    balance = httpserver.Balance(3)
+    live: dict[int, SimpleNamespace] = {}
+    server = SimpleNamespace(WORKERS=live)
+    for pid in (11, 12, 13):
+        worker = SimpleNamespace()
+        balance.pre_fork(server, worker)
+        live[pid] = worker
+    assert [worker.slot for worker in live.values()] == [0, 1, 2]
+    balance.flags[1] = 1  # worker 12 dies while it runs a request
+    del live[12]
+    replacement = SimpleNamespace()
+    balance.pre_fork(server, replacement)
+    assert replacement.slot == 1 and balance.flags[:] == b"\0\0\0"
+    live[14] = replacement
+    extra = SimpleNamespace()  # more workers than slots (gunicorn's TTIN signal)
+    balance.pre_fork(server, extra)
+    assert extra.slot == -1
+    balance.post_fork(server, replacement)
+    assert balance.slot == 1
+
+
+def test_balance_flags_a_worker_busy_while_any_request_runs() -> None:
+    from mlcontainer import httpserver
+
+    balance = httpserver.Balance(2)
+    balance.slot = 1
+    balance.begin()
+    balance.begin()
+    assert balance.flags[:] == b"\0\1"
+    balance.end()
+    assert balance.flags[:] == b"\0\1"  # one request still runs
+    balance.end()
+    assert balance.flags[:] == b"\0\0"
+    unslotted = httpserver.Balance(1)
+    unslotted.begin()
+    assert unslotted.flags[:] == b"\0" and unslotted.active == 1
+
+
+def test_balance_closes_a_connection_only_when_crowded_while_another_worker_idles(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crowded: another request of this worker is running, parsed and waiting, or unread on
+    another of its connections. Closing helps only while another worker is idle."""
+    import socket
+    from types import SimpleNamespace
+
+    from mlcontainer import httpserver
+
+    class Connection(SimpleNamespace):
+        __hash__ = object.__hash__
+
+    def connection(waiting: bool, fd: int = -1) -> Connection:
+        return Connection(waiting=lambda: waiting, fd=fd)
+
+    balance = httpserver.Balance(2)
+    balance.slot = 0
+    balance.begin()
+    this = connection(True)
+    quiet_a, quiet_b = socket.socketpair()
+    ready_a, ready_b = socket.socketpair()
+    ready_b.send(b"POST /invocations")
+    try:
+        cases = [
+            ({this}, False),
+            ({this, connection(False, quiet_a.fileno())}, False),
+            ({this, connection(True)}, True),
+            ({this, connection(False, ready_a.fileno())}, True),
+            ({this, connection(False)}, False),
+        ]
+        for open_connections, crowded in cases:
+            monkeypatch.setattr(httpserver.Protocol, "open", open_connections)
+            assert balance.crowded() is crowded, open_connections
+            balance.flags[1] = 1  # the other worker busy: closing would not help
+            assert balance.crowded() is False
+            balance.flags[1] = 0
+        monkeypatch.setattr(httpserver.Protocol, "open", {this})
+        balance.begin()  # a second request of this worker runs (awaiting its body)
+        assert balance.crowded() is True
+        # One close per CLOSE_INTERVAL (10 ms): single-row clients would reconnect on
+        # almost every answer otherwise.
+        assert httpserver.Balance.CLOSE_INTERVAL == 0.01
+        assert balance.should_close() is True
+        assert balance.should_close() is False
+        balance.closed_at -= 0.005
+        assert balance.should_close() is False
+        balance.closed_at -= 0.006
+        assert balance.should_close() is True
+        balance.closed_at -= 1
+        balance.flags[1] = 1
+        assert balance.should_close() is False  # not crowded: the interval is not spent
+        balance.flags[1] = 0
+        assert balance.should_close() is True
+        balance.slot = -1  # a worker without a slot never closes
+        assert balance.crowded() is False
+    finally:
+        for sock in (quiet_a, quiet_b, ready_a, ready_b):
+            sock.close()

@@ -53,9 +53,11 @@ def error_body(message: str) -> bytes:
 class App:
     """The ASGI application of one worker; ``cfg`` is a ``server.ServerConfig``."""
 
-    def __init__(self, cfg: Any, files: ModelFiles | None) -> None:
+    def __init__(self, cfg: Any, files: ModelFiles | None, balance: Any = None) -> None:
         self.cfg = cfg
         self.files = files
+        #: ``httpserver.Balance``: told when a request runs, asked whether to close after it
+        self.balance = balance
         self.handler: Any = None
         self.request_error: type = Exception
         self.parameters = b""
@@ -115,7 +117,14 @@ class App:
             if method != "POST":
                 await self.error(send, 405, "use POST /invocations", [(b"allow", b"POST")])
                 return
-            await self.invoke(scope, receive, send)
+            if self.balance is None:
+                await self.invoke(scope, receive, send)
+                return
+            self.balance.begin()
+            try:
+                await self.invoke(scope, receive, send)
+            finally:
+                self.balance.end()
         elif path == "/ping":
             if method not in ("GET", "HEAD"):
                 await self.error(send, 405, "use GET /ping", [(b"allow", b"GET, HEAD")])
@@ -160,9 +169,11 @@ class App:
             log("internal error on /invocations:\n" + traceback.format_exc())
             await self.error(send, 500, "internal error while predicting; see the server log")
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": (_CSV_HEAD if kind == "text/csv" else _JSON_HEAD)
-                    + [(b"content-length", b"%d" % len(answer))]})
+        headers = (_CSV_HEAD if kind == "text/csv" else _JSON_HEAD) + [
+            (b"content-length", b"%d" % len(answer))]
+        if self.balance is not None and self.balance.should_close():
+            headers += _CLOSE  # the client reconnects to an idle worker
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
 
     @staticmethod
