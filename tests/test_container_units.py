@@ -585,6 +585,10 @@ def test_gunicorn_is_configured_from_the_serving_environment() -> None:
         assert cfg.worker_class is httpserver.Worker and cfg.bind == [f"fd://{app.fd}"]
         assert httpserver.Worker.CONFIG_KWARGS["http"] is httpserver.Protocol
         assert httpserver.Worker.CONFIG_KWARGS["loop"] == "uvloop"  # no silent fallback
+        # Declared, not guessed: App.__call__ is a plain method returning the coroutine.
+        assert httpserver.Worker.CONFIG_KWARGS["interface"] == "asgi3"
+        with pytest.raises(TypeError):  # uvicorn's app-factory probe calls it bare
+            app.load()()
         assert app.load().cfg.max_bytes == 6 * 1024 * 1024
     finally:
         os.close(app.fd)

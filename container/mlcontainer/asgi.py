@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Coroutine
 from typing import Any
 
 from mlcontainer import privileges
@@ -88,7 +89,13 @@ class App:
         gc.collect()
         gc.freeze()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Coroutine[Any, Any, None]:
+        # A plain method returning the coroutine (the worker declares ASGI 3): uvicorn calls
+        # the app once with no arguments to detect an app factory, and this must raise
+        # TypeError there even when the method is wrapped (as mutation testing wraps it).
+        return self.dispatch(scope, receive, send)
+
+    async def dispatch(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             await self.http(scope, receive, send)
         elif scope["type"] == "lifespan":

@@ -173,11 +173,12 @@ class Balance:
 
 
 class Worker(UvicornWorker):
-    """A uvicorn worker: uvloop (no silent fallback), :class:`Protocol`, lifespan on."""
+    """A uvicorn worker: uvloop (no silent fallback), :class:`Protocol`, lifespan on, the
+    app's interface declared (ASGI 3), not guessed."""
 
     CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
         "loop": "uvloop", "http": Protocol, "lifespan": "on", "ws": "none",
-        "server_header": False,
+        "interface": "asgi3", "server_header": False,
     }
 
 
