@@ -673,43 +673,73 @@ def test_balance_flags_a_worker_busy_while_any_request_runs() -> None:
     assert unslotted.flags[:] == b"\0" and unslotted.active == 1
 
 
-def test_balance_closes_a_connection_only_when_crowded_while_another_worker_idles(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Crowded: another request of this worker is running, parsed and waiting, or unread on
-    another of its connections. Closing helps only while another worker is idle."""
+def test_a_connection_is_polled_until_it_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each connection's socket is in the worker's poll set while it is open. A socket
+    number freed by one connection and taken by a newer one before the first is told it
+    is lost stays watched for the newer one."""
+    import select
     import socket
     from types import SimpleNamespace
 
     from mlcontainer import httpserver
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class Connection(SimpleNamespace):
-        __hash__ = object.__hash__
+    monkeypatch.setattr(HttpToolsProtocol, "connection_made", lambda self, transport: None)
+    monkeypatch.setattr(HttpToolsProtocol, "connection_lost", lambda self, exc: None)
+    monkeypatch.setattr(httpserver.Protocol, "open", {})
+    monkeypatch.setattr(httpserver.Protocol, "readable", select.poll())
+    Protocol = httpserver.Protocol
 
-    def connection(waiting: bool, fd: int = -1) -> Connection:
-        return Connection(waiting=lambda: waiting, fd=fd)
+    def connection(sock: socket.socket | None) -> httpserver.Protocol:
+        protocol = object.__new__(Protocol)
+        protocol.fd = -1
+        protocol.connection_made(SimpleNamespace(get_extra_info=lambda name: sock))
+        return protocol
+
+    ours, theirs = socket.socketpair()
+    theirs.send(b"GET /ping HTTP/1.1\r\n\r\n")
+    try:
+        first = connection(ours)
+        assert Protocol.open == {ours.fileno(): first} and Protocol.readable.poll(0)
+        newer = connection(ours)  # the same socket number, a newer connection
+        first.connection_lost(None)
+        assert Protocol.open == {ours.fileno(): newer} and Protocol.readable.poll(0)
+        newer.connection_lost(None)
+        assert Protocol.open == {} and not Protocol.readable.poll(0)
+        bare = connection(None)  # a transport without a socket is not watched
+        assert bare.fd == -1 and Protocol.open == {}
+        bare.connection_lost(None)
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_balance_closes_a_connection_only_when_crowded_while_another_worker_idles(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Crowded: a second request of this worker runs (awaiting its body), or one lies
+    unread on one of its connections. Closing helps only while another worker is idle."""
+    import select
+    import socket
+
+    from mlcontainer import httpserver
 
     balance = httpserver.Balance(2)
     balance.slot = 0
     balance.begin()
-    this = connection(True)
     quiet_a, quiet_b = socket.socketpair()
     ready_a, ready_b = socket.socketpair()
     ready_b.send(b"POST /invocations")
     try:
-        cases = [
-            ({this}, False),
-            ({this, connection(False, quiet_a.fileno())}, False),
-            ({this, connection(True)}, True),
-            ({this, connection(False, ready_a.fileno())}, True),
-            ({this, connection(False)}, False),
-        ]
-        for open_connections, crowded in cases:
-            monkeypatch.setattr(httpserver.Protocol, "open", open_connections)
-            assert balance.crowded() is crowded, open_connections
+        for watched, crowded in [((), False), ((quiet_a,), False), ((quiet_a, ready_a), True)]:
+            poll = select.poll()
+            for sock in watched:
+                poll.register(sock.fileno(), select.POLLIN)
+            monkeypatch.setattr(httpserver.Protocol, "readable", poll)
+            assert balance.crowded() is crowded, watched
             balance.flags[1] = 1  # the other worker busy: closing would not help
             assert balance.crowded() is False
             balance.flags[1] = 0
-        monkeypatch.setattr(httpserver.Protocol, "open", {this})
+        monkeypatch.setattr(httpserver.Protocol, "readable", select.poll())
         balance.begin()  # a second request of this worker runs (awaiting its body)
         assert balance.crowded() is True
         # One close per CLOSE_INTERVAL (10 ms): single-row clients would reconnect on

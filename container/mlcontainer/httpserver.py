@@ -42,8 +42,9 @@ class _HeadersTooLarge(Exception):
 class Protocol(HttpToolsProtocol):
     """uvicorn's httptools protocol; bad HTTP gets a JSON 400, big headers a 431."""
 
-    #: The worker's open connections (:class:`Balance` looks at them).
-    open: ClassVar[set[Protocol]] = set()
+    #: The worker's open connections by socket, and a poll set of them (:class:`Balance`).
+    open: ClassVar[dict[int, Protocol]] = {}
+    readable: ClassVar[Any] = select.poll()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,16 +55,17 @@ class Protocol(HttpToolsProtocol):
     def connection_made(self, transport: Any) -> None:  # type: ignore[override]
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
-        self.fd = sock.fileno() if sock is not None else -1
-        Protocol.open.add(self)
+        if sock is not None:
+            self.fd = sock.fileno()
+            Protocol.open[self.fd] = self
+            Protocol.readable.register(self.fd, select.POLLIN)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        Protocol.open.discard(self)
+        # The socket number may already be a newer connection's: leave that one watched.
+        if Protocol.open.get(self.fd) is self:
+            del Protocol.open[self.fd]
+            Protocol.readable.unregister(self.fd)
         super().connection_lost(exc)
-
-    def waiting(self) -> bool:
-        """A request of this connection is in progress (parsed, not yet answered)."""
-        return self.cycle is not None and not self.cycle.response_complete
 
     def on_message_begin(self) -> None:
         self.header_bytes = 0
@@ -101,8 +103,8 @@ class Balance:
     clients sending 1 MB mini-batches: one worker did all the work, at half the
     throughput. (gunicorn's sync workers never meet this: they close every connection.)
 
-    So a worker that is *crowded* when it answers (another request of its own waits, in
-    progress or unread on another connection) while another worker is idle, closes this
+    So a worker that is *crowded* when it answers (another request of its own waits,
+    running or unread on one of its connections) while another worker is idle, closes this
     connection after the response (``connection: close``). The client reconnects, and
     the idle worker, the only one waiting in ``accept``, takes the connection. The
     workers' busy flags are one shared byte each, in memory the master maps before it
@@ -157,19 +159,12 @@ class Balance:
         return True
 
     def crowded(self) -> bool:
-        """Another worker is idle while another request waits on this one."""
+        """Another worker is idle while another request waits on this one: a second request
+        runs here (awaiting its body), or one lies unread on a connection of this worker
+        (one poll of them all, no timeout)."""
         if self.slot < 0 or self.flags.find(b"\0") < 0:
             return False
-        if self.active > 1:
-            return True
-        poller = select.poll()
-        waiting = 0
-        for connection in Protocol.open:
-            if connection.waiting():
-                waiting += 1
-            elif connection.fd >= 0:
-                poller.register(connection.fd, select.POLLIN)
-        return waiting > 1 or bool(poller.poll(0))
+        return self.active > 1 or bool(Protocol.readable.poll(0))
 
 
 class Worker(UvicornWorker):
