@@ -158,7 +158,9 @@ def test_bad_requests_are_reported_as_failed(
 
 
 def test_an_event_without_a_response_url_fails_the_invocation(app: ModuleType) -> None:
-    with pytest.raises(ValueError, match="ResponseURL"):
+    """Nothing can be reported to CloudFormation: the invocation fails, and the error message
+    (Lambda's errorMessage, what the operator reads) says why, word for word."""
+    with pytest.raises(ValueError, match=r"^not a CloudFormation custom-resource request: no ResponseURL$"):
         app.handler({"RequestType": "Create"}, FakeContext())
 
 
@@ -183,8 +185,10 @@ def test_the_answer_is_exactly_the_response_object_cloudformation_reads(
         "NoEcho": False,
         "Data": {"CloudWatchRoleArn": ROLE},
     }
-    # The pre-signed URL is signed for an empty content type.
+    # The pre-signed URL is signed for an empty content type; the PUT carries no header
+    # beyond it, the body's length and those urllib always sends.
     assert headers["content-type"] == "" and headers["content-length"] == str(len(body))
+    assert set(headers) == {"accept-encoding", "connection", "content-length", "content-type", "host", "user-agent"}
 
 
 def test_an_update_answers_with_the_physical_id_cloudformation_sent(
@@ -289,3 +293,46 @@ def test_an_error_without_a_message_fails_at_once_as_an_api_error(
     app.handler(event(responses.url), FakeContext())
     (answer,) = responses.received
     assert answer["Status"] == "FAILED" and answer["Reason"].startswith("ClientError: An error occurred")
+
+
+def test_an_event_without_identifiers_still_gets_an_answer_of_strings(
+    app: ModuleType, responses: CloudFormationResponses
+) -> None:
+    """A hand-made event (a manual test invoke) with only a ResponseURL is answered FAILED,
+    and the identifiers it lacks are empty strings, as the response object's schema types
+    them: never null, never an invented value."""
+    app.handler({"ResponseURL": responses.url}, FakeContext())
+    assert responses.received == [{
+        "Status": "FAILED",
+        "Reason": "ValueError: unknown RequestType None",
+        "PhysicalResourceId": app.PHYSICAL_ID,
+        "StackId": "",
+        "RequestId": "",
+        "LogicalResourceId": "",
+        "NoEcho": False,
+        "Data": {},
+    }]
+
+
+def test_the_answer_cannot_hang_on_a_stalled_response_url(
+    app: ModuleType, responses: CloudFormationResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PUT to the response URL has a finite timeout: a stalled connection raises inside the
+    function (which then tries to report FAILED and logs the error) instead of blocking until
+    Lambda ends the invocation. Both PUTs fit in the function's timeout."""
+    import urllib.request
+
+    from mlops_templates.stacks.account import FUNCTION_TIMEOUT_SECONDS
+
+    real = urllib.request.urlopen
+    timeouts: list[float | None] = []
+
+    def spy(request: Any, *, timeout: float | None = None) -> Any:
+        timeouts.append(timeout)  # None: no timeout (Lambda sets no default socket timeout)
+        return real(request) if timeout is None else real(request, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", spy)
+    app.handler(event(responses.url), FakeContext())
+    assert responses.statuses == ["SUCCESS"]
+    (timeout,) = timeouts
+    assert isinstance(timeout, int | float) and 0 < 2 * timeout < FUNCTION_TIMEOUT_SECONDS

@@ -123,6 +123,8 @@ def test_csv_request_returns_the_endpoint_answer(
     assert line["status"] == 200
     assert line["endpoint"] == ENDPOINT
     assert line["request_id"] == CONTEXT.aws_request_id
+    # What the caller sent, for an operator matching a slow or failed call to its request.
+    assert line["content_type"] == "text/csv" and line["bytes"] == len(ROW)
 
 
 def test_json_request_with_charset_is_accepted(api: ModuleType) -> None:
@@ -141,6 +143,19 @@ def test_binary_answer_is_base64_encoded(api: ModuleType) -> None:
     assert response["statusCode"] == 200
     assert response["isBase64Encoded"] is True
     assert base64.b64decode(response["body"]) == b"\x00\x01raw"
+    assert response["headers"] == {"Content-Type": "application/octet-stream"}
+
+
+def test_an_answer_without_a_content_type_is_labelled_as_bytes(api: ModuleType, stub: Stubber) -> None:
+    """An endpoint answer without ContentType goes back base64-encoded with the HTTP type
+    for unknown bytes, application/octet-stream, so the client knows what it got."""
+    stub.add_response("invoke_endpoint", {"Body": stream(b"9.5")})
+    assert api.handler(event(), CONTEXT) == {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/octet-stream"},
+        "body": base64.b64encode(b"9.5").decode(),
+        "isBase64Encoded": True,
+    }
 
 
 # --- what is forwarded (Stubber checks the exact parameters) -----------------------------

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import (
+    ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
     ReadTimeoutError,
@@ -79,6 +80,14 @@ def aws_error(code: str, message: str, http: int) -> dict[str, Any]:
     return {"code": code, "message": message, "http": http, "fields": None}
 
 
+def bare_error(http: int, code: str | None = None) -> ClientError:
+    """An InvokeEndpoint error with less than botocore usually parses (no message, and no
+    code unless one is given): the mapping must not trip on a missing field. Stubber always
+    sets both, so these are raised by hand."""
+    error = {"Error": {"Code": code}} if code else {}
+    return ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": http}}, "InvokeEndpoint")
+
+
 P = pytest.param
 #: (request event, what the endpoint does, expected status, expected message)
 #: "endpoint": None = never called; a dict = that service error; an exception = raised by
@@ -102,6 +111,8 @@ ERRORS = [
       "Input payload is not valid.", id="400-endpoint-validation-error"),
     P(event(), aws_error("ValidationException", "Bad input.", 400), 400,
       "Bad input.", id="400-endpoint-validation-exception"),
+    P(event(), bare_error(400, "ValidationError"), 400, "The endpoint rejected the request.",
+      id="400-endpoint-validation-without-message"),
     # 404: the endpoint does not exist
     P(event(), aws_error("ValidationError", f"Endpoint {ENDPOINT} of account 111122223333 not found.", 400),
       404, NOT_AVAILABLE, id="404-endpoint-not-found"),
@@ -130,6 +141,7 @@ ERRORS = [
     P(event(), aws_error("TooManyRequestsException", "Slow down", 400), 429, THROTTLED, id="429-too-many-requests"),
     P(event(), aws_error("RequestLimitExceeded", "Slow down", 400), 429, THROTTLED, id="429-request-limit"),
     P(event(), aws_error("SlowDown", "Slow down", 429), 429, THROTTLED, id="429-http-status"),
+    P(event(), bare_error(429), 429, THROTTLED, id="429-http-status-without-error-details"),
     # 4xx/5xx: a ModelError passes the container's own status and message through
     P(event(), model_error(400, '{"message": "row 1: expected 8 columns"}'), 400,
       "row 1: expected 8 columns", id="model-400-json-message"),
@@ -144,12 +156,15 @@ ERRORS = [
     P(event(), model_error(599, "edge of 5xx"), 599, "edge of 5xx", id="model-599"),
     # 502: a ModelError without a 4xx/5xx status, and every other AWS error
     P(event(), model_error(None, None, "boom"), 502, "boom", id="502-model-error-without-status"),
+    P(event(), bare_error(424, "ModelError"), 502, "The model returned an error.",
+      id="502-model-error-without-any-message"),
     P(event(), model_error(399, "not an error status"), 502, "not an error status", id="502-model-399"),
     P(event(), model_error(600, "not an http status"), 502, "not an http status", id="502-model-600"),
     P(event(), aws_error("ServiceUnavailable", "secret internals", 503), 502, UNREACHABLE, id="502-service-unavailable"),
     P(event(), aws_error("InternalFailure", "secret internals", 500), 502, UNREACHABLE, id="502-internal-failure"),
     P(event(), aws_error("AccessDeniedException", "role x is not authorized", 403), 502, UNREACHABLE,
       id="502-access-denied"),
+    P(event(), bare_error(503), 502, UNREACHABLE, id="502-without-error-details"),
     P(event(), EndpointConnectionError(endpoint_url=RUNTIME_URL), 502, UNREACHABLE, id="502-connection"),
     P(event(), ConnectTimeoutError(endpoint_url=RUNTIME_URL), 502, UNREACHABLE, id="502-connect-timeout"),
     P(event(), ReadTimeoutError(endpoint_url=RUNTIME_URL), 502, UNREACHABLE, id="502-read-timeout"),
