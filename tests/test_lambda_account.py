@@ -336,3 +336,35 @@ def test_the_answer_cannot_hang_on_a_stalled_response_url(
     assert responses.statuses == ["SUCCESS"]
     (timeout,) = timeouts
     assert isinstance(timeout, int | float) and 0 < 2 * timeout < FUNCTION_TIMEOUT_SECONDS
+    # Every try of the report fits in the time kept back for it.
+    assert 0 < app.REPORT_ATTEMPTS * timeout <= app.REPORT_MARGIN_SECONDS
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_a_failed_report_is_tried_once_more(
+    app: ModuleType, responses: CloudFormationResponses, monkeypatch: pytest.MonkeyPatch,
+    failures: int,
+) -> None:
+    """A PUT that fails (a reset, a timeout, S3's 5xx) is tried a second time: unanswered,
+    CloudFormation would wait an hour. After two failures the error is raised (Lambda logs
+    it with the invocation)."""
+    import urllib.error
+    import urllib.request
+
+    real = urllib.request.urlopen
+    calls: list[int] = []
+
+    def flaky(request: Any, *, timeout: float | None = None) -> Any:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise urllib.error.URLError(ConnectionResetError("connection reset by peer"))
+        return real(request, timeout=timeout)
+
+    monkeypatch.setattr(urllib.request, "urlopen", flaky)
+    if failures < app.REPORT_ATTEMPTS:
+        app.handler(event(responses.url), FakeContext())
+        assert responses.statuses == ["SUCCESS"] and len(calls) == 2
+    else:
+        with pytest.raises(urllib.error.URLError, match="connection reset"):
+            app.send(event(responses.url), FakeContext(), "SUCCESS", "done")
+        assert responses.statuses == [] and len(calls) == 2

@@ -38,6 +38,11 @@ PROPAGATION_MESSAGES = ("does not have required permissions", "unable to assume"
 RETRYABLE_CODES = ("TooManyRequestsException", "ServiceUnavailableException")
 #: Seconds kept back from the function's timeout to report to CloudFormation.
 REPORT_MARGIN_SECONDS = 20
+#: The report's PUT is tried twice, each try bounded: both fit in the margin, so a
+#: transient failure is retried before Lambda ends the invocation (unanswered,
+#: CloudFormation would wait an hour for the resource).
+REPORT_ATTEMPTS = 2
+REPORT_TIMEOUT_SECONDS = 9
 MAX_BACKOFF_SECONDS = 30
 CLIENT_CONFIG = Config(connect_timeout=5, read_timeout=30, retries={"total_max_attempts": 3, "mode": "standard"})
 
@@ -144,8 +149,15 @@ def send(event: dict[str, Any], context: Any, status: str, reason: str = "", dat
         event["ResponseURL"], data=body, method="PUT",
         headers={"Content-Type": "", "Content-Length": str(len(body))},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        LOGGER.info("reported", extra={"fields": {"status": status, "http_status": response.status}})
+    for attempt in range(1, REPORT_ATTEMPTS + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=REPORT_TIMEOUT_SECONDS) as response:
+                LOGGER.info("reported", extra={"fields": {"status": status, "http_status": response.status}})
+                return
+        except OSError as err:  # urllib's URLError and HTTPError, timeouts, resets
+            if attempt == REPORT_ATTEMPTS:
+                raise
+            LOGGER.warning("report_retry", extra={"fields": {"attempt": attempt, "error": str(err)}})
 
 
 def handler(event: dict[str, Any], context: Any) -> None:
