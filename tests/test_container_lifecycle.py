@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import http.client
 import importlib.util
+import io
 import json
 import os
 import re
@@ -329,7 +330,8 @@ def test_oversize_body_is_refused_before_it_is_read(server) -> None:
     body = "\n".join([ROW] * 2000)  # ~90 KB over the test server's 64 KiB limit
     status, headers, answer = post(server, body)
     assert status == 413 and headers["connection"] == "close"
-    assert "exceeds 65536 bytes" in error_message(headers, answer)
+    assert error_message(headers, answer) == "request body exceeds 65536 bytes (MAX_REQUEST_BYTES)"
+    assert f"413: body of {len(body.encode())} bytes refused" in server.log()
     assert server.request("GET", "/ping")[0] == 200
 
 
@@ -590,6 +592,37 @@ def test_malformed_http_is_400_and_the_server_lives_on(server) -> None:
                   + b"\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 431")
     assert server.request("GET", "/ping")[0] == 200
+
+
+def _parsed(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """A raw HTTP/1.1 answer read by http.client's own parser."""
+
+    class Answer:
+        def makefile(self, mode: str) -> io.BytesIO:
+            return io.BytesIO(raw)
+
+    response = http.client.HTTPResponse(Answer())  # type: ignore[arg-type]
+    response.begin()
+    return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    (b"NOT HTTP AT ALL\r\n\r\n", 400, "malformed HTTP request: not valid HTTP/1.1"),
+    (b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n", 431,
+     "request headers exceed 65536 bytes"),
+])
+def test_bad_http_gets_a_well_formed_json_answer(server, payload: bytes, status: int,
+                                                  message: str) -> None:
+    """The answers written below uvicorn's protocol (not by the app) are well-formed HTTP
+    for a client's parser: the status, exactly these headers, a JSON message of the length
+    declared, and the connection closed. A 431 is logged (a client's bug, or an attack)."""
+    got, headers, body = _parsed(_raw(server, payload))
+    assert got == status
+    assert set(headers) == {"date", "content-type", "content-length", "connection"}
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body) and json.loads(body) == {"message": message}
+    time.strptime(headers["date"], "%a, %d %b %Y %H:%M:%S GMT")
+    assert (f"431: {message}" in server.log()) is (status == 431)
 
 
 def test_incomplete_request_times_out_with_408(server) -> None:
