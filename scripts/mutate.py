@@ -56,65 +56,10 @@ KILLED = {"killed"}
 TIMEOUTS = {"timeout", "segfault"}
 SURVIVED = {"survived", "no tests"}
 
-#: Put on the session's PYTHONPATH: in a process started by a test during mutmut's stats
-#: run, record every mutated function it calls in a file the test's process reads.
-SITECUSTOMIZE = '''\
-import os
+#: Copied to the session's ``.mutate-hooks`` (its PYTHONPATH): the ``sitecustomize`` that
+#: reports what child processes call, and the pytest plugin that credits it to the tests.
+HOOKS = MUTATION / "hooks"
 
-if os.environ.get("MUTANT_UNDER_TEST") == "stats" and os.environ.get("MLOPS_MUTATE_HITS"):
-    def _install():
-        from mutmut.mutation import trampoline
-
-        path = os.path.join(os.environ["MLOPS_MUTATE_HITS"], "hits-%d" % os.getpid())
-
-        def record(name, caller=None):
-            # A process that dropped root (the container's privilege drop) may not be
-            # able to write here: it only loses its report, never the code's behaviour.
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
-            except OSError:
-                return
-            try:
-                os.write(fd, (name + "\\n").encode())
-            finally:
-                os.close(fd)
-
-        trampoline.record_trampoline_hit = record
-
-    _install()
-'''
-
-#: The pytest plugin of the session. In mutmut's stats run, before its collector reads what
-#: a test called: add what the test's child processes and the module's earlier tests called
-#: (a module-scoped fixture runs once, in the first test: mutmut would credit only that one).
-PLUGIN = '''\
-import os
-
-import pytest
-
-_MODULE_HITS = {}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item, nextitem):
-    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
-        return
-    from mutmut.state import state
-
-    folder = os.environ.get("MLOPS_MUTATE_HITS")
-    for name in os.listdir(folder) if folder else []:
-        path = os.path.join(folder, name)
-        try:
-            os.rename(path, path + ".read")
-        except OSError:
-            continue
-        with open(path + ".read") as f:
-            state()._stats.update(line for line in f.read().splitlines() if line)
-        os.unlink(path + ".read")
-    module = _MODULE_HITS.setdefault(item.nodeid.split("::")[0], set())
-    module.update(state()._stats)
-    state()._stats.update(module)
-'''
 
 
 @dataclass(frozen=True)
@@ -365,8 +310,8 @@ def prepare(group: Group, dest: Path) -> None:
 
     hooks = dest / ".mutate-hooks"
     hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    (hooks / "mlops_mutate_plugin.py").write_text(PLUGIN)
+    for hook in HOOKS.glob("*.py"):
+        shutil.copy2(hook, hooks / hook.name)
     (dest / ".mutate-hits").mkdir()
     with pyproject.open("a") as f:
         f.write("\n[tool.mutmut]\n"
@@ -376,7 +321,14 @@ def prepare(group: Group, dest: Path) -> None:
                 f"pytest_add_cli_args = {toml_list(['-p', 'no:cacheprovider', '-p', 'mlops_mutate_plugin', '--hypothesis-seed=0'])}\n"
                 f"pytest_add_cli_args_test_selection = {toml_list(group.tests)}\n"
                 f"do_not_mutate_patterns = {toml_list(group.skip_lines)}\n"
-                "use_git_change_detection = false\n")
+                "use_git_change_detection = false\n"
+                # Not "fork" (mutmut's default: every mutant's process forked from the one
+                # that ran the clean tests): its processes inherit the caches those tests
+                # filled with the original code (functools.cache in the code and the tests),
+                # so a mutant reached only through a cached call never ran and "survived".
+                # A fork server that has imported nothing: each mutant imports and collects
+                # afresh, with the mutant active.
+                'process_isolation = "forkserver"\nforkserver_warmup = "none"\n')
     for base in (dest, dest / "mutants"):  # the tests' tools: the ASL validator (.venv/node), checkov
         for tool in (".venv", ".venv-checkov"):
             if (ROOT / tool).is_dir():
