@@ -158,20 +158,23 @@ def test_the_new_versions_answer_is_quoted_readably_in_the_reason(
     assert pre.recorder.statuses == ["Failed"]
 
 
+def expect_sample(stub: Stubber, answer: bytes, inference_id: str) -> None:
+    """The endpoint call of the sample row, answered with ``answer``."""
+    stub.add_response(
+        "invoke_endpoint",
+        {"Body": StreamingBody(BytesIO(answer), len(answer)), "ContentType": "text/csv"},
+        expected_params={"EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode(),
+                         "InferenceId": inference_id},
+    )
+
+
 def test_the_pre_hooks_inference_id_fits_sagemakers_64_characters(pre: PreHook) -> None:
     """Cut to 64 characters, to the endpoint and to the new version (which refuses more)."""
     pre.deployment_id = LONG_DEPLOYMENT_ID
     inference_id = f"synthetic-pre-traffic-{LONG_DEPLOYMENT_ID}"[:64]
     set_endpoint_results({"Body": "9.5", "ContentType": "text/csv"})  # the API version's call
     with Stubber(pre.module.RUNTIME) as stub:
-        stub.add_response(
-            "invoke_endpoint",
-            {"Body": StreamingBody(BytesIO(b"9.87"), 4), "ContentType": "text/csv"},
-            expected_params={
-                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode(),
-                "InferenceId": inference_id,
-            },
-        )
+        expect_sample(stub, b"9.87", inference_id)
         assert pre.run()["status"] == "Succeeded"
     (call,) = pre.invoker.calls
     assert json.loads(call["Payload"])["headers"]["X-Amzn-SageMaker-Inference-Id"] == inference_id
@@ -188,14 +191,7 @@ def test_the_post_hooks_inference_id_fits_sagemakers_64_characters(
     monkeypatch.setenv("SAMPLE_CSV", ROW)
     post.put_capture()
     with Stubber(post.module.RUNTIME) as stub:
-        stub.add_response(
-            "invoke_endpoint",
-            {"Body": StreamingBody(BytesIO(b"9.8"), 3), "ContentType": "text/csv"},
-            expected_params={
-                "EndpointName": ENDPOINT, "ContentType": "text/csv", "Body": ROW.encode(),
-                "InferenceId": f"synthetic-post-traffic-{LONG_DEPLOYMENT_ID}"[:64],
-            },
-        )
+        expect_sample(stub, b"9.8", f"synthetic-post-traffic-{LONG_DEPLOYMENT_ID}"[:64])
         assert post.run()["status"] == "Succeeded"
         stub.assert_no_pending_responses()
 
