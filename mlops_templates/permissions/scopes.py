@@ -65,7 +65,7 @@ def _ec2(kind: str) -> tuple[Any, ...]:
     return (arn("ec2", f"{kind}/*"),)
 
 
-def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool = True) -> Scope:
+def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool) -> Scope:
     """Any project's pipeline stack under ``prefix`` (the Service Catalog launch role).
 
     ``connection_arn``: the configured source connection (None: asked for at launch);
