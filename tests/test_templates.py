@@ -130,3 +130,27 @@ def test_asl_definitions_are_valid(directory: Path) -> None:
             [exe, "--json-path", str(path)], capture_output=True, text=True, check=False
         )
         assert proc.returncode == 0, f"{path}: {proc.stdout}{proc.stderr}"
+
+
+@pytest.mark.parametrize(("region", "account", "expected"), [
+    (True, True, "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:topic"),
+    (False, True, "arn:${AWS::Partition}:sns::${AWS::AccountId}:topic"),
+    (True, False, "arn:${AWS::Partition}:sns:${AWS::Region}::topic"),
+    ("us-east-1", "aws", "arn:${AWS::Partition}:sns:us-east-1:aws:topic"),
+])
+def test_arn_parts(region: bool | str, account: bool | str, expected: str) -> None:
+    """The stack's own region/account, none (global services, S3), or a literal."""
+    from mlops_templates.stacks.common import arn
+
+    assert arn("sns", "topic", region=region, account=account).to_dict() == {"Fn::Sub": expected}
+
+
+@pytest.mark.parametrize("bad", [None, "", 0, 1])
+def test_arn_refuses_a_part_that_is_neither_a_flag_nor_a_name(bad: object) -> None:
+    """None or "" would silently mean "no region"; a scope must say False for that."""
+    from mlops_templates.stacks.common import arn
+
+    with pytest.raises(TypeError, match="region and account"):
+        arn("sns", "topic", region=bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="region and account"):
+        arn("sns", "topic", account=bad)  # type: ignore[arg-type]

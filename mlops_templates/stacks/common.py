@@ -66,7 +66,11 @@ def arn(service: str, resource: str, *, region: bool | str = True, account: bool
     """
 
     def part(value: bool | str, pseudo: str) -> str:
-        return pseudo if value is True else (value or "")
+        if isinstance(value, bool):
+            return pseudo if value else ""
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"arn(): region and account are True, False or a name, not {value!r}")
+        return value
 
     return Sub(
         f"arn:${{AWS::Partition}}:{service}:{part(region, '${AWS::Region}')}:"
