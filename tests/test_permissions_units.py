@@ -104,6 +104,42 @@ def test_a_deployment_finds_its_stacks_and_pipeline_roles(example: scenario.Proj
     assert documents and documents == coverage.role_documents(example.pipeline, "StatesRole")
 
 
+@pytest.mark.parametrize("action", ["kms:ScheduleKeyDeletion", "kms:EnableKey", "kms:UntagResource",
+                                    "kms:UpdateKeyDescription"])
+def test_the_launch_role_changes_an_existing_key_only_under_the_projects_tag(
+        example: scenario.ProjectDeployment, action: str) -> None:
+    """Key IDs are generated, so the launch role's key ARN is ``key/*``: what it may do to a
+    key after creating it (schedule its deletion, ...) holds only for keys tagged as one
+    of the organisation's projects (``mlops:project`` = ``mlops-*``), never another key of
+    the account."""
+    key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    documents = example.launch_role_documents()
+    tag = "aws:ResourceTag/mlops:project"
+    assert allows(documents, Request(action, key, {tag: "mlops-churn"}))
+    assert not allows(documents, Request(action, key, {tag: "finance-ledger"}))
+    assert not allows(documents, Request(action, key))
+
+
+@pytest.mark.parametrize(("action", "resource", "key", "service"), [
+    ("codestar-connections:PassConnection",
+     "arn:aws:codestar-connections:us-east-1:111122223333:connection/abc",
+     "codestar-connections:PassedToService", "codepipeline.amazonaws.com"),
+    ("codeconnections:PassConnection", "arn:aws:codeconnections:us-east-1:111122223333:connection/abc",
+     "codeconnections:PassedToService", "codepipeline.amazonaws.com"),
+    ("iam:PassRole", "arn:aws:iam::111122223333:role/mlops-churn-codebuild",
+     "iam:PassedToService", "codebuild.amazonaws.com"),
+])
+def test_the_launch_role_hands_roles_and_connections_only_to_the_pipelines_services(
+        example: scenario.ProjectDeployment, action: str, resource: str, key: str,
+        service: str) -> None:
+    """The pipeline stack gives its source connection to CodePipeline and its roles to the
+    services that run them, and the launch role may pass them to nothing else."""
+    documents = example.launch_role_documents()
+    assert allows(documents, Request(action, resource, {key: service}))
+    assert not allows(documents, Request(action, resource, {key: "ec2.amazonaws.com"}))
+    assert not allows(documents, Request(action, resource))
+
+
 # ---------------------------------------------------------------- the IAM evaluator
 # Operators as the IAM reference ("IAM JSON policy elements: Condition operators") defines
 # them, each on both sides of its boundary.
