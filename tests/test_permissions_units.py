@@ -140,6 +140,20 @@ def test_the_launch_role_hands_roles_and_connections_only_to_the_pipelines_servi
     assert not allows(documents, Request(action, resource))
 
 
+@pytest.mark.parametrize("action", ["iam:CreateRole", "iam:PutRolePolicy", "iam:PassRole"])
+def test_the_cloudformation_role_makes_batch_roles_only_where_the_batch_stack_is_deployed(
+        example: scenario.ProjectDeployment, action: str) -> None:
+    """A realtime project's per-run stacks create and pass the ``prd`` roles only: its
+    CloudFormation role may not make a ``<project>-batch-*`` role (the batch stack's)."""
+    assert example.config.deployment.mode == "realtime"
+    documents = example.cloudformation_role_documents()
+    context = {"iam:PassedToService": "states.amazonaws.com"}
+    prd = "arn:aws:iam::111122223333:role/mlops-demo-prd-api"
+    assert allows(documents, Request(action, prd, context))
+    assert not allows(documents, Request(action, "arn:aws:iam::111122223333:role/mlops-demo-batch-x",
+                                         context))
+
+
 # ---------------------------------------------------------------- the IAM evaluator
 # Operators as the IAM reference ("IAM JSON policy elements: Condition operators") defines
 # them, each on both sides of its boundary.

@@ -130,7 +130,7 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool)
     )
 
 
-def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool = False) -> Scope:
+def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool) -> Scope:
     """One project's per-run stacks (the pipeline's CloudFormation role).
 
     ``base``: ``<prefix>-${SageMakerProjectName}`` (a ``Fn::Sub`` text). Long because it is
