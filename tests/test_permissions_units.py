@@ -154,6 +154,28 @@ def test_the_cloudformation_role_makes_batch_roles_only_where_the_batch_stack_is
                                          context))
 
 
+API = "arn:aws:apigateway:us-east-1::/restapis/a1b2c3d4e5"
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    # API Gateway authorizes by HTTP method on the resource path (API Gateway Developer
+    # Guide, "Control access for managing an API"): a create is a POST on the collection.
+    ("apigateway:POST", "arn:aws:apigateway:us-east-1::/restapis"),
+    ("apigateway:POST", f"{API}/deployments"),
+    ("apigateway:POST", f"{API}/stages"),
+    ("apigateway:PATCH", f"{API}/stages/prod"),
+    ("apigateway:DELETE", API),
+    # TagResource: PUT /tags/{resource_arn}, the stage's ARN URL-encoded.
+    ("apigateway:PUT", ("arn:aws:apigateway:us-east-1::/tags/arn%3Aaws%3Aapigateway%3Aus-east-1"
+                       "%3A%3A%2Frestapis%2Fa1b2c3d4e5%2Fstages%2Fprod")),
+])
+def test_the_cloudformation_role_creates_and_tags_the_rest_api(
+        example: scenario.ProjectDeployment, action: str, resource: str) -> None:
+    """The calls deploy-prd's REST API needs from the pipeline's CloudFormation role, on the
+    ARNs API Gateway checks, including the collection a create is made on and the tags."""
+    assert allows(example.cloudformation_role_documents(), Request(action, resource))
+
+
 # ---------------------------------------------------------------- the IAM evaluator
 # Operators as the IAM reference ("IAM JSON policy elements: Condition operators") defines
 # them, each on both sides of its boundary.
