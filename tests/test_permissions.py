@@ -380,7 +380,7 @@ def test_generated_statements_name_no_unknown_scope() -> None:
     the build with a clear message instead of granting "*"."""
     from mlops_templates.permissions import scopes
 
-    scope = scopes.run_scope("mlops-${SageMakerProjectName}", "arn:aws:kms:r:1:key/k", "arn")
+    scope = scopes.run_scope("mlops-${SageMakerProjectName}", "arn:aws:kms:r:1:key/k", "arn", batch=False)
     with pytest.raises(KeyError, match="no scope"):
         grants.statements({"AWS::ECR::Repository"}, scope)
 
