@@ -381,8 +381,10 @@ def test_generated_statements_name_no_unknown_scope() -> None:
     from mlops_templates.permissions import scopes
 
     scope = scopes.run_scope("mlops-${SageMakerProjectName}", "arn:aws:kms:r:1:key/k", "arn", batch=False)
-    with pytest.raises(KeyError, match="no scope"):
+    with pytest.raises(KeyError) as info:
         grants.statements({"AWS::ECR::Repository"}, scope)
+    assert info.value.args == (("no scope for ecr resource type 'repository': add its ARN patterns "
+                               "to the deploying role's Scope"),)
 
 
 def test_sam_expansion_keeps_the_code_uri_packaging_gives() -> None:
