@@ -51,6 +51,20 @@ def error_body(message: str) -> bytes:
     return json.dumps({"message": message}).encode("ascii") + b"\n"
 
 
+class Unbalanced:
+    """The balance of a lone app (no gunicorn workers to spread clients over): it never
+    asks to close a connection. ``httpserver.Balance`` is the workers' one."""
+
+    def begin(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def should_close(self) -> bool:
+        return False
+
+
 class App:
     """The ASGI application of one worker; ``cfg`` is a ``server.ServerConfig``."""
 
@@ -58,7 +72,7 @@ class App:
         self.cfg = cfg
         self.files = files
         #: ``httpserver.Balance``: told when a request runs, asked whether to close after it
-        self.balance = balance
+        self.balance = Unbalanced() if balance is None else balance
         self.handler: Any = None
         self.request_error: type = Exception
         self.parameters = b""
@@ -124,9 +138,6 @@ class App:
             if method != "POST":
                 await self.error(send, 405, "use POST /invocations", [(b"allow", b"POST")])
                 return
-            if self.balance is None:
-                await self.invoke(scope, receive, send)
-                return
             self.balance.begin()
             try:
                 await self.invoke(scope, receive, send)
@@ -178,7 +189,7 @@ class App:
             return
         headers = (_CSV_HEAD if kind == "text/csv" else _JSON_HEAD) + [
             (b"content-length", b"%d" % len(answer))]
-        if self.balance is not None and self.balance.should_close():
+        if self.balance.should_close():
             headers += _CLOSE  # the client reconnects to an idle worker
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": answer})
