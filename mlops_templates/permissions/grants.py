@@ -37,8 +37,6 @@ class Scope:
     ``resources``: IAM resource type -> ARN patterns (strings or ``Fn::Sub``).
     ``tagged``: resource types scoped by ``tag`` instead of by name (generated names).
     ``tag``: ``(tag key, value)`` the project's resources carry (``common.tags``).
-    ``aliases``: IAM resource types that act like another (e.g. a Lambda alias ARN is
-    the function ARN plus a suffix): key -> the type whose patterns it uses.
     ``overrides`` and ``conditions`` narrow single actions further (``iam:PassRole`` to
     the roles a stack may pass, and only to the services it passes them to).
     """
@@ -47,7 +45,6 @@ class Scope:
     tagged: frozenset[IamType] = frozenset()
     tag: tuple[str, Any] | None = None
     tag_operator: type = StringEquals
-    aliases: Mapping[IamType, IamType] = field(default_factory=dict)
     #: Action -> the ARN patterns it may use instead of its resource type's.
     overrides: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     #: Action -> a condition every grant of it carries (e.g. ``iam:PassedToService``).
@@ -57,14 +54,13 @@ class Scope:
     absent: frozenset[IamType] = frozenset()
 
     def defines(self, iam_type: IamType) -> bool:
-        return self.aliases.get(iam_type, iam_type) in self.resources
+        return iam_type in self.resources
 
     def patterns(self, iam_type: IamType) -> tuple[Any, ...]:
         if iam_type == ANY:
             return ("*",)
-        key = self.aliases.get(iam_type, iam_type)
         try:
-            return self.resources[key]
+            return self.resources[iam_type]
         except KeyError:
             raise KeyError(
                 f"no scope for {iam_type[0]} resource type '{iam_type[1]}': add its ARN "
