@@ -59,6 +59,17 @@ SURVIVED = {"survived", "no tests"}
 #: Copied to the session's ``.mutate-hooks`` (its PYTHONPATH): the ``sitecustomize`` that
 #: reports what child processes call, and the pytest plugin that credits it to the tests.
 HOOKS = MUTATION / "hooks"
+#: Libraries the fork server imports once, before it forks the mutants' processes: the
+#: tests' pure-Python dependencies (about 1.5 s of imports a process would repeat).
+#: Never the project's own modules (they must be imported with the mutant active), nor
+#: native libraries that start threads (numpy, xgboost: a fork after that can hang), nor
+#: pytest plugins (hypothesis, anyio: pytest warns it cannot rewrite them, and the
+#: project's pytest settings make warnings errors).
+PRELOAD = (
+    "pytest", "pydantic", "yaml", "jinja2", "jsonschema",
+    "botocore.session", "boto3", "moto", "troposphere", "awacs.aws",
+    "samtranslator.translator.transform", "cfnlint.api",
+)
 
 
 
@@ -310,6 +321,7 @@ def prepare(group: Group, dest: Path) -> None:
 
     hooks = dest / ".mutate-hooks"
     hooks.mkdir()
+    (hooks / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
     for hook in HOOKS.glob("*.py"):
         shutil.copy2(hook, hooks / hook.name)
     (dest / ".mutate-hits").mkdir()
@@ -326,9 +338,10 @@ def prepare(group: Group, dest: Path) -> None:
                 # that ran the clean tests): its processes inherit the caches those tests
                 # filled with the original code (functools.cache in the code and the tests),
                 # so a mutant reached only through a cached call never ran and "survived".
-                # A fork server that has imported nothing: each mutant imports and collects
-                # afresh, with the mutant active.
-                'process_isolation = "forkserver"\nforkserver_warmup = "none"\n')
+                # A fork server that has imported only third-party libraries (PRELOAD): each
+                # mutant imports the project and the tests afresh, with the mutant active.
+                'process_isolation = "forkserver"\nforkserver_warmup = "import"\n'
+                f"preload_modules_file = {json.dumps(str(hooks / 'preload.txt'))}\n")
     for base in (dest, dest / "mutants"):  # the tests' tools: the ASL validator (.venv/node), checkov
         for tool in (".venv", ".venv-checkov"):
             if (ROOT / tool).is_dir():

@@ -133,3 +133,25 @@ def test_relocated_packages_map_both_ways() -> None:
     assert group.session_path("container/mlcontainer/asgi.py") == "src/mlcontainer/asgi.py"
     assert group.repo_path("src/mlcontainer/asgi.py") == "container/mlcontainer/asgi.py"
     assert group.session_path("lambdas/api/app.py") == "lambdas/api/app.py"
+
+
+def test_the_fork_server_preloads_only_libraries_and_starts_no_thread() -> None:
+    # Mutants' processes are forked from the server after these imports: a project module
+    # among them would run its original code (and fill its caches) before any mutant is
+    # active, a thread alive at fork time (a native pool) can hang the child, and a pytest
+    # plugin imported early makes pytest warn (an error under the project's settings).
+    import subprocess
+
+    probe = (
+        "import importlib, os, sys\n"
+        f"for name in {list(mutate.PRELOAD)!r}:\n"
+        "    importlib.import_module(name)\n"
+        "own = sorted(m for m in sys.modules if m.split('.')[0] in {'mlops_templates', 'mlcontainer', 'app', 'tests'})\n"
+        "print(len(os.listdir('/proc/self/task')), own)\n"
+        "import pytest\n"
+        "sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '--hypothesis-seed=0',\n"
+        "                      'tests/test_mutation.py::test_function_names_are_read_from_mutmut_keys']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=False, cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.splitlines()[0] == "1 []"
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
