@@ -85,3 +85,53 @@ def test_a_type_without_a_service_or_without_an_iam_type_has_no_own_type(monkeyp
     assert grants.own_type("Test::Only::Type") is None
     assert grants.own_type("Test::Not::Known") is None
     assert grants.own_type("AWS::SageMaker::Endpoint") == ENDPOINT
+
+
+# Which tag condition a grant carries (``_tag_mode``): the calls of a resource's handler
+# are real (the registry schema's), the actions' condition keys are made up.
+TAGGED = grants.Scope(
+    resources={ENDPOINT: ("*",), ("kms", "key"): ("*",)},
+    tagged=frozenset({ENDPOINT, ("kms", "key")}),
+    tag=("mlops:project", "demo"),
+)
+RESOURCE_TAG = "aws:ResourceTag/${TagKey}"
+REQUEST_TAG = "aws:RequestTag/${TagKey}"
+
+
+def _keys(name: str, own: dict[str, frozenset[str]], general: frozenset[str] = frozenset()) -> data.ActionInfo:
+    return data.ActionInfo(name, dict.fromkeys(own, True), general, own)
+
+
+def test_a_later_call_on_a_tagged_resource_is_conditioned_on_its_tag_where_the_action_supports_it() -> None:
+    # sagemaker:UpdateEndpoint is not among the endpoint handler's create/read calls.
+    supported = _keys("sagemaker:UpdateEndpoint", {"endpoint": frozenset({RESOURCE_TAG})})
+    assert grants._tag_mode("AWS::SageMaker::Endpoint", supported.name, supported, ENDPOINT, TAGGED) == "resource"
+
+
+def test_a_later_call_whose_action_cannot_see_the_resources_tag_carries_no_condition() -> None:
+    # The key is supported on another of the action's types, not on the endpoint itself:
+    # a condition IAM cannot evaluate on the endpoint would deny every call.
+    elsewhere = _keys("sagemaker:UpdateEndpoint", {"endpoint": frozenset(), "endpoint-config": frozenset({RESOURCE_TAG})})
+    assert grants._tag_mode("AWS::SageMaker::Endpoint", elsewhere.name, elsewhere, ENDPOINT, TAGGED) == ""
+    nowhere = _keys("sagemaker:UpdateEndpoint", {"endpoint": frozenset()})
+    assert grants._tag_mode("AWS::SageMaker::Endpoint", nowhere.name, nowhere, ENDPOINT, TAGGED) == ""
+
+
+def test_the_condition_asks_for_the_scopes_tag_key() -> None:
+    # The reference spells tag keys as ${TagKey}; an action that named its keys would be
+    # asked for the project's key (mlops:project), not its value or nothing.
+    literal = _keys("sagemaker:UpdateEndpoint", {"endpoint": frozenset({"aws:ResourceTag/mlops:project"})})
+    assert grants._tag_mode("AWS::SageMaker::Endpoint", literal.name, literal, ENDPOINT, TAGGED) == "resource"
+    other = _keys("sagemaker:UpdateEndpoint", {"endpoint": frozenset({"aws:ResourceTag/demo"})})
+    assert grants._tag_mode("AWS::SageMaker::Endpoint", other.name, other, ENDPOINT, TAGGED) == ""
+
+
+def test_a_create_call_that_sends_the_tags_is_conditioned_on_the_request_tag() -> None:
+    # kms:CreateKey and kms:TagResource are both among the key handler's create calls.
+    create = _keys("kms:CreateKey", {}, frozenset({REQUEST_TAG}))
+    assert grants._tag_mode("AWS::KMS::Key", create.name, create, grants.ANY, TAGGED) == "request"
+    tag = _keys("kms:TagResource", {"key": frozenset({REQUEST_TAG})})
+    assert grants._tag_mode("AWS::KMS::Key", tag.name, tag, ("kms", "key"), TAGGED) == "request"
+    # A create-time read is never conditioned: the handler reads back what it made.
+    read = _keys("kms:DescribeKey", {"key": frozenset({RESOURCE_TAG, REQUEST_TAG})})
+    assert grants._tag_mode("AWS::KMS::Key", read.name, read, ("kms", "key"), TAGGED) == ""
