@@ -1,0 +1,167 @@
+"""The data contract's answer to every kind of bad row, word for word.
+
+The model server returns these messages as the body of its 400 (and the jobs write them
+where SageMaker shows a failed job's reason), so the text is the interface: it names where
+the bad value is (request, line or instance, column), what was there and the rule. The
+expected messages are written out here, not built from ``schema``'s constants.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
+
+from mlcontainer import schema
+from mlcontainer.errors import DataError
+
+ROW = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
+HEADER = "sex,length,diameter,height,whole_weight,shucked_weight,viscera_weight,shell_weight"
+VALUES = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15]
+EIGHT = ("8 columns (sex, length, diameter, height, whole_weight, shucked_weight, viscera_weight, "
+         "shell_weight), optionally followed by 'rings'")
+NINE = "9 columns (sex, length, diameter, height, whole_weight, shucked_weight, viscera_weight, shell_weight, rings)"
+ONE_OF = "expected one of F, I, M"
+
+
+def _row(position: int, value: str) -> str:
+    cells = ROW.split(",")
+    cells[position] = value
+    return ",".join(cells)
+
+
+CSV_ERRORS = [
+    # (CSV text, label policy, the whole message)
+    ("", "optional", "request body: no data rows"),
+    (HEADER, "optional", "request body: no data rows"),
+    (f"\n{HEADER}\n\n \n", "optional", "request body: no data rows"),
+    (f"sex,length,foo\n{ROW}", "optional",
+     f"request body, line 1: header must be {HEADER},rings (or without 'rings'), got sex,length,foo"),
+    (f"{HEADER}\n{ROW},9", "required", f"request body, line 1: header must be {HEADER},rings, got {HEADER}"),
+    ("Sex," + ",".join(f"column_{i}" for i in range(40)) + f"\n{ROW}", "optional",
+     f"request body, line 1: header must be {HEADER},rings (or without 'rings'), got sex,"
+     + ",".join(f"column_{i}" for i in range(20)) + ",column... (41 columns)"),
+    ("M,0.5,0.4", "optional", f"request body, line 1: expected {EIGHT}, got 3"),
+    (ROW, "required", f"request body, line 1: expected {NINE}, got 8"),
+    (f"{ROW},9,1", "optional", f"request body, line 1: expected {EIGHT}, got 10"),
+    (f"{ROW},9\n{ROW},9,1", "required", f"request body, line 2: expected {NINE}, got 10"),
+    (_row(0, "X"), "optional", f"request body, line 1, column 'sex': unknown value 'X'; {ONE_OF}"),
+    (_row(0, " x "), "optional", f"request body, line 1, column 'sex': unknown value 'x'; {ONE_OF}"),
+    (_row(0, "male"), "optional", f"request body, line 1, column 'sex': unknown value 'male'; {ONE_OF}"),
+    (_row(1, ""), "optional", "request body, line 1, column 'length': is empty (a number is required)"),
+    (_row(1, "  "), "optional", "request body, line 1, column 'length': is empty (a number is required)"),
+    (_row(1, "abc"), "optional", "request body, line 1, column 'length': 'abc' is not a number"),
+    (_row(2, " abc "), "optional", "request body, line 1, column 'diameter': 'abc' is not a number"),
+    (_row(1, "1_000"), "optional", "request body, line 1, column 'length': '1_000' is not a number"),
+    (_row(1, "\u0661"), "optional", "request body, line 1, column 'length': '\u0661' is not a number"),
+    (_row(1, "y" * 50), "optional",
+     "request body, line 1, column 'length': '" + "y" * 40 + "'... (50 characters) is not a number"),
+    (_row(1, "y" * 40), "optional", "request body, line 1, column 'length': '" + "y" * 40 + "' is not a number"),
+    (_row(2, "-1"), "optional", "request body, line 1, column 'diameter': must be a finite number >= 0, got -1.0"),
+    (_row(3, "nan"), "optional", "request body, line 1, column 'height': must be a finite number >= 0, got nan"),
+    (_row(4, "inf"), "optional", "request body, line 1, column 'whole_weight': must be a finite number >= 0, got inf"),
+    (f"{ROW},-3", "required", "request body, line 1, column 'rings': must be a finite number >= 0, got -3.0"),
+    (f"{ROW},nan", "required", "request body, line 1, column 'rings': must be a finite number >= 0, got nan"),
+    (f"{ROW},x", "required", "request body, line 1, column 'rings': 'x' is not a number"),
+    (f"\n{ROW}\n\n{_row(7, '-0.15')}", "optional",
+     "request body, line 4, column 'shell_weight': must be a finite number >= 0, got -0.15"),
+    (f"{HEADER}\n{ROW}\n{_row(5, '-2')}", "optional",
+     "request body, line 3, column 'shucked_weight': must be a finite number >= 0, got -2.0"),
+    (f"{ROW}\n{ROW},9\n{_row(6, 'z')}", "optional", "request body, line 3, column 'viscera_weight': 'z' is not a number"),
+    ('"M",0.455,0.365,0.095,0.514,0.2245,0.101,"' + "9" * 140_000 + '"', "optional",
+     "request body, line 1: not valid CSV (field larger than field limit (131072))"),
+    ('"M",0.455,0.365,0.095,0.514,0.2245,0.101,"-2"', "optional",
+     "request body, line 1, column 'shell_weight': must be a finite number >= 0, got -2.0"),
+    ('"X",0.455,0.365,0.095,0.514,0.2245,0.101,0.15', "optional",
+     f"request body, line 1, column 'sex': unknown value 'X'; {ONE_OF}"),
+    ('"M,0.455",0.365', "optional", f"request body, line 1: expected {EIGHT}, got 2"),
+]
+
+
+@pytest.mark.parametrize(("text", "label", "message"), CSV_ERRORS)
+def test_a_bad_csv_row_is_named_with_its_line_column_value_and_rule(text: str, label: str, message: str) -> None:
+    with pytest.raises(DataError) as caught:
+        schema.parse_csv(text, label=label)  # type: ignore[arg-type]
+    assert str(caught.value) == message
+
+
+def test_a_file_is_named_where_a_request_would_be() -> None:
+    with pytest.raises(DataError) as caught:
+        schema.parse_csv(f"{ROW},9\n{_row(1, '-1')},9", where="train.csv", label="required")
+    assert str(caught.value) == "train.csv, line 2, column 'length': must be a finite number >= 0, got -1.0"
+
+
+INSTANCE_ERRORS = [
+    ({"a": 1}, "request body: 'instances' must be a list of rows"),
+    ("M,1", "request body: 'instances' must be a list of rows"),
+    ([], "request body: no instances"),
+    ([{"foo": 1}], "request body, instance 1: unknown column 'foo'; expected " + HEADER.replace(",", ", ")),
+    ([{"z" * 60: 1}], "request body, instance 1: unknown column '" + "z" * 40 + "'... (60 characters); expected "
+     + HEADER.replace(",", ", ")),
+    ([{"sex": "M"}], "request body, instance 1: missing column 'length'"),
+    ([{"sex": "M", "length": 1, "height": 1}], "request body, instance 1: missing column 'diameter'"),
+    ([[1, 2]], f"request body, instance 1: expected {EIGHT}, got 2"),
+    ([["M", *VALUES, 9, 1]], f"request body, instance 1: expected {EIGHT}, got 10"),
+    ([5], "request body, instance 1: each instance must be a list of values or an object of columns"),
+    (["M,0.1"], "request body, instance 1: each instance must be a list of values or an object of columns"),
+    ([["X", *VALUES]], f"request body, instance 1, column 'sex': unknown value 'X'; {ONE_OF}"),
+    ([["x" * 41, *VALUES]], "request body, instance 1, column 'sex': unknown value '" + "x" * 40 + "'... (41 characters); "
+     + ONE_OF),
+    ([[1, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got 1"),
+    ([[2.5, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got 2.5"),
+    ([[True, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got true"),
+    ([[False, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got false"),
+    ([[None, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got null"),
+    ([[10**39, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got " + "1" + "0" * 39),
+    ([[10**40, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got a number of 41 digits"),
+    ([[["a"], *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got a list of 1 value"),
+    ([[[], *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got a list of 0 values"),
+    ([[{"a": 1, "b": 2}, *VALUES]],
+     "request body, instance 1, column 'sex': must be one of F, I, M (a string), got an object of 2 keys"),
+    ([[{"a": 1}, *VALUES]], "request body, instance 1, column 'sex': must be one of F, I, M (a string), got an object of 1 key"),
+    ([["M", "0.5", *VALUES[1:]]], "request body, instance 1, column 'length': must be a JSON number, got \"0.5\""),
+    ([["M", "q" * 40, *VALUES[1:]]], "request body, instance 1, column 'length': must be a JSON number, got \"" + "q" * 40 + '"'),
+    ([["M", "q" * 50, *VALUES[1:]]],
+     "request body, instance 1, column 'length': must be a JSON number, got \"" + "q" * 40 + '"... (50 characters)'),
+    ([["M", True, *VALUES[1:]]], "request body, instance 1, column 'length': must be a JSON number, got true"),
+    ([["M", None, *VALUES[1:]]], "request body, instance 1, column 'length': must be a JSON number, got null"),
+    ([["M", [1, 2], *VALUES[1:]]], "request body, instance 1, column 'length': must be a JSON number, got a list of 2 values"),
+    ([["M", *VALUES], ["M", 0.1, 0.2, -0.5, *VALUES[3:]]],
+     "request body, instance 2, column 'height': must be a finite number >= 0, got -0.5"),
+    ([["M", 10**400, *VALUES[1:]]], "request body, instance 1, column 'length': must be a finite number >= 0, got inf"),
+    ([["M", -(10**400), *VALUES[1:]]], "request body, instance 1, column 'length': must be a finite number >= 0, got -inf"),
+    ([["M", *VALUES[:-1], float("nan")]],
+     "request body, instance 1, column 'shell_weight': must be a finite number >= 0, got nan"),
+    ([{"sex": "M", **dict(zip(HEADER.split(",")[1:], VALUES, strict=True)), "viscera_weight": -1}],
+     "request body, instance 1, column 'viscera_weight': must be a finite number >= 0, got -1.0"),
+]
+
+
+@pytest.mark.parametrize(("instances", "message"), INSTANCE_ERRORS)
+def test_a_bad_json_instance_is_named_with_its_index_column_value_and_rule(instances: object, message: str) -> None:
+    with pytest.raises(DataError) as caught:
+        schema.parse_instances(instances)
+    assert str(caught.value) == message
+
+
+def test_what_the_contract_accepts_besides_the_plain_row() -> None:
+    expected = [0, 1, 2]  # F, I, M
+    for text in (
+        f"F{ROW[1:]}\nI{ROW[1:]}\nM{ROW[1:]}",  # the fast path
+        f"f{ROW[1:]}\n i {ROW[1:]}\n\nM{ROW[1:]},9",  # lower case, padded, blank line, a 9th column
+        f"{HEADER},rings\nF{ROW[1:]},1\nI{ROW[1:]}\nM{ROW[1:]},3",
+        f'"F"{ROW[1:]}\n"I"{ROW[1:]}\n"M"{ROW[1:]}',  # quoted
+    ):
+        rows = schema.parse_csv(text)
+        assert rows.sex.tolist() == expected, text
+        assert rows.numeric.tolist() == [VALUES] * 3, text
+        assert rows.label is None
+    rows = schema.parse_csv(f"{HEADER},rings\n{ROW},9\nI{ROW[1:]},0", label="required")
+    assert (rows.sex.tolist(), rows.label.tolist()) == ([2, 1], [9.0, 0.0])  # type: ignore[union-attr]
+    rows = schema.parse_instances([[" f ", *VALUES], {"sex": "i", **dict(zip(HEADER.split(",")[1:], VALUES, strict=True)),
+                                                      "rings": 4}, ["M", *VALUES, 7]])
+    assert rows.sex.tolist() == expected
+    assert rows.numeric.tolist() == [VALUES] * 3
