@@ -132,6 +132,9 @@ def test_a_create_call_that_sends_the_tags_is_conditioned_on_the_request_tag() -
     assert grants._tag_mode("AWS::KMS::Key", create.name, create, grants.ANY, TAGGED) == "request"
     tag = _keys("kms:TagResource", {"key": frozenset({REQUEST_TAG})})
     assert grants._tag_mode("AWS::KMS::Key", tag.name, tag, ("kms", "key"), TAGGED) == "request"
+    # The request tag is supported only on another of the action's types: none on the key.
+    elsewhere = _keys("kms:TagResource", {"key": frozenset(), "alias": frozenset({REQUEST_TAG})})
+    assert grants._tag_mode("AWS::KMS::Key", elsewhere.name, elsewhere, ("kms", "key"), TAGGED) == ""
     # A create-time read is never conditioned: the handler reads back what it made.
     read = _keys("kms:DescribeKey", {"key": frozenset({RESOURCE_TAG, REQUEST_TAG})})
     assert grants._tag_mode("AWS::KMS::Key", read.name, read, ("kms", "key"), TAGGED) == ""
