@@ -8,15 +8,17 @@ expected messages are written out here, not built from ``schema``'s constants.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
 
 from mlcontainer import schema
-from mlcontainer.errors import DataError
+from mlcontainer.errors import DataError, UserError
 
 ROW = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
 HEADER = "sex,length,diameter,height,whole_weight,shucked_weight,viscera_weight,shell_weight"
@@ -165,3 +167,72 @@ def test_what_the_contract_accepts_besides_the_plain_row() -> None:
                                                       "rings": 4}, ["M", *VALUES, 7]])
     assert rows.sex.tolist() == expected
     assert rows.numeric.tolist() == [VALUES] * 3
+
+
+# preprocessing.json: the spec a model carries. A server given a model whose spec this
+# container cannot read must refuse to start with the reason, not serve wrong features.
+SPEC = {
+    "version": 1,
+    "columns": HEADER.split(","),
+    "label": "rings",
+    "categories": {"sex": ["F", "I", "M"]},
+    "derived": [
+        {"name": "shucked_fraction", "numerator": "shucked_weight", "denominator": ["whole_weight"]},
+        {"name": "viscera_fraction", "numerator": "viscera_weight", "denominator": ["whole_weight"]},
+        {"name": "shell_fraction", "numerator": "shell_weight", "denominator": ["whole_weight"]},
+        {"name": "density", "numerator": "whole_weight", "denominator": ["length", "diameter", "height"]},
+    ],
+    "feature_names": ["sex_F", "sex_I", "sex_M", *HEADER.split(",")[1:],
+                      "shucked_fraction", "viscera_fraction", "shell_fraction", "density"],
+}
+CONTRACT = "columns " + str(HEADER.split(",")) + ", label 'rings'"
+
+
+def test_the_default_spec_is_written_and_read_back_as_the_artifact_format() -> None:
+    spec = schema.FeatureSpec()
+    assert json.loads(spec.dumps()) == SPEC
+    assert spec.dumps().endswith("}\n") and spec.dumps().startswith('{\n  "version": 1,')
+    assert schema.FeatureSpec.loads(json.dumps(SPEC)) == spec
+    narrow = {**SPEC, "categories": {"sex": ["I", "M"]}, "derived": SPEC["derived"][3:]}  # type: ignore[index]
+    assert schema.FeatureSpec.loads(json.dumps(narrow)) == schema.FeatureSpec(("I", "M"), (schema.Ratio(
+        "density", "whole_weight", ("length", "diameter", "height")),))
+
+
+def _spec(**changes: object) -> str:
+    return json.dumps({**SPEC, **changes})
+
+
+SPEC_ERRORS = [
+    ("not json", "not a valid preprocessing spec (JSONDecodeError('Expecting value: line 1 column 1 (char 0)'))"),
+    ("[]", "not a valid preprocessing spec (AttributeError(\"'list' object has no attribute 'get'\"))"),
+    (_spec(version=2), "unsupported version 2 (this container reads version 1)"),
+    (_spec(version=None), "unsupported version None (this container reads version 1)"),
+    (_spec(columns=["sex"]), f"columns ['sex'] and label 'rings' do not match this container's data contract: {CONTRACT}"),
+    (_spec(label="age"),
+     f"columns {HEADER.split(',')} and label 'age' do not match this container's data contract: {CONTRACT}"),
+    (_spec(categories={"sex": []}), "sex categories [] must be a subset of ['F', 'I', 'M']"),
+    (_spec(categories={"sex": ["F", "X"]}), "sex categories ['F', 'X'] must be a subset of ['F', 'I', 'M']"),
+    (_spec(categories={}), "not a valid preprocessing spec (KeyError('sex'))"),
+    (_spec(derived=[{"name": "r", "numerator": "age", "denominator": ["length"]}]),
+     "derived feature 'r' uses unknown column 'age'"),
+    (_spec(derived=[{"name": "r", "numerator": "length", "denominator": ["length", "rings"]}]),
+     "derived feature 'r' uses unknown column 'rings'"),
+    (_spec(derived=[{"name": "r"}]), "not a valid preprocessing spec (KeyError('numerator'))"),
+    (_spec(derived=5), "not a valid preprocessing spec (TypeError(\"'int' object is not iterable\"))"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), SPEC_ERRORS)
+def test_a_spec_this_container_cannot_read_is_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        schema.FeatureSpec.loads(text, where="model/preprocessing.json")
+    assert str(caught.value) == f"model/preprocessing.json: {message}"
+
+
+def test_a_sex_the_model_never_saw_is_a_bad_request_naming_what_the_model_knows() -> None:
+    spec = schema.FeatureSpec(categories=("F", "M"))
+    rows = schema.parse_csv(f"F{ROW[1:]}\nM{ROW[1:]}\nI{ROW[1:]}")
+    with pytest.raises(DataError) as caught:
+        spec.encode(rows)
+    assert str(caught.value) == "column 'sex': value 'I' was not seen in training; this model knows F, M"
+    assert spec.encode(rows.take(np.array([1, 0])))[:, :2].tolist() == [[0.0, 1.0], [1.0, 0.0]]

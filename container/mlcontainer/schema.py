@@ -429,8 +429,9 @@ class FeatureSpec:
                 raise UserError(f"{where}: unsupported version {data.get('version')!r} "
                                 f"(this container reads version {cls.VERSION})")
             if tuple(data["columns"]) != FEATURES or data["label"] != LABEL:
-                raise UserError(f"{where}: columns {data['columns']} do not match this "
-                                f"container's data contract {list(FEATURES)}")
+                raise UserError(f"{where}: columns {data['columns']} and label {data['label']!r} do "
+                                f"not match this container's data contract: columns "
+                                f"{list(FEATURES)}, label {LABEL!r}")
             categories = tuple(str(c) for c in data["categories"]["sex"])
             if not categories or not set(categories) <= set(SEX_VALUES):
                 raise UserError(f"{where}: sex categories {list(categories)} must be a subset "
