@@ -87,8 +87,11 @@ def bind(cfg: ServerConfig) -> socket.socket:
     try:
         sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=cfg.backlog)
     except OSError as err:
+        # socket.create_server appends "(while attempting to bind on address ...)" to
+        # strerror: the message names the address already.
+        reason = os.strerror(err.errno) if err.errno else str(err)
         hint = " (port in use)" if err.errno == errno.EADDRINUSE else ""
-        raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {err.strerror}{hint}") from None
+        raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {reason}{hint}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 

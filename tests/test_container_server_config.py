@@ -1,0 +1,130 @@
+"""``serve``'s configuration from the environment, each setting at its bounds, and the
+listening socket: what an endpoint's environment may set, and the exact refusal (the
+server stops before any worker starts, and the message is what CloudWatch shows).
+
+Defaults and limits are written out here (SageMaker's 6 MiB real-time payload limit,
+port 8080 of the hosting contract), not read from ``server``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "container"))
+
+from mlcontainer import model, server
+from mlcontainer.errors import UserError
+from mlcontainer.server import ServerConfig
+
+
+def test_an_empty_environment_gives_the_hosting_contracts_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SM_MODEL_DIR", "/srv/model")
+    cfg = ServerConfig.from_env({"MODEL_SERVER_HOST": "  ", "MODEL_SERVER_WORKERS": " "})
+    assert cfg == ServerConfig(host="0.0.0.0", port=8080, workers=model.cpu_count(), timeout=60.0,
+                               keep_alive=75.0, max_bytes=6 * 1024 * 1024, model_dir=Path("/srv/model"),
+                               backlog=2048)
+    assert (type(cfg.port), type(cfg.workers), type(cfg.max_bytes)) == (int, int, int)
+    assert (type(cfg.timeout), type(cfg.keep_alive)) == (float, float)
+
+
+def test_set_values_are_read_stripped_and_typed() -> None:
+    cfg = ServerConfig.from_env({
+        "MODEL_SERVER_HOST": " :: ", "SAGEMAKER_BIND_TO_PORT": " 9000 ", "MODEL_SERVER_WORKERS": "3",
+        "MODEL_SERVER_TIMEOUT": "2.5", "MODEL_SERVER_KEEP_ALIVE": "5", "MAX_REQUEST_BYTES": "2048",
+    })
+    assert (cfg.host, cfg.port, cfg.workers, cfg.timeout, cfg.keep_alive, cfg.max_bytes) == ("::", 9000, 3, 2.5, 5.0, 2048)
+    assert type(cfg.keep_alive) is float
+
+
+BOUNDS = [
+    # (variable, lowest accepted, highest accepted, text of the range in the message)
+    ("SAGEMAKER_BIND_TO_PORT", "1", "65535", "between 1 and 65535"),
+    ("MODEL_SERVER_WORKERS", "1", "512", "between 1 and 512"),
+    ("MODEL_SERVER_TIMEOUT", "1", "3600", "between 1 and 3600"),
+    ("MODEL_SERVER_KEEP_ALIVE", "1", "3600", "between 1 and 3600"),
+    ("MAX_REQUEST_BYTES", "1024", "1073741824", "between 1024 and 1073741824"),
+]
+
+
+@pytest.mark.parametrize(("name", "low", "high", "range_text"), BOUNDS)
+def test_each_setting_is_accepted_at_its_bounds_and_refused_past_them(name: str, low: str, high: str,
+                                                                      range_text: str) -> None:
+    attribute = {"SAGEMAKER_BIND_TO_PORT": "port", "MODEL_SERVER_WORKERS": "workers",
+                 "MODEL_SERVER_TIMEOUT": "timeout", "MODEL_SERVER_KEEP_ALIVE": "keep_alive",
+                 "MAX_REQUEST_BYTES": "max_bytes"}[name]
+    assert getattr(ServerConfig.from_env({name: low}), attribute) == int(low)
+    assert getattr(ServerConfig.from_env({name: high}), attribute) == int(high)
+    for bad in (str(int(low) - 1), str(int(high) + 1)):
+        with pytest.raises(UserError) as caught:
+            ServerConfig.from_env({name: bad})
+        assert str(caught.value) == f"{name}='{bad}' must be {range_text}"
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT='http' is not an integer"),
+    ({"MODEL_SERVER_WORKERS": "2.5"}, "MODEL_SERVER_WORKERS='2.5' is not an integer"),
+    ({"MAX_REQUEST_BYTES": "6MiB"}, "MAX_REQUEST_BYTES='6MiB' is not an integer"),
+    ({"MODEL_SERVER_TIMEOUT": "soon"}, "MODEL_SERVER_TIMEOUT='soon' is not a number"),
+    ({"MODEL_SERVER_KEEP_ALIVE": "nan"}, "MODEL_SERVER_KEEP_ALIVE='nan' must be between 1 and 3600"),
+    ({"MODEL_SERVER_TIMEOUT": "0.5"}, "MODEL_SERVER_TIMEOUT='0.5' must be between 1 and 3600"),
+])
+def test_a_value_that_is_not_a_number_is_named_with_the_rule(env: dict[str, str], message: str) -> None:
+    with pytest.raises(UserError) as caught:
+        ServerConfig.from_env(env)
+    assert str(caught.value) == message
+
+
+def _config(host: str, port: int) -> ServerConfig:
+    return ServerConfig(host=host, port=port, workers=1, timeout=1.0, keep_alive=1.0, max_bytes=1024,
+                        model_dir=Path("/nonexistent"), backlog=7)
+
+
+def test_the_socket_listens_on_the_host_and_port_without_delaying_small_answers() -> None:
+    sock = server.bind(_config("127.0.0.1", 0))
+    try:
+        assert sock.family == socket.AF_INET
+        assert sock.getsockname()[0] == "127.0.0.1"
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
+    if socket.has_ipv6:
+        try:
+            sock = server.bind(_config("::1", 0))
+        except UserError as err:  # no IPv6 loopback in this sandbox: still an IPv6 attempt
+            assert str(err).startswith("cannot listen on ::1:0: ")
+        else:
+            assert sock.family == socket.AF_INET6
+            sock.close()
+
+
+def test_a_port_in_use_is_said_at_once() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(UserError) as caught:
+            server.bind(_config("127.0.0.1", port))
+        assert str(caught.value) == (f"cannot listen on 127.0.0.1:{port}: {os.strerror(errno.EADDRINUSE)} (port in use)")
+        with pytest.raises(UserError) as caught:
+            server.bind(_config("192.0.2.1", 8080))  # TEST-NET-1: no interface has it
+        assert str(caught.value) == f"cannot listen on 192.0.2.1:8080: {os.strerror(errno.EADDRNOTAVAIL)}"
+    finally:
+        taken.close()
+
+
+def test_serve_with_a_bad_setting_stops_with_the_reason_and_ignores_arguments(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "0")
+    assert server.main(["--port", "80"]) == 1
+    lines = [line.split("] ", 1)[1] for line in capsys.readouterr().err.splitlines()]
+    assert lines == [
+        "serve takes no arguments (got --port 80); configure it with environment variables",
+        "serve: SAGEMAKER_BIND_TO_PORT='0' must be between 1 and 65535",
+    ]
