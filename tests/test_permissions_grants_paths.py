@@ -138,3 +138,58 @@ def test_a_create_call_that_sends_the_tags_is_conditioned_on_the_request_tag() -
     # A create-time read is never conditioned: the handler reads back what it made.
     read = _keys("kms:DescribeKey", {"key": frozenset({RESOURCE_TAG, REQUEST_TAG})})
     assert grants._tag_mode("AWS::KMS::Key", read.name, read, ("kms", "key"), TAGGED) == ""
+
+
+# The CodeConnections rename: an action of codestar-connections is granted under both
+# prefixes where the scope has a connection of each (IAM evaluates the prefix of the
+# connection's ARN), on that connection only.
+PIPELINE = "AWS::CodePipeline::Pipeline"
+OLD = ("codestar-connections", "Connection")
+NEW = ("codeconnections", "Connection")
+
+
+def test_a_renamed_services_action_is_granted_under_each_prefix_the_scope_has_a_connection_of() -> None:
+    info = data.action("codestar-connections:UseConnection")
+    assert info is not None
+    assert grants._variants(PIPELINE, info, _scope(OLD, NEW)) == [
+        ("codeconnections:UseConnection", [NEW]),
+        ("codestar-connections:UseConnection", [OLD]),
+    ]
+    assert grants._variants(PIPELINE, info, _scope(NEW)) == [("codeconnections:UseConnection", [NEW])]
+    assert grants._variants(PIPELINE, info, _scope(OLD)) == [("codestar-connections:UseConnection", [OLD])]
+
+
+def test_a_renamed_services_action_without_a_connection_in_the_scope_is_refused_by_name() -> None:
+    info = data.action("codestar-connections:UseConnection")
+    assert info is not None
+    with pytest.raises(KeyError) as error:
+        grants._variants(PIPELINE, info, _scope())
+    assert error.value.args == (
+        "AWS::CodePipeline::Pipeline: no scope for codestar-connections:UseConnection or its codeconnections twin",
+    )
+    # Without a twin in the reference, the action's own types decide, and their error names the resource.
+    alone = _action("codestar-connections:Unheard", a=False, b=False)
+    with pytest.raises(KeyError) as error:
+        grants._variants(PIPELINE, alone, _scope())
+    assert error.value.args == (
+        "AWS::CodePipeline::Pipeline: codestar-connections:Unheard acts on one of a, b: add one to the Scope",
+    )
+
+
+def test_a_deployment_without_connections_grants_the_connection_actions_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    scope = grants.Scope(resources={}, absent=frozenset({OLD, NEW}))
+    info = data.action("codestar-connections:UseConnection")
+    assert info is not None
+    assert grants._variants(PIPELINE, info, scope) == [("codestar-connections:UseConnection", [OLD])]
+    monkeypatch.setattr(data, "required_actions", lambda kind: {"codestar-connections:UseConnection"})
+    assert grants.grants([PIPELINE], scope) == {}
+
+
+def test_a_handler_action_missing_from_the_reference_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "required_actions", lambda kind: {"sagemaker:Unheard"})
+    with pytest.raises(KeyError) as error:
+        grants.grants(["AWS::SageMaker::Endpoint"], _scope(ENDPOINT))
+    assert error.value.args == (
+        ("AWS::SageMaker::Endpoint: handler action sagemaker:Unheard is not in the Service Authorization "
+         "Reference; list it in withheld_permissions.json with the reason"),
+    )
