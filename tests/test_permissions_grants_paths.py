@@ -9,9 +9,13 @@ A wrong choice widens a grant to resources of another type or drops one the hand
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
-from mlops_templates.permissions import data, grants
+from mlops_templates import config
+from mlops_templates.permissions import data, grants, scenario
 from mlops_templates.permissions.deployed import TypeSpec
 
 
@@ -193,3 +197,46 @@ def test_a_handler_action_missing_from_the_reference_is_refused_with_what_to_do(
         ("AWS::SageMaker::Endpoint: handler action sagemaker:Unheard is not in the Service Authorization "
          "Reference; list it in withheld_permissions.json with the reason"),
     )
+
+
+def test_a_statement_is_named_after_its_services_its_scope_and_its_tag_condition() -> None:
+    named = grants._sid(("arn:aws:s3:::b",), "", {"s3:GetObject", "codestar-connections:UseConnection", "s3:PutObject"})
+    assert named == "CodestarConnectionsS3"
+    assert grants._sid(("*",), "", {"ec2:DescribeVpcs"}) == "Ec2Unscoped"
+    assert grants._sid(("arn:aws:kms:*:*:key/*",), "resource", {"kms:DescribeKey"}) == "KmsTagged"
+    assert grants._sid(("*",), "request", {"kms:CreateKey"}) == "KmsUnscopedTaggedRequest"
+    assert grants._sid(("*", "arn:aws:logs:*:*:*"), "", {"application-autoscaling:Describe"}) == "ApplicationAutoscaling"
+
+
+def test_statements_of_one_name_are_numbered_in_the_order_of_their_first_action(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "required_actions", lambda kind: {
+        "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeEndpoint"})
+    scope = grants.Scope(resources={ENDPOINT: ("arn:aws:sagemaker:*:*:endpoint/p-*",),
+                                    CONFIG: ("arn:aws:sagemaker:*:*:endpoint-config/p-*",)})
+    rendered = [json.loads(s.to_json()) for s in grants.statements(["AWS::SageMaker::Endpoint"], scope)]
+    assert rendered == [
+        {"Sid": "Sagemaker", "Effect": "Allow", "Action": ["sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint"],
+         "Resource": ["arn:aws:sagemaker:*:*:endpoint/p-*"]},
+        {"Sid": "Sagemaker2", "Effect": "Allow", "Action": ["sagemaker:DescribeEndpointConfig"],
+         "Resource": ["arn:aws:sagemaker:*:*:endpoint-config/p-*"]},
+    ]
+
+
+def test_every_statement_id_of_the_deployment_is_one_iam_accepts() -> None:
+    # "The Sid element supports ASCII uppercase letters (A-Z), lowercase letters (a-z),
+    # and numbers (0-9)"; "In IAM, the Sid value must be unique within a JSON policy"
+    # (IAM User Guide, reference_policies_elements_sid.html).
+    deployment = scenario.deploy(config.parse({}))
+    stacks = [deployment.studio, deployment.pipeline, *deployment.runs.values()]
+    documents = []
+    for stack in stacks:
+        for resource in stack.resources.values():
+            properties = resource.properties
+            documents += [p["PolicyDocument"] for p in properties.get("Policies", [])]
+            if resource.kind == "AWS::IAM::ManagedPolicy":
+                documents.append(properties["PolicyDocument"])
+    sids = [[s["Sid"] for s in d["Statement"] if "Sid" in s] for d in documents]
+    assert sum(len(s) for s in sids) > 50  # the deploying roles' generated statements among them
+    for names in sids:
+        assert len(names) == len(set(names)), names
+        assert all(re.fullmatch(r"[A-Za-z0-9]+", name) for name in names), names
