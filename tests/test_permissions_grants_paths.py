@@ -208,17 +208,26 @@ def test_a_statement_is_named_after_its_services_its_scope_and_its_tag_condition
     assert grants._sid(("*", "arn:aws:logs:*:*:*"), "", {"application-autoscaling:Describe"}) == "ApplicationAutoscaling"
 
 
-def test_statements_of_one_name_are_numbered_in_the_order_of_their_first_action(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_statements_are_ordered_by_first_action_and_named_by_scope_and_condition(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data, "required_actions", lambda kind: {
-        "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeEndpoint"})
+        "sagemaker:CreateEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeEndpoint",
+        "sagemaker:UpdateEndpoint", "cloudwatch:GetMetricData"})
     scope = grants.Scope(resources={ENDPOINT: ("arn:aws:sagemaker:*:*:endpoint/p-*",),
-                                    CONFIG: ("arn:aws:sagemaker:*:*:endpoint-config/p-*",)})
+                                    CONFIG: ("arn:aws:sagemaker:*:*:endpoint-config/p-*",)},
+                         tagged=frozenset({ENDPOINT}), tag=("mlops:project", "demo"))
     rendered = [json.loads(s.to_json()) for s in grants.statements(["AWS::SageMaker::Endpoint"], scope)]
     assert rendered == [
+        # No resource types: on "*". The endpoint handler's create and read calls: by name.
+        {"Sid": "CloudwatchUnscoped", "Effect": "Allow", "Action": ["cloudwatch:GetMetricData"], "Resource": ["*"]},
         {"Sid": "Sagemaker", "Effect": "Allow", "Action": ["sagemaker:CreateEndpoint", "sagemaker:DescribeEndpoint"],
          "Resource": ["arn:aws:sagemaker:*:*:endpoint/p-*"]},
+        # The same service again: numbered.
         {"Sid": "Sagemaker2", "Effect": "Allow", "Action": ["sagemaker:DescribeEndpointConfig"],
          "Resource": ["arn:aws:sagemaker:*:*:endpoint-config/p-*"]},
+        # A later call on the tagged endpoint: only under the project's tag.
+        {"Sid": "SagemakerTagged", "Effect": "Allow", "Action": ["sagemaker:UpdateEndpoint"],
+         "Resource": ["arn:aws:sagemaker:*:*:endpoint/p-*"],
+         "Condition": {"StringEquals": {"aws:ResourceTag/mlops:project": "demo"}}},
     ]
 
 
