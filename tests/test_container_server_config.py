@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,22 +87,47 @@ def _config(host: str, port: int) -> ServerConfig:
                         model_dir=Path("/nonexistent"), backlog=7)
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _listen_backlog(port: int) -> int:
+    """The accept queue's length of the socket listening on ``port`` (ss's Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], check=True, capture_output=True, text=True).stdout
+    return int(out.split()[2])
+
+
 def test_the_socket_listens_on_the_host_and_port_without_delaying_small_answers() -> None:
     sock = server.bind(_config("127.0.0.1", 0))
     try:
         assert sock.family == socket.AF_INET
         assert sock.getsockname()[0] == "127.0.0.1"
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        if shutil.which("ss"):  # iproute2: the kernel's own account of the listen queue
+            assert _listen_backlog(sock.getsockname()[1]) == 7
     finally:
         sock.close()
-    if socket.has_ipv6:
-        try:
-            sock = server.bind(_config("::1", 0))
-        except UserError as err:  # no IPv6 loopback in this sandbox: still an IPv6 attempt
-            assert str(err).startswith("cannot listen on ::1:0: ")
-        else:
-            assert sock.family == socket.AF_INET6
-            sock.close()
+    if _ipv6_loopback():
+        sock = server.bind(_config("::1", 0))
+        assert (sock.family, sock.getsockname()[0]) == (socket.AF_INET6, "::1")
+        sock.close()
+
+
+def test_a_host_that_does_not_resolve_is_named_with_the_resolvers_reason() -> None:
+    try:
+        socket.getaddrinfo("no-such-host.invalid", 8080)
+    except socket.gaierror as err:
+        reason = err.strerror
+    else:  # pragma: no cover - a resolver that answers for .invalid (RFC 6761 says none does)
+        pytest.skip("this resolver answers for .invalid")
+    with pytest.raises(UserError) as caught:
+        server.bind(_config("no-such-host.invalid", 8080))
+    assert str(caught.value) == f"cannot listen on no-such-host.invalid:8080: {reason}"
 
 
 def test_a_port_in_use_is_said_at_once() -> None:

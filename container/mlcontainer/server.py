@@ -88,8 +88,9 @@ def bind(cfg: ServerConfig) -> socket.socket:
         sock = socket.create_server((cfg.host, cfg.port), family=family, backlog=cfg.backlog)
     except OSError as err:
         # socket.create_server appends "(while attempting to bind on address ...)" to
-        # strerror: the message names the address already.
-        reason = os.strerror(err.errno) if err.errno else str(err)
+        # strerror: the message names the address already. (Not os.strerror: a host name
+        # that does not resolve has a getaddrinfo code, which it does not know.)
+        reason = (err.strerror or str(err)).split(" (while attempting to bind")[0]
         hint = " (port in use)" if err.errno == errno.EADDRINUSE else ""
         raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {reason}{hint}") from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
