@@ -127,7 +127,7 @@ def test_good_bodies_in_each_form_and_codec_are_read() -> None:
 def test_predictions_are_written_with_seven_significant_digits() -> None:
     values = np.array([9.87654321, 10.0, 1e-9, 123456789.0])
     assert inference.format_predictions(values, CSV) == b"9.876543\n10\n1e-09\n1.234568e+08\n"
-    assert inference.format_predictions(values[:2], JSON) == b'{"predictions":[9.876543,10]}'
+    assert inference.format_predictions(values, JSON) == b'{"predictions":[9.876543,10,1e-09,1.234568e+08]}'
     assert inference.format_predictions(np.array([9.5]), JSON) == b'{"predictions":[9.5]}'
 
 
