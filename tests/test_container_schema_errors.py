@@ -142,6 +142,13 @@ INSTANCE_ERRORS = [
 ]
 
 
+def test_a_value_no_json_document_holds_is_named_by_its_python_type() -> None:
+    # parse_instances is also called with Python values (batch jobs, tests): bytes, tuples.
+    with pytest.raises(DataError) as caught:
+        schema.parse_instances([[b"M", *VALUES]])
+    assert str(caught.value) == "request body, instance 1, column 'sex': must be one of F, I, M (a string), got bytes"
+
+
 @pytest.mark.parametrize(("instances", "message"), INSTANCE_ERRORS)
 def test_a_bad_json_instance_is_named_with_its_index_column_value_and_rule(instances: object, message: str) -> None:
     with pytest.raises(DataError) as caught:
