@@ -57,6 +57,7 @@ def test_the_body_codec_is_the_charset_parameter_or_utf8(content_type: str | Non
     ("text/csv; charset=utf-16", "'utf-16'"),
     ("text/csv; charset=" + "x" * 60, "'" + "x" * 40 + "'"),
     ('text/csv; charset="EBCDIC" ', "'\"EBCDIC\"'"),
+    ("text/csv; charset=Xutf-8X", "'Xutf-8X'"),  # only quotes are stripped from the value
 ])
 def test_another_charset_is_415(content_type: str, shown: str) -> None:
     with pytest.raises(inference.RequestError) as caught:
@@ -71,6 +72,8 @@ def test_another_charset_is_415(content_type: str, shown: str) -> None:
     ("image/png, text/csv", CSV), ("text/html;q=0.9,application/json;q=0.9", JSON),
     ("text/csv;q=0.9, application/json", JSON), ("application/json;Q=0, text/csv", CSV),
     ("text/csv, application/json", CSV), ("application/json, text/csv", JSON),
+    ("text/csv;q=1, application/json", CSV),  # no q is q=1: a tie, kept in the client's order
+    ("application/json;q==0.5, text/csv;q=0.1", CSV),  # a malformed q is q=0: not acceptable
 ])
 def test_the_answer_type_is_the_best_supported_choice_of_accept(accept: str | None, kind: str) -> None:
     assert inference.accept_type(accept) == kind
