@@ -27,6 +27,7 @@ SEND = "send text/csv or application/json"
 @pytest.mark.parametrize(("content_type", "kind"), [
     (None, CSV), ("", CSV), ("text/csv", CSV), ("Text/CSV; charset=utf-8", CSV),
     (" application/json ", JSON), ("application/json;charset=utf-8", JSON),
+    ("text/csv; charset=utf-8; header=present", CSV),
 ])
 def test_the_request_media_type_is_read_without_its_parameters(content_type: str | None, kind: str) -> None:
     assert inference.media_type(content_type) == kind
@@ -58,6 +59,7 @@ def test_the_body_codec_is_the_charset_parameter_or_utf8(content_type: str | Non
     ("text/csv; charset=" + "x" * 60, "'" + "x" * 40 + "'"),
     ('text/csv; charset="EBCDIC" ', "'\"EBCDIC\"'"),
     ("text/csv; charset=Xutf-8X", "'Xutf-8X'"),  # only quotes are stripped from the value
+    ("text/csv; charset=utf-8=x", "'utf-8=x'"),  # the value is all after the first '='
 ])
 def test_another_charset_is_415(content_type: str, shown: str) -> None:
     with pytest.raises(inference.RequestError) as caught:
