@@ -243,3 +243,13 @@ def test_a_sex_the_model_never_saw_is_a_bad_request_naming_what_the_model_knows(
         spec.encode(rows)
     assert str(caught.value) == "column 'sex': value 'I' was not seen in training; this model knows F, M"
     assert spec.encode(rows.take(np.array([1, 0])))[:, :2].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    single = schema.FeatureSpec(categories=("M",))  # one category: the one-hot part is one column
+    with pytest.raises(DataError) as caught:
+        single.encode(schema.parse_csv(f"M{ROW[1:]}\nF{ROW[1:]}"))
+    assert str(caught.value) == "column 'sex': value 'F' was not seen in training; this model knows M"
+
+
+def test_a_spec_read_without_a_location_is_named_preprocessing_json() -> None:
+    with pytest.raises(UserError) as caught:
+        schema.FeatureSpec.loads(_spec(version=3))
+    assert str(caught.value) == "preprocessing.json: unsupported version 3 (this container reads version 1)"
