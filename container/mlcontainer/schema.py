@@ -230,7 +230,9 @@ def _parse_general(text: str, *, where: str, label: LabelPolicy, keep_fields: bo
         if line.strip():
             if quoted:  # rare: a real CSV reader for quoted fields, the plain split otherwise
                 try:
-                    fields = next(csv.reader([line]), None) or [""]
+                    # One row, never empty: the line holds no line break (splitlines) and
+                    # is not blank.
+                    fields = next(csv.reader([line]))
                 except csv.Error as err:  # e.g. a quoted field over csv's 128 KiB limit
                     raise DataError(f"not valid CSV ({err})", where=where, row=number) from None
                 line = ",".join(fields)
