@@ -80,6 +80,12 @@ CSV_ERRORS = [
     ('"X",0.455,0.365,0.095,0.514,0.2245,0.101,0.15', "optional",
      f"request body, line 1, column 'sex': unknown value 'X'; {ONE_OF}"),
     ('"M,0.455",0.365', "optional", f"request body, line 1: expected {EIGHT}, got 2"),
+    # A wrong header is quoted whole up to 200 characters, then cut.
+    ("sex," + "a" * 196 + f"\n{ROW}", "optional",
+     f"request body, line 1: header must be {HEADER},rings (or without 'rings'), got sex," + "a" * 196),
+    ("sex," + "a" * 197 + f"\n{ROW}", "optional",
+     f"request body, line 1: header must be {HEADER},rings (or without 'rings'), got sex," + "a" * 196
+     + "... (2 columns)"),
 ]
 
 
@@ -168,6 +174,9 @@ def test_what_the_contract_accepts_besides_the_plain_row() -> None:
         assert rows.sex.tolist() == expected, text
         assert rows.numeric.tolist() == [VALUES] * 3, text
         assert rows.label is None
+        assert rows.fields is None  # kept only when asked for
+    kept = schema.parse_csv('"F" , 0.455,0.365,0.095,0.514,0.2245,0.101,0.15', keep_fields=True)
+    assert kept.fields == [["F", "0.455", "0.365", "0.095", "0.514", "0.2245", "0.101", "0.15"]]
     rows = schema.parse_csv(f"{HEADER},rings\n{ROW},9\nI{ROW[1:]},0", label="required")
     assert (rows.sex.tolist(), rows.label.tolist()) == ([2, 1], [9.0, 0.0])  # type: ignore[union-attr]
     rows = schema.parse_instances([[" f ", *VALUES], {"sex": "i", **dict(zip(HEADER.split(",")[1:], VALUES, strict=True)),
@@ -253,3 +262,36 @@ def test_a_spec_read_without_a_location_is_named_preprocessing_json() -> None:
     with pytest.raises(UserError) as caught:
         schema.FeatureSpec.loads(_spec(version=3))
     assert str(caught.value) == "preprocessing.json: unsupported version 3 (this container reads version 1)"
+
+
+# The fast path (_parse_plain) reads the common case without the general parser; it must
+# read it exactly as the general parser does, and hand everything else over (None).
+PLAIN = [
+    (f"{ROW}\nF{ROW[1:]}\nI{ROW[1:]}", "optional"),
+    (f"{HEADER}\n{ROW}\nF{ROW[1:]}", "optional"),
+    (f"{HEADER.upper()}\n{ROW}", "optional"),
+    (f"{HEADER},rings\n{ROW},9\nI{ROW[1:]}", "optional"),
+    (f"{ROW},9\nI{ROW[1:]}", "optional"),
+    (f"{HEADER},rings\n{ROW},9\nF{ROW[1:]},0", "required"),
+    (f"{ROW},9\nF{ROW[1:]},3", "required"),
+]
+
+
+@pytest.mark.parametrize(("text", "label"), PLAIN)
+def test_the_fast_path_reads_plain_rows_as_the_general_parser_does(text: str, label: str) -> None:
+    fast = schema._parse_plain(text, where="request body", label=label)  # type: ignore[arg-type]
+    assert fast is not None
+    general = schema._parse_general(text, where="request body", label=label, keep_fields=False)  # type: ignore[arg-type]
+    assert fast.sex.tolist() == general.sex.tolist()
+    assert fast.numeric.tolist() == general.numeric.tolist()
+    assert (None if fast.label is None else fast.label.tolist()) == (None if general.label is None else general.label.tolist())
+
+
+@pytest.mark.parametrize(("text", "label"), [
+    ("", "optional"), (HEADER, "optional"), (f"sex,length\n{ROW}", "optional"), (f"{HEADER}\n{ROW},9", "required"),
+    (f"{ROW}\n\n{ROW}", "optional"), (f" M{ROW[1:]}", "optional"), (f"m{ROW[1:]}", "optional"),
+    (ROW, "required"), (f"{ROW},9,1", "optional"),
+    (f"{ROW},9\n{ROW},9,1\n{ROW}", "optional"), (f"{ROW}\n{ROW[:-5]}", "optional"), (f"M,abc{ROW[7:]}", "optional"),
+])
+def test_the_fast_path_hands_anything_else_to_the_general_parser(text: str, label: str) -> None:
+    assert schema._parse_plain(text, where="request body", label=label) is None  # type: ignore[arg-type]

@@ -258,12 +258,10 @@ def _parse_general(text: str, *, where: str, label: LabelPolicy, keep_fields: bo
         if count != _N_COLUMNS and (label == "required" or count != _N_FEATURES):
             raise DataError(f"expected {_expected_columns(label)}, got {count}", where=where,
                             row=number)
-        code = sex_index.get(fields[0])
+        code = sex_index.get(fields[0].strip())
         if code is None:
-            code = sex_index.get(fields[0].strip())
-            if code is None:
-                raise DataError(_sex_error(fields[0].strip()), where=where, row=number,
-                                column=FEATURES[0])
+            raise DataError(_sex_error(fields[0].strip()), where=where, row=number,
+                            column=FEATURES[0])
         sex[i] = code
 
     try:
