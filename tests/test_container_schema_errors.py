@@ -58,11 +58,14 @@ CSV_ERRORS = [
     (_row(1, "abc"), "optional", "request body, line 1, column 'length': 'abc' is not a number"),
     (_row(2, " abc "), "optional", "request body, line 1, column 'diameter': 'abc' is not a number"),
     (_row(1, "1_000"), "optional", "request body, line 1, column 'length': '1_000' is not a number"),
+    (_row(7, "0.15#x"), "optional", "request body, line 1, column 'shell_weight': '0.15#x' is not a number"),
+    (f"{ROW},9#", "required", "request body, line 1, column 'rings': '9#' is not a number"),
     (_row(1, "\u0661"), "optional", "request body, line 1, column 'length': '\u0661' is not a number"),
     (_row(1, "y" * 50), "optional",
      "request body, line 1, column 'length': '" + "y" * 40 + "'... (50 characters) is not a number"),
     (_row(1, "y" * 40), "optional", "request body, line 1, column 'length': '" + "y" * 40 + "' is not a number"),
     (_row(2, "-1"), "optional", "request body, line 1, column 'diameter': must be a finite number >= 0, got -1.0"),
+    ("M,0,-1,0,0,0,0,0", "optional", "request body, line 1, column 'diameter': must be a finite number >= 0, got -1.0"),
     (_row(3, "nan"), "optional", "request body, line 1, column 'height': must be a finite number >= 0, got nan"),
     (_row(4, "inf"), "optional", "request body, line 1, column 'whole_weight': must be a finite number >= 0, got inf"),
     (f"{ROW},-3", "required", "request body, line 1, column 'rings': must be a finite number >= 0, got -3.0"),
@@ -175,6 +178,9 @@ def test_what_the_contract_accepts_besides_the_plain_row() -> None:
         assert rows.numeric.tolist() == [VALUES] * 3, text
         assert rows.label is None
         assert rows.fields is None  # kept only when asked for
+    zeros = schema.parse_csv("I,0,0,0,0,0,0,0,0", label="required")  # measurements and rings of 0 are valid
+    assert (zeros.numeric.tolist(), zeros.label.tolist()) == ([[0.0] * 7], [0.0])  # type: ignore[union-attr]
+    assert schema.parse_instances([["I", 0, 0, 0.0, 0, 0, 0, 0]]).numeric.tolist() == [[0.0] * 7]
     kept = schema.parse_csv('"F" , 0.455,0.365,0.095,0.514,0.2245,0.101,0.15', keep_fields=True)
     assert kept.fields == [["F", "0.455", "0.365", "0.095", "0.514", "0.2245", "0.101", "0.15"]]
     rows = schema.parse_csv(f"{HEADER},rings\n{ROW},9\nI{ROW[1:]},0", label="required")
