@@ -289,6 +289,7 @@ def test_the_fast_path_reads_plain_rows_as_the_general_parser_does(text: str, la
     assert fast is not None
     general = schema._parse_general(text, where="request body", label=label, keep_fields=False)  # type: ignore[arg-type]
     assert fast.sex.tolist() == general.sex.tolist()
+    assert fast.sex.dtype == general.sex.dtype == np.int8
     assert fast.numeric.tolist() == general.numeric.tolist()
     assert (None if fast.label is None else fast.label.tolist()) == (None if general.label is None else general.label.tolist())
 
@@ -301,3 +302,20 @@ def test_the_fast_path_reads_plain_rows_as_the_general_parser_does(text: str, la
 ])
 def test_the_fast_path_hands_anything_else_to_the_general_parser(text: str, label: str) -> None:
     assert schema._parse_plain(text, where="request body", label=label) is None  # type: ignore[arg-type]
+
+
+def test_plain_text_never_reaches_the_general_parser_and_quoted_text_skips_the_fast_path(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The split is the server's throughput: the general parser is several times slower.
+    real_plain, real_general = schema._parse_plain, schema._parse_general
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the other parser was called")
+
+    monkeypatch.setattr(schema, "_parse_general", refuse)
+    assert schema.parse_csv(f"{ROW}\nF{ROW[1:]}").sex.tolist() == [2, 0]
+    monkeypatch.setattr(schema, "_parse_general", real_general)
+    monkeypatch.setattr(schema, "_parse_plain", refuse)
+    assert schema.parse_csv(f'"M"{ROW[1:]}').sex.tolist() == [2]
+    assert schema.parse_csv(ROW, keep_fields=True).fields == [ROW.split(",")]
+    monkeypatch.setattr(schema, "_parse_plain", real_plain)
