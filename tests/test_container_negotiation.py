@@ -27,7 +27,7 @@ SEND = "send text/csv or application/json"
 @pytest.mark.parametrize(("content_type", "kind"), [
     (None, CSV), ("", CSV), ("text/csv", CSV), ("Text/CSV; charset=utf-8", CSV),
     (" application/json ", JSON), ("application/json;charset=utf-8", JSON),
-    ("text/csv; charset=utf-8; header=present", CSV),
+    ("text/csv; charset=utf-8; header=present", CSV), ("application/json", JSON),
 ])
 def test_the_request_media_type_is_read_without_its_parameters(content_type: str | None, kind: str) -> None:
     assert inference.media_type(content_type) == kind
@@ -37,6 +37,7 @@ def test_the_request_media_type_is_read_without_its_parameters(content_type: str
     ("text/plain", f"unsupported Content-Type 'text/plain'; {SEND}"),
     ("application/x-www-form-urlencoded; a=b", f"unsupported Content-Type 'application/x-www-form-urlencoded; a=b'; {SEND}"),
     ("text/csvx", f"unsupported Content-Type 'text/csvx'; {SEND}"),
+    ("application/x-www-form-urlencoded", f"unsupported Content-Type 'application/x-www-form-urlencoded'; {SEND}"),
 ])
 def test_another_media_type_is_415(content_type: str, message: str) -> None:
     with pytest.raises(inference.RequestError) as caught:
@@ -48,7 +49,9 @@ def test_another_media_type_is_415(content_type: str, message: str) -> None:
     (None, "utf-8"), ("text/csv", "utf-8"), ("text/csv; foo", "utf-8"), ("text/csv; charset=UTF-8", "utf-8"),
     ("text/csv; charset=utf8", "utf-8"), ('text/csv; charset="iso-8859-1"', "latin-1"),
     ("text/csv;charset=latin1", "latin-1"), ("text/csv; a=b; Charset = us-ascii", "ascii"),
-    ("application/json; charset=ASCII", "ascii"),
+    ("application/json; charset=ASCII", "ascii"), ('application/json;charset="utf8"', "utf-8"),
+    ("text/csv; header=present", "utf-8"), ("text/csv; charset=US-ASCII", "ascii"),
+    ("text/csv ; Charset = iso-8859-1", "latin-1"),
 ])
 def test_the_body_codec_is_the_charset_parameter_or_utf8(content_type: str | None, codec: str) -> None:
     assert inference.body_encoding(content_type) == codec
@@ -60,6 +63,7 @@ def test_the_body_codec_is_the_charset_parameter_or_utf8(content_type: str | Non
     ('text/csv; charset="EBCDIC" ', "'\"EBCDIC\"'"),
     ("text/csv; charset=Xutf-8X", "'Xutf-8X'"),  # only quotes are stripped from the value
     ("text/csv; charset=utf-8=x", "'utf-8=x'"),  # the value is all after the first '='
+    ("text/csv; charset=", "''"), ("application/json; charset=cp1252", "'cp1252'"),
 ])
 def test_another_charset_is_415(content_type: str, shown: str) -> None:
     with pytest.raises(inference.RequestError) as caught:
@@ -76,12 +80,15 @@ def test_another_charset_is_415(content_type: str, shown: str) -> None:
     ("text/csv, application/json", CSV), ("application/json, text/csv", JSON),
     ("text/csv;q=1, application/json", CSV),  # no q is q=1: a tie, kept in the client's order
     ("application/json;q==0.5, text/csv;q=0.1", CSV),  # a malformed q is q=0: not acceptable
+    ("text/html, application/json;q=0.9", JSON), ("text/csv;q=0.5, application/json", JSON),
+    ("text/*;q=1", CSV), ("application/json;q=0, text/csv", CSV),
 ])
 def test_the_answer_type_is_the_best_supported_choice_of_accept(accept: str | None, kind: str) -> None:
     assert inference.accept_type(accept) == kind
 
 
-@pytest.mark.parametrize("accept", ["application/xml", "text/csv;q=0, application/json;q=bad", "image/*"])
+@pytest.mark.parametrize("accept", ["application/xml", "text/csv;q=0, application/json;q=bad", "image/*",
+                                    "text/html", "application/xml, image/*", "application/json;q=0"])
 def test_an_accept_with_no_supported_choice_is_406(accept: str) -> None:
     with pytest.raises(inference.RequestError) as caught:
         inference.accept_type(accept)

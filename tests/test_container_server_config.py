@@ -75,6 +75,8 @@ def test_each_setting_is_accepted_at_its_bounds_and_refused_past_them(name: str,
     ({"MODEL_SERVER_TIMEOUT": "soon"}, "MODEL_SERVER_TIMEOUT='soon' is not a number"),
     ({"MODEL_SERVER_KEEP_ALIVE": "nan"}, "MODEL_SERVER_KEEP_ALIVE='nan' must be between 1 and 3600"),
     ({"MODEL_SERVER_TIMEOUT": "0.5"}, "MODEL_SERVER_TIMEOUT='0.5' must be between 1 and 3600"),
+    ({"MODEL_SERVER_WORKERS": "0"}, "MODEL_SERVER_WORKERS='0' must be between 1 and 512"),
+    ({"MAX_REQUEST_BYTES": "10"}, "MAX_REQUEST_BYTES='10' must be between 1024 and 1073741824"),
 ])
 def test_a_value_that_is_not_a_number_is_named_with_the_rule(env: dict[str, str], message: str) -> None:
     with pytest.raises(UserError) as caught:

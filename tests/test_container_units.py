@@ -213,52 +213,6 @@ def test_paths_follow_ml_prefix_and_sm_variables(monkeypatch: pytest.MonkeyPatch
     assert paths.evaluation_model_file() == Path("/opt/ml/processing/model/model.tar.gz")
 
 
-# --- content negotiation -------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("accept", "expected"), [
-    (None, "text/csv"), ("*/*", "text/csv"), ("application/json", "application/json"),
-    ("text/html, application/json;q=0.9", "application/json"),
-    ("text/csv;q=0.5, application/json", "application/json"),
-    ("application/*", "application/json"), ("text/*;q=1", "text/csv"),
-    ("application/json;q=0, text/csv", "text/csv"),
-])
-def test_accept(accept: str | None, expected: str) -> None:
-    assert inference.accept_type(accept) == expected
-
-
-@pytest.mark.parametrize("accept", ["text/html", "application/xml, image/*", "application/json;q=0"])
-def test_unacceptable_accept_is_406(accept: str) -> None:
-    with pytest.raises(inference.RequestError) as caught:
-        inference.accept_type(accept)
-    assert caught.value.status == 406
-
-
-def test_content_type() -> None:
-    assert inference.media_type(None) == "text/csv"
-    assert inference.media_type("Text/CSV; charset=utf-8") == "text/csv"
-    assert inference.media_type("application/json") == "application/json"
-    with pytest.raises(inference.RequestError) as caught:
-        inference.media_type("application/x-www-form-urlencoded")
-    assert caught.value.status == 415
-
-
-@pytest.mark.parametrize(("content_type", "encoding"), [
-    (None, "utf-8"), ("text/csv", "utf-8"), ("text/csv; charset=UTF-8", "utf-8"),
-    ('application/json;charset="utf8"', "utf-8"), ("text/csv; header=present", "utf-8"),
-    ("text/csv; charset=US-ASCII", "ascii"), ("text/csv ; Charset = iso-8859-1", "latin-1"),
-])
-def test_body_encoding(content_type: str | None, encoding: str) -> None:
-    assert inference.body_encoding(content_type) == encoding
-
-
-@pytest.mark.parametrize("content_type", ["text/csv; charset=utf-16", "text/csv; charset=",
-                                          "application/json; charset=cp1252"])
-def test_unsupported_charset_is_415(content_type: str) -> None:
-    with pytest.raises(inference.RequestError) as caught:
-        inference.body_encoding(content_type)
-    assert caught.value.status == 415 and "unsupported charset" in caught.value.message
-
-
 # --- request bodies, however pathological ----------------------------------------------------
 
 VALUES = [0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15]
@@ -540,23 +494,6 @@ def test_legacy_models_it_cannot_read_are_named(tmp_path: Path, data: bytes, mes
     with pytest.raises(UserError, match=message) as caught:
         model.Predictor.from_dir(tmp_path)
     assert str(caught.value).startswith(str(tmp_path / model.BUILTIN_MODEL_FILE))
-
-
-@pytest.mark.parametrize(("env", "message"), [
-    ({"SAGEMAKER_BIND_TO_PORT": "http"}, "SAGEMAKER_BIND_TO_PORT='http' is not an integer"),
-    ({"MODEL_SERVER_WORKERS": "0"}, "MODEL_SERVER_WORKERS='0' must be between 1"),
-    ({"MAX_REQUEST_BYTES": "10"}, "MAX_REQUEST_BYTES='10' must be between 1024"),
-])
-def test_server_config_errors(env: dict[str, str], message: str) -> None:
-    with pytest.raises(UserError) as caught:
-        ServerConfig.from_env(env)
-    assert message in str(caught.value)
-
-
-def test_server_config_defaults() -> None:
-    cfg = ServerConfig.from_env({})
-    assert (cfg.host, cfg.port, cfg.timeout, cfg.max_bytes) == ("0.0.0.0", 8080, 60, 6 * 1024 * 1024)
-    assert cfg.workers == model.cpu_count()
 
 
 def _gunicorn_app(env: dict[str, str]):
