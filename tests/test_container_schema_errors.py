@@ -83,6 +83,15 @@ CSV_ERRORS = [
     ('"X",0.455,0.365,0.095,0.514,0.2245,0.101,0.15', "optional",
      f"request body, line 1, column 'sex': unknown value 'X'; {ONE_OF}"),
     ('"M,0.455",0.365', "optional", f"request body, line 1: expected {EIGHT}, got 2"),
+    ("M,1,2,x,4,5,6,7", "optional", "request body, line 1, column 'height': 'x' is not a number"),
+    (f"{ROW}\nM,1,2,3,4,5,6,", "optional", "request body, line 2, column 'shell_weight': is empty (a number is required)"),
+    (f"{HEADER}\n{ROW}\nM,1,2,3,-4,5,6,7", "optional",
+     "request body, line 3, column 'whole_weight': must be a finite number >= 0, got -4.0"),
+    ("M,1,2,3,4,5,6,1_0", "optional", "request body, line 1, column 'shell_weight': '1_0' is not a number"),
+    ("M,1,2,3", "optional", f"request body, line 1: expected {EIGHT}, got 4"),
+    ("sex,length\nM,1,2,3,4,5,6,7", "optional",
+     f"request body, line 1: header must be {HEADER},rings (or without 'rings'), got sex,length"),
+    (f"{ROW},9\n{ROW},many", "required", "request body, line 2, column 'rings': 'many' is not a number"),
     # A wrong header is quoted whole up to 200 characters, then cut.
     ("sex," + "a" * 196 + f"\n{ROW}", "optional",
      f"request body, line 1: header must be {HEADER},rings (or without 'rings'), got sex," + "a" * 196),
@@ -103,6 +112,9 @@ def test_a_file_is_named_where_a_request_would_be() -> None:
     with pytest.raises(DataError) as caught:
         schema.parse_csv(f"{ROW},9\n{_row(1, '-1')},9", where="train.csv", label="required")
     assert str(caught.value) == "train.csv, line 2, column 'length': must be a finite number >= 0, got -1.0"
+    with pytest.raises(DataError) as caught:
+        schema.parse_csv(ROW, where="train.csv", label="required")
+    assert str(caught.value) == f"train.csv, line 1: expected {NINE}, got 8"
 
 
 INSTANCE_ERRORS = [
@@ -117,6 +129,13 @@ INSTANCE_ERRORS = [
     ([[1, 2]], f"request body, instance 1: expected {EIGHT}, got 2"),
     ([["M", *VALUES, 9, 1]], f"request body, instance 1: expected {EIGHT}, got 10"),
     ([5], "request body, instance 1: each instance must be a list of values or an object of columns"),
+    ([3], "request body, instance 1: each instance must be a list of values or an object of columns"),
+    ([["F", 0.5, "0.4", 0.1, 0.6, 0.2, 0.1, 0.2]],
+     "request body, instance 1, column 'diameter': must be a JSON number, got \"0.4\""),
+    ([["F", 0.5, 0.4, 0.1, 0.6, 0.2, 0.1, True]],
+     "request body, instance 1, column 'shell_weight': must be a JSON number, got true"),
+    ([{"sex": "F", "weight": 1}], "request body, instance 1: unknown column 'weight'; expected " + HEADER.replace(",", ", ")),
+    ([["Z", 1, 1, 1, 1, 1, 1, 1]], f"request body, instance 1, column 'sex': unknown value 'Z'; {ONE_OF}"),
     (["M,0.1"], "request body, instance 1: each instance must be a list of values or an object of columns"),
     ([["X", *VALUES]], f"request body, instance 1, column 'sex': unknown value 'X'; {ONE_OF}"),
     ([["x" * 41, *VALUES]], "request body, instance 1, column 'sex': unknown value '" + "x" * 40 + "'... (41 characters); "
@@ -241,6 +260,11 @@ SPEC_ERRORS = [
      "derived feature 'r' uses unknown column 'rings'"),
     (_spec(derived=[{"name": "r"}]), "not a valid preprocessing spec (KeyError('numerator'))"),
     (_spec(derived=5), "not a valid preprocessing spec (TypeError(\"'int' object is not iterable\"))"),
+    (_spec(version=9), "unsupported version 9 (this container reads version 1)"),
+    (_spec(columns=["a"]), f"columns ['a'] and label 'rings' do not match this container's data contract: {CONTRACT}"),
+    (_spec(categories={"sex": ["X"]}), "sex categories ['X'] must be a subset of ['F', 'I', 'M']"),
+    (_spec(derived=[{"name": "d", "numerator": "mass", "denominator": []}]), "derived feature 'd' uses unknown column 'mass'"),
+    ('{"version": 1}', "not a valid preprocessing spec (KeyError('columns'))"),
 ]
 
 
