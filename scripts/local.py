@@ -126,8 +126,13 @@ class Server:
         finally:
             connection.close()
 
-    def wait_ready(self, timeout: float = 60) -> float:
-        """Seconds until ``GET /ping`` answered 200; raises if the server died or timed out."""
+    def wait_ready(self, timeout: float | None = None) -> float:
+        """Seconds until ``GET /ping`` answered 200; raises if the server died or timed out.
+
+        The default wait is 60 s, or ``MLOPS_READY_TIMEOUT`` seconds (``make mutate`` sets
+        15: a mutant that breaks start-up then fails in seconds, not minutes)."""
+        if timeout is None:
+            timeout = float(os.environ.get("MLOPS_READY_TIMEOUT") or 60)
         started = time.perf_counter()
         while time.perf_counter() - started < timeout:
             if self.proc.poll() is not None:

@@ -155,3 +155,24 @@ def test_the_fork_server_preloads_only_libraries_and_starts_no_thread() -> None:
     out = subprocess.run([sys.executable, "-c", probe], check=False, cwd=REPO, capture_output=True, text=True)
     assert out.stdout.splitlines()[0] == "1 []"
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def test_a_mutation_session_shortens_the_servers_readiness_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A mutant that breaks the server's start-up must fail its tests in seconds: the
+    # lifecycle tests' default wait for /ping is 60 s, the session's is 15 s.
+    import subprocess
+
+    from .test_container_lifecycle import local
+
+    assert mutate.session_env(tmp_path)["MLOPS_READY_TIMEOUT"] == "15"
+    monkeypatch.setenv("MLOPS_READY_TIMEOUT", "0.5")
+    server = object.__new__(local.Server)  # a "server" that is alive and never answers
+    server.port, server.log_path = local.free_port(), tmp_path / "serve.log"
+    server.log_path.write_text("starting\n")
+    server.proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(RuntimeError, match=r"did not answer /ping within 0\.5 s:\nstarting"):
+            server.wait_ready()
+    finally:
+        server.proc.kill()
+        server.proc.wait()
