@@ -59,6 +59,8 @@ SURVIVED = {"survived", "no tests"}
 #: Copied to the session's ``.mutate-hooks`` (its PYTHONPATH): the ``sitecustomize`` that
 #: reports what child processes call, and the pytest plugin that credits it to the tests.
 HOOKS = MUTATION / "hooks"
+#: The group's test files in its order, one per line, in the session's ``.mutate-hooks``.
+TEST_ORDER = "test-order.txt"
 #: Libraries the fork server imports once, before it forks the mutants' processes: the
 #: tests' pure-Python dependencies (about 1.5 s of imports a process would repeat).
 #: Never the project's own modules (they must be imported with the mutant active), nor
@@ -322,6 +324,8 @@ def prepare(group: Group, dest: Path) -> None:
     hooks = dest / ".mutate-hooks"
     hooks.mkdir()
     (hooks / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
+    # The plugin runs a mutant's tests in the group's order of files (see there).
+    (hooks / TEST_ORDER).write_text("\n".join(group.tests) + "\n")
     for hook in HOOKS.glob("*.py"):
         shutil.copy2(hook, hooks / hook.name)
     (dest / ".mutate-hits").mkdir()

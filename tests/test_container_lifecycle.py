@@ -655,6 +655,16 @@ def test_a_killed_worker_is_replaced(server) -> None:
     assert f"worker {workers[0]} exited" in server.log()
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_each_worker_runs_one_thread(server) -> None:
+    # The workers share the CPUs: each predicts on its one thread (OMP_NUM_THREADS=1 before
+    # the model's libraries load), with no thread pool of a numeric library beside it.
+    assert post(server, "\n".join([ROW] * 500))[0] == 200
+    workers = _children(server.pid)
+    assert len(workers) == 2
+    assert {worker: len(os.listdir(f"/proc/{worker}/task")) for worker in workers} == dict.fromkeys(workers, 1)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime

@@ -176,3 +176,27 @@ def test_a_mutation_session_shortens_the_servers_readiness_wait(tmp_path: Path, 
     finally:
         server.proc.kill()
         server.proc.wait()
+
+
+def test_a_mutants_tests_run_in_the_groups_order_of_files(tmp_path: Path) -> None:
+    # mutmut passes a mutant's tests as a set (any order); the session's plugin runs them
+    # file by file in the group's order, so the in-process tests come before the servers.
+    import os
+    import shutil
+    import subprocess
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    shutil.copy2(REPO / "tests" / "mutation" / "hooks" / "mlops_mutate_plugin.py", hooks)
+    (hooks / mutate.TEST_ORDER).write_text("tests/test_mutation.py\ntests/test_codebase.py\n")
+    ids = ["tests/test_codebase.py", "tests/test_mutation.py::test_relocated_packages_map_both_ways",
+           "tests/test_mutation.py::test_function_names_are_read_from_mutmut_keys"]
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+         "-p", "mlops_mutate_plugin", *ids],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(hooks)}, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    files = [line.split("::")[0] for line in out.stdout.splitlines() if "::" in line]
+    assert files[:2] == ["tests/test_mutation.py"] * 2
+    assert set(files[2:]) == {"tests/test_codebase.py"}
+    assert [line for line in out.stdout.splitlines() if "test_mutation.py" in line] == ids[1:]
