@@ -594,6 +594,33 @@ def test_malformed_http_is_400_and_the_server_lives_on(server) -> None:
     assert server.request("GET", "/ping")[0] == 200
 
 
+def _ping_with_headers(*sizes: int) -> bytes:
+    """GET /ping whose header lines count ``sum(sizes)`` bytes as the server counts them
+    (name + value + 4 for ": " and CRLF): "Host: x" (9) and one X-Pad header per further size."""
+    assert sizes[0] == 9
+    pads = b"".join(b"X-Pad%d: " % n + b"a" * (size - 10) + b"\r\n" for n, size in enumerate(sizes[1:], 1))
+    return b"GET /ping HTTP/1.1\r\nHost: x\r\n" + pads + b"\r\n"
+
+
+@pytest.mark.parametrize(("sizes", "status"), [
+    ((9, 65536 - 9), 200),           # exactly MAX_HEADER_BYTES (64 KiB)
+    ((9, 65536 - 8), 431),           # one byte over
+    ((9, 30000, 30000, 5527), 200),  # several headers: their sum counts
+    ((9, 30000, 30000, 5528), 431),
+])
+def test_headers_are_refused_past_64_kib_in_all(server, sizes: tuple[int, ...], status: int) -> None:
+    answer = _raw(server, _ping_with_headers(*sizes), read_until_close=False)
+    assert answer.startswith(b"HTTP/1.1 %d" % status), answer[:200]
+
+
+def test_each_request_on_a_connection_gets_its_own_header_allowance(server) -> None:
+    # Three requests of 40,000 header bytes each on one keep-alive connection: the count
+    # starts again with each request (120,000 bytes in all is no reason for a 431).
+    one = _ping_with_headers(9, 40000)
+    answer = _raw(server, one * 2 + one[:-2] + b"Connection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200") == 3 and b"431" not in answer
+
+
 def _parsed(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     """A raw HTTP/1.1 answer read by http.client's own parser."""
 

@@ -157,3 +157,72 @@ def test_serve_with_a_bad_setting_stops_with_the_reason_and_ignores_arguments(
         "serve takes no arguments (got --port 80); configure it with environment variables",
         "serve: SAGEMAKER_BIND_TO_PORT='0' must be between 1 and 65535",
     ]
+
+
+# --- the workers' heartbeat file ----------------------------------------------------------------
+
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="the master hands the file over as root")
+
+
+@pytest.mark.parametrize(("user", "euid", "expected"), [
+    ("nobody", 0, "nobody"),
+    ("nobody", 1000, None),           # not root: the workers stay who they are
+    ("", 0, None),                    # MLCONTAINER_USER unset or empty: no drop
+    ("no-such-user-x", 0, None),      # unknown: privileges says so and stays root
+])
+def test_the_workers_target_user_is_the_one_privileges_drops_to(
+        monkeypatch: pytest.MonkeyPatch, user: str, euid: int, expected: str | None) -> None:
+    import pwd
+
+    from mlcontainer import httpserver, privileges
+
+    monkeypatch.setenv(privileges.USER_ENV, user)
+    monkeypatch.setattr(httpserver.os, "geteuid", lambda: euid)
+    target = httpserver._target_user()
+    assert (target and target.pw_name) == expected
+    if expected:
+        assert target == pwd.getpwnam(expected)
+
+
+@NEEDS_ROOT
+def test_a_worker_that_drops_root_can_still_prove_it_is_alive(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """gunicorn's worker proves it is alive with ``os.utime(tmp, (t, t))`` on a file the
+    master made as root, and setting explicit times takes the file's owner: the worker,
+    once it is ``nobody``, could not, and the master would kill it as hung after
+    MODEL_SERVER_TIMEOUT seconds, again and again. The worker's init hook hands the file
+    over first."""
+    import pwd
+    from types import SimpleNamespace
+
+    from mlcontainer import httpserver, privileges
+
+    nobody = pwd.getpwnam("nobody")
+    monkeypatch.setenv(privileges.USER_ENV, "nobody")
+
+    def beat_as_nobody(fd: int) -> int:
+        return subprocess.run(["touch", "-d", "@1", f"/proc/self/fd/{fd}"], pass_fds=[fd],
+                              user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[],
+                              capture_output=True, check=False).returncode
+
+    with open(tmp_path / "heartbeat", "w+b", 0) as tmp:
+        assert beat_as_nobody(tmp.fileno()) != 0  # root's file: nobody may not set its times
+        httpserver._post_worker_init(SimpleNamespace(tmp=tmp))
+        stat = os.fstat(tmp.fileno())
+        assert (stat.st_uid, stat.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        assert beat_as_nobody(tmp.fileno()) == 0
+        assert os.fstat(tmp.fileno()).st_mtime == 1
+
+
+def test_a_worker_that_stays_root_keeps_its_heartbeat_file_as_it_is(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mlcontainer import httpserver, privileges
+
+    monkeypatch.delenv(privileges.USER_ENV, raising=False)
+    calls = []
+    monkeypatch.setattr(httpserver.os, "fchown", lambda *args: calls.append(args))
+    with open(tmp_path / "heartbeat", "w+b", 0) as tmp:
+        httpserver._post_worker_init(SimpleNamespace(tmp=tmp))
+    assert calls == []
