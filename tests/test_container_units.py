@@ -564,7 +564,9 @@ def test_a_connection_is_polled_until_it_is_lost(monkeypatch: pytest.MonkeyPatch
     def connection(sock: socket.socket | None) -> httpserver.Protocol:
         protocol = object.__new__(Protocol)
         protocol.fd = -1
-        protocol.connection_made(SimpleNamespace(get_extra_info=lambda name: sock))
+        # asyncio's and uvloop's transports: get_extra_info(name, default=None)
+        protocol.connection_made(SimpleNamespace(
+            get_extra_info=lambda name, default=None: sock if name == "socket" else default))
         return protocol
 
     ours, theirs = socket.socketpair()
@@ -632,6 +634,26 @@ def test_balance_closes_a_connection_only_when_crowded_while_another_worker_idle
     finally:
         for sock in (quiet_a, quiet_b, ready_a, ready_b):
             sock.close()
+
+
+def test_balance_sees_any_idle_slot_and_closes_again_once_the_interval_is_spent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import select
+
+    from mlcontainer import httpserver
+
+    monkeypatch.setattr(httpserver.Protocol, "readable", select.poll())
+    balance = httpserver.Balance(2)
+    balance.slot = 1  # the idle worker holds the first slot
+    balance.begin()
+    balance.begin()
+    assert balance.flags[:] == b"\0\1" and balance.crowded() is True
+    # Exactly CLOSE_INTERVAL after the last close, a close is allowed again.
+    now = httpserver.Balance.CLOSE_INTERVAL
+    monkeypatch.setattr(httpserver.time, "monotonic", lambda: now)
+    balance.closed_at = 0.0
+    assert balance.should_close() is True and balance.closed_at == now
+    assert balance.should_close() is False
 
 
 # --- the ASGI app's error answers, in-process -------------------------------------------------
