@@ -465,17 +465,19 @@ def test_gunicorn_is_configured_from_the_serving_environment() -> None:
         os.close(app.fd)
 
 
-@pytest.mark.parametrize(("code", "status"), [(0, 0), (None, 0), (1, 1), (3, 1)])
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (None, 0), (1, 1), (3, 1), ("returns", 0)])
 def test_the_server_exits_0_when_stopped_and_1_when_it_could_not_run(
-        monkeypatch: pytest.MonkeyPatch, code: int | None, status: int) -> None:
-    """gunicorn halts with 3 when a worker cannot start (the model does not load)."""
+        monkeypatch: pytest.MonkeyPatch, code: int | str | None, status: int) -> None:
+    """gunicorn halts with 3 when a worker cannot start (the model does not load); a run
+    that returns instead of halting has stopped cleanly."""
     import os
     import socket
 
     from mlcontainer import httpserver
 
     def halt(self) -> None:
-        raise SystemExit(code)
+        if code != "returns":
+            raise SystemExit(code)
 
     monkeypatch.setattr(httpserver.Application, "run", halt)
     files = model.ModelFiles(b"", "{}", "custom", Path("/opt/ml/model/model.ubj"))
@@ -539,6 +541,12 @@ def test_balance_flags_a_worker_busy_while_any_request_runs() -> None:
     assert balance.flags[:] == b"\0\1"  # one request still runs
     balance.end()
     assert balance.flags[:] == b"\0\0"
+    first = httpserver.Balance(2)
+    first.slot = 0
+    first.begin()
+    assert first.flags[:] == b"\1\0"
+    first.end()
+    assert first.flags[:] == b"\0\0"
     unslotted = httpserver.Balance(1)
     unslotted.begin()
     assert unslotted.flags[:] == b"\0" and unslotted.active == 1
@@ -570,8 +578,12 @@ def test_a_connection_is_polled_until_it_is_lost(monkeypatch: pytest.MonkeyPatch
         return protocol
 
     ours, theirs = socket.socketpair()
+    quiet, quiet_peer = socket.socketpair()
     theirs.send(b"GET /ping HTTP/1.1\r\n\r\n")
     try:
+        idle = connection(quiet)  # watched for unread requests only, not for room to write
+        assert Protocol.open == {quiet.fileno(): idle} and Protocol.readable.poll(0) == []
+        idle.connection_lost(None)
         first = connection(ours)
         assert Protocol.open == {ours.fileno(): first} and Protocol.readable.poll(0)
         newer = connection(ours)  # the same socket number, a newer connection
@@ -583,8 +595,8 @@ def test_a_connection_is_polled_until_it_is_lost(monkeypatch: pytest.MonkeyPatch
         assert bare.fd == -1 and Protocol.open == {}
         bare.connection_lost(None)
     finally:
-        ours.close()
-        theirs.close()
+        for sock in (ours, theirs, quiet, quiet_peer):
+            sock.close()
 
 
 def test_balance_closes_a_connection_only_when_crowded_while_another_worker_idles(

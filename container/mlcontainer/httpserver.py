@@ -127,8 +127,10 @@ class Balance:
         self.closed_at = -math.inf
 
     def pre_fork(self, server: Any, worker: Any) -> None:
-        """In the master: the lowest slot no live worker holds (none if all are taken)."""
-        taken = {getattr(other, "slot", -1) for other in server.WORKERS.values()}
+        """In the master: the lowest slot no live worker holds (none if all are taken).
+        Every worker in ``server.WORKERS`` came through here (gunicorn calls pre_fork
+        before it forks and records the worker), so each has its slot."""
+        taken = {other.slot for other in server.WORKERS.values()}
         free = [slot for slot in range(len(self.flags)) if slot not in taken]
         worker.slot = free[0] if free else -1
         if free:
