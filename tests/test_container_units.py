@@ -461,6 +461,31 @@ def test_gunicorn_is_configured_from_the_serving_environment() -> None:
         with pytest.raises(TypeError):  # uvicorn's app-factory probe calls it bare
             app.load()()
         assert app.load().cfg.max_bytes == 6 * 1024 * 1024
+        assert app.load().balance is app.balance  # the workers' shared busy flags
+    finally:
+        os.close(app.fd)
+
+
+def test_gunicorn_logs_warnings_to_stderr_under_the_servers_name() -> None:
+    """What gunicorn itself says goes to stderr (CloudWatch Logs on SageMaker), warnings and
+    worse only; ps and top show the processes as mlcontainer-serve; gunicorn 25 and later
+    open no control socket (a root-owned Unix socket in $HOME, a thread in the master)."""
+    import logging
+    import os
+    import sys
+
+    from gunicorn.glogging import Logger
+
+    app = _gunicorn_app({})
+    try:
+        cfg = app.cfg
+        error_log = Logger(cfg).error_log
+        assert error_log.level == logging.WARNING
+        assert [type(h) for h in error_log.handlers] == [logging.StreamHandler]
+        assert error_log.handlers[0].stream is sys.stderr
+        assert cfg.proc_name == "mlcontainer-serve"
+        if "control_socket_disable" in cfg.settings:
+            assert cfg.control_socket_disable is True
     finally:
         os.close(app.fd)
 
