@@ -189,13 +189,16 @@ def test_a_lone_app_never_closes_a_connection() -> None:
 
 
 @pytest.mark.parametrize(("declared", "refused"), [(2048, False), (2049, True), (10**12, True)])
-def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(declared: int, refused: bool) -> None:
+def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(
+        declared: int, refused: bool, capsys: pytest.CaptureFixture[str]) -> None:
     handler, balance = Handler(), Balance()
     sent, received = http(make_app(handler, balance), "POST", "/invocations", [b"row"],
                           [(b"content-length", str(declared).encode())])
     if refused:
         assert answer(sent) == error(413, "request body exceeds 2048 bytes (MAX_REQUEST_BYTES)", CLOSE)
         assert (received, handler.calls) == (0, [])
+        # The operator's log line says how big the refused body was.
+        assert f"413: body of {declared} bytes refused" in capsys.readouterr().err
     else:
         assert answer(sent)[0] == 200
         assert received == 1
@@ -208,11 +211,13 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body_is_read(dec
     ([b"a" * 2049, b""], True),
     ([b"", b"a", b"", b"b"], False),
 ])
-def test_a_chunked_body_is_joined_or_refused_once_it_passes_the_limit(chunks: list[bytes], refused: bool) -> None:
+def test_a_chunked_body_is_joined_or_refused_once_it_passes_the_limit(
+        chunks: list[bytes], refused: bool, capsys: pytest.CaptureFixture[str]) -> None:
     handler = Handler()
     sent, received = http(make_app(handler), "POST", "/invocations", chunks)
     if refused:
         assert answer(sent) == error(413, "request body exceeds 2048 bytes (MAX_REQUEST_BYTES)", CLOSE)
+        assert "413: body of over 2048 bytes (chunked) refused" in capsys.readouterr().err
         assert handler.calls == []
         assert received == len(chunks)  # refused at the chunk that passed the limit
     else:
