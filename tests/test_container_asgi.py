@@ -225,19 +225,26 @@ def test_a_chunked_body_is_joined_or_refused_once_it_passes_the_limit(
         assert handler.calls[0][0] == b"".join(chunks)
 
 
-def test_a_body_message_without_a_body_is_empty() -> None:
+@pytest.mark.parametrize(("messages", "body"), [
+    ([{"type": "http.request"}], b""),
+    ([{"type": "http.request", "body": b"M,1", "more_body": True}, {"type": "http.request"}], b"M,1"),
+    ([{"type": "http.request", "more_body": True}, {"type": "http.request", "body": b"M,1"}], b"M,1"),
+])
+def test_a_body_message_without_a_body_adds_nothing(messages: list[dict], body: bytes) -> None:
+    # ASGI: "body" is optional and defaults to b"", "more_body" to False.
     handler = Handler()
     app = make_app(handler)
 
     async def receive() -> dict:
-        return {"type": "http.request"}
+        return messages.pop(0)
 
     async def send(message: dict) -> None:
         pass
 
     scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": []}
     asyncio.run(app(scope, receive, send))
-    assert handler.calls == [(b"", None, None)]
+    assert handler.calls == [(body, None, None)]
+    assert messages == []
 
 
 def test_a_body_that_does_not_arrive_in_time_gets_408_and_the_connection_closes(capsys: pytest.CaptureFixture[str]) -> None:
