@@ -38,8 +38,10 @@ Name = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z][a-z0-9-]*[a-z0-9]$", min_length=2, max_length=20),
 ]
-#: An IAM role's ARN (any partition, with an optional path).
-IAM_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}"
+#: An IAM role's ARN (any partition, with an optional path). After "role/" come the path
+#: without its leading "/" (a path is 1-512 characters) and the name (1-64): at most 575
+#: characters (IAM API Reference, CreateRole: Path, RoleName).
+IAM_ROLE_ARN = r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,575}"
 ArnList = list[Annotated[str, StringConstraints(pattern=r"^arn:aws[a-z-]*:[a-z0-9-]+:")]]
 
 

@@ -394,6 +394,11 @@ RULES = [
     R("publish-mode-known", "studio.publish_mode", "s3", "ftp"),
     R("s3-readers-are-roles", "studio.principal_arns", [PRINCIPAL], ["arn:aws:iam::111122223333:user/alice"],
       context=nest("studio.publish_mode", "s3"), field="studio", says=("is not an IAM role ARN",)),
+    # After "role/": the path without its leading "/" (a path is at most 512 characters)
+    # and the name (at most 64): 575 characters (IAM API Reference, CreateRole).
+    R("s3-reader-role-longest-path", "studio.principal_arns",
+      ["arn:aws:iam::111122223333:role/" + "p/" * 255 + "r" * 65], ["arn:aws:iam::111122223333:role/" + "p/" * 255 + "r" * 66],
+      context=nest("studio.publish_mode", "s3"), field="studio", says=("is not an IAM role ARN",)),
     R("studio-logging-role-moved", "account.api_gateway_logging_role", True, True,
       field="studio", says=("moved to account.api_gateway_logging_role",),
       refused_doc={"studio": {"api_gateway_logging_role": True}}),

@@ -95,6 +95,29 @@ def test_parameters_are_constrained_and_used(variant: tuple[str, config.Config])
         assert parameter.get("AllowedPattern") and parameter.get("MaxLength"), name
 
 
+# The longest value each Parameter must take (AWS limits: S3 bucket names 3-63 characters;
+# IAM role paths up to 512 characters and names up to 64; SNS topic names up to 256; a
+# multi-Region KMS key id is "mrk-" and 32 hex digits), in the longest partition and region.
+LONGEST = {
+    "KmsKeyArn": "arn:aws-iso-b:kms:us-isob-east-1:111122223333:key/mrk-" + "0" * 32,
+    "ArtifactBucket": "b" * 63,
+    "SageMakerRoleArn": "arn:aws-iso-b:iam::111122223333:role/" + "p/" * 255 + "/" + "r" * 64,
+    "StatesRoleArn": "arn:aws-iso-b:iam::111122223333:role/" + "p/" * 255 + "/" + "r" * 64,
+    "NotificationTopicArn": "arn:aws-iso-b:sns:us-isob-east-1:111122223333:" + "t" * 256,
+}
+
+
+def test_parameters_are_bounded_and_take_the_longest_legal_value(example_config: config.Config) -> None:
+    parameters = _template(example_config)["Parameters"]
+    assert {name: p["MaxLength"] for name, p in parameters.items()} == {
+        "KmsKeyArn": 256, "ArtifactBucket": 63, "SageMakerRoleArn": 2048, "StatesRoleArn": 2048,
+        "NotificationTopicArn": 1024,
+    }
+    for name, value in LONGEST.items():
+        assert re.fullmatch(parameters[name]["AllowedPattern"], value), name
+        assert len(value) <= parameters[name]["MaxLength"], name
+
+
 @pytest.mark.parametrize(
     ("parameter", "good", "bad"),
     [

@@ -10,6 +10,7 @@ from troposphere.validators import boolean, integer
 
 from mlops_templates import contract
 from mlops_templates.config import Config
+from mlops_templates.config_base import IAM_ROLE_ARN
 from mlops_templates.stacks import common
 
 #: The single production variant. Blue/green updates require the new EndpointConfig to
@@ -93,7 +94,7 @@ def add_model_parameters(template: Template) -> dict[str, Parameter]:
             template,
             EXECUTION_ROLE_ARN,
             "ARN of the IAM role SageMaker assumes to pull the image and model",
-            pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$",
+            pattern=rf"^{IAM_ROLE_ARN}$",
             max_length=2048,
             constraint="an IAM role ARN, arn:<partition>:iam::<account>:role/<name>",
         ),

@@ -18,6 +18,7 @@ from troposphere import (
 
 from mlops_templates import naming, regions
 from mlops_templates.config import Config
+from mlops_templates.config_base import IAM_ROLE_ARN
 from mlops_templates.stacks import common
 from mlops_templates.stacks.stack import Stack
 from mlops_templates.stacks.workflow.definition import definition, substitutions
@@ -73,7 +74,7 @@ def _parameters(template: Template) -> None:
                 name,
                 Type="String",
                 Description=description,
-                AllowedPattern=rf"^{ARN_PARTITION}:iam::\d{{12}}:role/[\w+=,.@/-]{{1,512}}$",
+                AllowedPattern=rf"^{IAM_ROLE_ARN}$",
                 MaxLength=2048,
                 ConstraintDescription=(
                     "must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
