@@ -143,7 +143,7 @@ def test_an_evaluation_without_a_numeric_metric_is_incomplete(sfn: run.Sfn, rmse
         report["regression_metrics"]["rmse"]["value"] = rmse
     result = outcome(sfn, "example", report=report)
     assert (result["status"], result["error"]) == ("FAILED", "EvaluationIncomplete")
-    assert "rmse" in result["cause"]
+    assert result["cause"] == "evaluation.json has no numeric regression_metrics.rmse.value to gate on."
     assert list(result["sent"]) == ["NotifyFailure"]
     assert "CreateModel" not in result["entered"]
 

@@ -468,8 +468,10 @@ def test_an_evaluation_without_the_metric_is_rejected(
         example_config, _input(), evaluation={"regression_metrics": {"mae": {"value": 1.0}}}
     )
     assert (run.status, run.error) == ("FAILED", "EvaluationIncomplete")
+    assert run.cause == "evaluation.json has no numeric regression_metrics.rmse.value to gate on."
     text = _only_notification(run)
     assert text.startswith(f"Training execution run-{aws.runs} of mlops-abalone failed: EvaluationIncomplete: ")
+    assert run.cause in text
 
 
 def test_a_missing_evaluation_is_named(aws: Workflow, example_config: config.Config) -> None:
