@@ -324,3 +324,44 @@ def test_a_model_that_cannot_load_fails_the_startup_with_its_reason(
     text = capsys.readouterr().err
     assert logged in text
     assert ("Traceback" in text) is not isinstance(err, UserError)  # a user's error is said in one line
+
+
+# --- error answers: cut and logged -----------------------------------------------------------
+
+
+def _sent(coroutine_of_send) -> list[dict]:
+    import asyncio
+
+    messages: list[dict] = []
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    asyncio.run(coroutine_of_send(send))
+    return messages
+
+
+@pytest.mark.parametrize(("length", "answered"), [(999, 999), (1000, 1000), (1001, 1003)])
+def test_an_error_message_is_cut_after_1000_characters(length: int, answered: int) -> None:
+    """Messages may quote the request: over MAX_ERROR_CHARS (1000) they are cut, marked "..."."""
+    app = asgi.App(ServerConfig.from_env({}), None)
+    message = "m" * length
+    start, body = _sent(lambda send: app.error(send, 400, message))
+    assert start["status"] == 400
+    text = json.loads(body["body"])["message"]
+    assert len(text) == answered
+    assert text == (message if length <= 1000 else "m" * 1000 + "...")
+
+
+@pytest.mark.parametrize(("status", "logged"), [(400, False), (404, False), (413, False), (499, False),
+                                                (408, True), (500, True), (503, True)])
+def test_server_errors_and_timeouts_are_logged_client_errors_are_not(
+        capsys: pytest.CaptureFixture[str], status: int, logged: bool) -> None:
+    """A 5xx (our fault) and a 408 (a stalled client, or a network problem) are logged with
+    their message; a 4xx is the client's answer only (a bad row logged per request would
+    flood the logs, and may hold data)."""
+    app = asgi.App(ServerConfig.from_env({}), None)
+    _sent(lambda send: app.error(send, status, "the reason"))
+    err = capsys.readouterr().err
+    assert (f"{status}: the reason" in err) is logged
+    assert bool(err) is logged
