@@ -330,8 +330,6 @@ def test_a_model_that_cannot_load_fails_the_startup_with_its_reason(
 
 
 def _sent(coroutine_of_send) -> list[dict]:
-    import asyncio
-
     messages: list[dict] = []
 
     async def send(message: dict) -> None:
