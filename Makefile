@@ -21,6 +21,8 @@ YES ?=
 KEEP ?= 0
 TUNE ?= 0
 BENCH_ARGS ?=
+# Test processes (pytest-xdist): auto is one per CPU; 0 runs the suite in one process.
+WORKERS ?= auto
 GROUP ?=
 JOBS ?=
 VERSION ?=
@@ -99,8 +101,8 @@ ci: $(STAMP) ## Render the GitHub Actions / GitLab CI workflow of pipeline.orche
 	fi; \
 	$(CLI) -c $(CONFIG) ci "$$orchestrator" --out templates && $(CLI) -c $(CONFIG) ci lint --out templates
 
-test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite
-	$(BIN)/pytest
+test: $(STAMP) $(NODE_STAMP) ## Run the whole test suite, one process per CPU ([WORKERS=n], 0 for one process)
+	$(BIN)/pytest -n $(WORKERS)
 
 doctor: $(STAMP) ## Check the AWS account before deploying: prerequisites, quotas, leftovers (BUCKET=... [NAME=] [CONNECTION_ARN=])
 	$(CLI) -c $(CONFIG) doctor --bucket "$(BUCKET)" --project "$(NAME)" --connection-arn "$(CONNECTION_ARN)"
