@@ -178,25 +178,49 @@ def test_a_mutation_session_shortens_the_servers_readiness_wait(tmp_path: Path, 
         server.proc.wait()
 
 
-def test_a_mutants_tests_run_in_the_groups_order_of_files(tmp_path: Path) -> None:
-    # mutmut passes a mutant's tests as a set (any order); the session's plugin runs them
-    # file by file in the group's order, so the in-process tests come before the servers.
+def _collected(tmp_path: Path, order: str, ids: list[str], stats: dict | None = None) -> list[str]:
+    """The node ids a mutant's run would execute, in order: pytest with the session's plugin,
+    run where mutmut runs it (the session folder, which holds mutmut-stats.json)."""
+    import json
     import os
     import shutil
     import subprocess
 
     hooks = tmp_path / "hooks"
-    hooks.mkdir()
+    hooks.mkdir(parents=True)
     shutil.copy2(REPO / "tests" / "mutation" / "hooks" / "mlops_mutate_plugin.py", hooks)
-    (hooks / mutate.TEST_ORDER).write_text("tests/test_mutation.py\ntests/test_codebase.py\n")
-    ids = ["tests/test_codebase.py", "tests/test_mutation.py::test_relocated_packages_map_both_ways",
-           "tests/test_mutation.py::test_function_names_are_read_from_mutmut_keys"]
+    (hooks / mutate.TEST_ORDER).write_text(order)
+    if stats is not None:
+        (tmp_path / "mutmut-stats.json").write_text(json.dumps(stats))
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-         "-p", "mlops_mutate_plugin", *ids],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(hooks)}, capture_output=True, text=True, check=False)
+         "--rootdir", str(REPO), "-c", str(REPO / "setup.cfg"), "-p", "mlops_mutate_plugin",
+         *(str(REPO / i) for i in ids)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(hooks)}, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    files = [line.split("::")[0] for line in out.stdout.splitlines() if "::" in line]
+    return [line for line in out.stdout.splitlines() if "::" in line]
+
+
+def test_a_mutants_tests_run_in_the_groups_order_of_files(tmp_path: Path) -> None:
+    # mutmut passes a mutant's tests as a set (any order); the session's plugin runs them
+    # file by file in the group's order, so the in-process tests come before the servers.
+    ids = ["tests/test_codebase.py", "tests/test_mutation.py::test_relocated_packages_map_both_ways",
+           "tests/test_mutation.py::test_function_names_are_read_from_mutmut_keys"]
+    collected = _collected(tmp_path, "tests/test_mutation.py\ntests/test_codebase.py\n", ids)
+    files = [line.split("::")[0] for line in collected]
     assert files[:2] == ["tests/test_mutation.py"] * 2
     assert set(files[2:]) == {"tests/test_codebase.py"}
-    assert [line for line in out.stdout.splitlines() if "test_mutation.py" in line] == ids[1:]
+    assert [line for line in collected if "test_mutation.py" in line] == ids[1:]
+
+
+def test_within_a_file_the_tests_run_fastest_first_by_the_stats_runs_durations(tmp_path: Path) -> None:
+    # A file's slow tests (the variants' cfn-lint runs) go last, so a mutant a quick test
+    # kills never waits for them; a test the stats run did not time goes after the timed.
+    names = ["test_function_names_are_read_from_mutmut_keys", "test_relocated_packages_map_both_ways",
+             "test_a_mutant_diff_splits_into_its_removed_and_added_lines"]
+    ids = [f"tests/test_mutation.py::{name}" for name in names]
+    stats = {"duration_by_test": {ids[0]: 2.5, ids[1]: 0.25, "tests/test_codebase.py::x": 0.0}}
+    collected = _collected(tmp_path, "tests/test_mutation.py\n", ids, stats)
+    assert collected == [ids[1], ids[0], ids[2]]
+    # Without the stats (before mutmut's stats run), pytest's own order stands.
+    assert _collected(tmp_path / "none", "tests/test_mutation.py\n", ids) == ids

@@ -5,10 +5,13 @@
   runs once, in the first test: mutmut would credit only that one).
 * In a mutant's run: the tests run in the order of their files in the group's ``tests``
   (``test-order.txt`` beside this file), not in the arbitrary order mutmut passes them
-  (a set). A group lists its fast, in-process tests first and those that start servers
-  last; with ``-x`` a mutant the fast tests kill never pays for the slow ones' set-up.
+  (a set), and within a file fastest first, by the durations mutmut's stats run measured
+  (``mutmut-stats.json`` in the session's folder). A group lists its fast, in-process
+  tests first and those that start servers last; with ``-x`` a mutant the fast tests kill
+  never pays for the slow ones (a file's linter runs, a server's start).
 """
 
+import json
 import os
 
 import pytest
@@ -46,7 +49,23 @@ def _file_order():
         return []
 
 
+def _durations():
+    """The seconds each test took in mutmut's stats run ({} before that run)."""
+    try:
+        with open("mutmut-stats.json") as f:
+            return json.load(f).get("duration_by_test", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def pytest_collection_modifyitems(session, config, items):
     order = {name: rank for rank, name in enumerate(_file_order())}
-    if order:  # sorted() is stable: a file's tests keep pytest's order
-        items[:] = sorted(items, key=lambda item: order.get(item.nodeid.split("::")[0], len(order)))
+    if not order:
+        return
+    durations = _durations()
+
+    def key(item):  # sorted() is stable: unmeasured tests keep pytest's order, last in their file
+        duration = durations.get(item.nodeid)
+        return (order.get(item.nodeid.split("::")[0], len(order)), duration is None, duration or 0.0)
+
+    items[:] = sorted(items, key=key)
