@@ -186,19 +186,21 @@ def build(config: Config) -> Template:
                 Value=GetAtt(group, "ModelPackageGroupArn"),
             ),
             Output(
-                "LogGroupName", Description="Log group of the state machine", Value=Ref(logs_group)
+                "LogGroupName",
+                Description="Log group of the state machine",
+                Value=Ref(logs_group),
             ),
         ]
     )
-    baseline = (
-        "training beside a Model Monitor baseline, then evaluation"
-        if config.monitoring.engine == "model_monitor"
-        else "training, then evaluation, which also writes the monitoring baseline"
-    )
     return stack.describe(
-        f"Step Functions runs SageMaker jobs: preprocess, then {baseline}; a quality gate on "
-        "the evaluation registers the model in the model package group and notifies the SNS "
-        "topic, or notifies it and fails.",
+        "Step Functions runs SageMaker jobs: preprocess, then "
+        + (
+            "training beside a Model Monitor baseline, then evaluation"
+            if config.monitoring.engine == "model_monitor"
+            else "training, then evaluation, which also writes the monitoring baseline"
+        )
+        + "; a quality gate on the evaluation registers the model in the model package group "
+        "and notifies the SNS topic, or notifies it and fails.",
         must=[
             (
                 "Job names <base>-<RunId>-<step>-<Attempt>-<RedriveCount> are new for every "
