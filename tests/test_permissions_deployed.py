@@ -434,3 +434,17 @@ def test_resources_of_a_type_and_outputs() -> None:
 
 def test_an_unknown_type_gets_an_id_free_default_spec() -> None:
     assert TypeSpec(None, None, None) == TypeSpec(None, None, None, None, "stack", 255, "name", False, "")
+
+
+def test_values_that_need_another_resources_arn_settle_in_three_passes() -> None:
+    # Declared in this order, A reads B's ARN, which is C's ARN: the first pass sees neither
+    # (names only), the second gets B's right but A reads B's first-pass value, the third
+    # gets A right.
+    stack = deploy({
+        "A": {"Type": "AWS::SNS::Topic", "Properties": {"Reads": {"Ref": "B"}}},
+        "B": {"Type": "AWS::SNS::Subscription", "Properties": {"TopicArn": {"Ref": "C"}}},
+        "C": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "c"}},
+    })
+    topic = f"arn:aws:sns:us-east-1:{ACCOUNT}:c"
+    assert stack.resources["B"].arn == topic
+    assert stack.resources["A"].properties == {"Reads": topic}
