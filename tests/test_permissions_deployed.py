@@ -159,6 +159,9 @@ def test_sub_replaces_pseudo_parameters_references_attributes_locals_and_keeps_e
         "data-local"
     )
     assert stack.resolve({"Fn::Sub": "${AWS::Region}.${AWS::URLSuffix}"}) == "us-east-1.amazonaws.com"
+    # An attribute name may hold dots of its own (Endpoint.Address): only the first splits.
+    assert stack.resolve({"Fn::Sub": "${Bucket.Endpoint.Address}"}) == "<Bucket.Endpoint.Address>"
+    assert stack.resolve({"Fn::Sub": "${Gone.Arn}"}) == "<Gone.Arn>"
     with pytest.raises(KeyError, match="Ref to unknown Nope"):
         stack.resolve({"Fn::Sub": "${Nope}"})
 

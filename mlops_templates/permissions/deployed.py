@@ -293,12 +293,9 @@ class DeployedStack:
             key = match.group(1)
             if key.startswith("!"):
                 return "${" + key[1:] + "}"
-            if key in local:
-                value = local[key]
-            elif "." in key and key.split(".")[0] in self.resources:
-                value = self.get_att(*key.split(".", 1))
-            else:
-                value = self.ref(key)
+            # ${Resource.Attribute} goes through ref() too, which reads dotted names as
+            # attributes.
+            value = local[key] if key in local else self.ref(key)
             return str(value)
 
         return re.sub(r"\$\{([^}]+)\}", replace, text)
