@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mlops_templates.permissions.deployed import (
+    ATTRIBUTES,
     TYPES,
     DeployedStack,
     Environment,
@@ -162,6 +163,14 @@ def test_sub_replaces_pseudo_parameters_references_attributes_locals_and_keeps_e
     # An attribute name may hold dots of its own (Endpoint.Address): only the first splits.
     assert stack.resolve({"Fn::Sub": "${Bucket.Endpoint.Address}"}) == "<Bucket.Endpoint.Address>"
     assert stack.resolve({"Fn::Sub": "${Gone.Arn}"}) == "<Gone.Arn>"
+
+
+def test_a_dotted_reference_splits_at_its_first_dot(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As RDS's Endpoint.Address: the attribute's name holds a dot.
+    monkeypatch.setitem(ATTRIBUTES, "AWS::SNS::Topic", {"Endpoint.Address": "{name}.example"})
+    stack = deploy({"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "t"}}})
+    assert stack.resolve({"Ref": "Topic.Endpoint.Address"}) == "t.example"
+    assert stack.resolve({"Fn::Sub": "${Topic.Endpoint.Address}"}) == "t.example"
     with pytest.raises(KeyError, match="Ref to unknown Nope"):
         stack.resolve({"Fn::Sub": "${Nope}"})
 
@@ -237,6 +246,8 @@ def test_a_long_generated_name_shortens_the_longer_part_first_to_fit_the_limit()
     assert generated_name("s" * 10, "L" * 60, spec) == "s" * 10 + "-" + "L" * 39 + "-" + sha(
         "s" * 10 + "/" + "L" * 60, 12).upper()
     # Exactly at the budget, nothing is cut.
+    # One character at a time: a stack part one longer than the logical id's ends one shorter.
+    assert generated_name("s" * 41, logical, spec).startswith("s" * 24 + "-" + "L" * 25 + "-")
     fits = generated_name("s" * 25, "L" * 24, spec)
     assert fits.startswith("s" * 25 + "-" + "L" * 24 + "-") and len(fits) == 63
 
@@ -342,12 +353,17 @@ def test_lambda_versions_are_numbered_in_logical_id_order_and_aliases_name_the_f
         "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"FunctionName": "f"}},
         "VersionB": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": {"Ref": "Fn"}}},
         "VersionA": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": fn}},
+        "VersionC": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": fn + ":3"}},
+        "VersionD": {"Type": "AWS::Lambda::Version", "Properties": {"FunctionName": f"{ACCOUNT}:function:g"}},
         "Live": {"Type": "AWS::Lambda::Alias", "Properties": {"FunctionName": {"Fn::GetAtt": ["Fn", "Arn"]}, "Name": "live"}},
         "Invoke": {"Type": "AWS::Lambda::Permission", "Properties": {"FunctionName": "f"}},
         "InvokeArn": {"Type": "AWS::Lambda::Permission", "Properties": {"FunctionName": fn + ":live"}},
     })
     assert stack.resources["VersionA"].arn == fn + ":1"
     assert stack.resources["VersionB"].arn == fn + ":2"
+    # A qualified ARN and a partial ARN name their function.
+    assert stack.resources["VersionC"].arn == fn + ":3"
+    assert stack.resources["VersionD"].arn == f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:g:4"
     assert stack.resolve({"Fn::GetAtt": ["VersionB", "Version"]}) == "2"
     assert stack.resolve({"Ref": "VersionA"}) == fn + ":1"
     assert stack.resources["Live"].arn == fn + ":live"

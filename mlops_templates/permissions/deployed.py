@@ -442,8 +442,8 @@ class DeployedStack:
         )
 
     def _function_name(self, value: str) -> str:
-        value = str(value)
-        return value.split(":function:")[-1].split(":")[0] if ":function:" in value else value
+        # A name, a partial ARN or an ARN, with or without a qualifier (names hold no ":").
+        return str(value).split(":function:")[-1].split(":")[0]
 
     def _function_arn(self, value: str) -> str:
         value = str(value)
