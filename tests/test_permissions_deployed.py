@@ -467,3 +467,11 @@ def test_values_that_need_another_resources_arn_settle_in_three_passes() -> None
     topic = f"arn:aws:sns:us-east-1:{ACCOUNT}:c"
     assert stack.resources["B"].arn == topic
     assert stack.resources["A"].properties == {"Reads": topic}
+
+
+@pytest.mark.parametrize("kind", ["AWS::Lambda::Permission", "AWS::Lambda::Version", "AWS::Lambda::Alias"])
+def test_a_lambda_child_whose_function_is_unknown_has_an_unresolved_arn(kind: str) -> None:
+    # Its properties need an unknown Ref, so none are known, the function's name included.
+    stack = deploy({"It": {"Type": kind, "Properties": {"FunctionName": {"Ref": "Nope"}, "Name": "live"}}})
+    arn = stack.resources["It"].arn
+    assert isinstance(arn, UnresolvedValue) and arn == "<It.Arn>"

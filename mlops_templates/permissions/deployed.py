@@ -412,10 +412,13 @@ class DeployedStack:
         fields.update({k: v for k, v in props.items() if isinstance(v, str)})
         if kind == "AWS::SNS::TopicPolicy":
             fields["Topics"] = (props.get("Topics") or [""])[0]
-        if kind == "AWS::Lambda::Permission":
-            fields["FunctionArn"] = self._function_arn(props.get("FunctionName", ""))
+        # Without its (required) FunctionName, a permission's, version's or alias's ARN is
+        # unknown: the format below misses the field and gives an UnresolvedValue.
+        if kind == "AWS::Lambda::Permission" and "FunctionName" in props:
+            fields["FunctionArn"] = self._function_arn(props["FunctionName"])
         if kind in ("AWS::Lambda::Version", "AWS::Lambda::Alias"):
-            fields["FunctionName"] = self._function_name(props.get("FunctionName", ""))
+            if "FunctionName" in props:
+                fields["FunctionName"] = self._function_name(props["FunctionName"])
             if kind == "AWS::Lambda::Version":
                 fields["name"] = name = str(1 + sum(
                     1 for other, r in self.template["Resources"].items()
