@@ -171,6 +171,8 @@ def test_a_dotted_reference_splits_at_its_first_dot(monkeypatch: pytest.MonkeyPa
     stack = deploy({"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "t"}}})
     assert stack.resolve({"Ref": "Topic.Endpoint.Address"}) == "t.example"
     assert stack.resolve({"Fn::Sub": "${Topic.Endpoint.Address}"}) == "t.example"
+    assert stack.resolve({"Fn::GetAtt": "Topic.Endpoint.Address"}) == "t.example"
+    assert stack.resolve({"Fn::GetAtt": ["Topic", "Endpoint.Address"]}) == "t.example"
     with pytest.raises(KeyError, match="Ref to unknown Nope"):
         stack.resolve({"Fn::Sub": "${Nope}"})
 
@@ -429,12 +431,13 @@ def test_tags_are_the_stacks_then_the_resources_own_in_either_form() -> None:
 def test_depends_on_and_update_policy_are_kept() -> None:
     stack = deploy({
         "A": {"Type": "AWS::SNS::Topic"},
-        "B": {"Type": "AWS::SNS::Topic", "DependsOn": "A"},
+        "B": {"Type": "AWS::SNS::Topic", "DependsOn": "Topic"},
         "C": {"Type": "AWS::SNS::Topic", "DependsOn": ["A", "B"],
               "UpdatePolicy": {"Region": {"Ref": "AWS::Region"}}},
         "D": {"Type": "AWS::SNS::Topic", "UpdatePolicy": {"X": {"Ref": "Nope"}}},
+        "Topic": {"Type": "AWS::SNS::Topic"},
     })
-    assert [stack.resources[k].depends_on for k in "ABC"] == [(), ("A",), ("A", "B")]
+    assert [stack.resources[k].depends_on for k in "ABC"] == [(), ("Topic",), ("A", "B")]
     assert stack.resources["C"].update_policy == {"Region": "us-east-1"}
     assert stack.resources["A"].update_policy is None
     assert stack.resources["D"].update_policy is None

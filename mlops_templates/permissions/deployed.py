@@ -436,7 +436,7 @@ class DeployedStack:
             attributes[attribute] = template.format(**fields, arn=arn, hash=hashed)
         depends = resource.get("DependsOn", [])
         try:
-            update_policy = self.resolve(resource.get("UpdatePolicy")) if "UpdatePolicy" in resource else None
+            update_policy = self.resolve(resource.get("UpdatePolicy"))  # None stays None
         except KeyError:
             update_policy = None
         return DeployedResource(
