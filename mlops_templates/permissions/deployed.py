@@ -229,7 +229,8 @@ class DeployedStack:
             if given is None and "Default" not in spec:
                 raise KeyError(f"stack {name}: parameter {key} has no value")
             value = given if given is not None else spec["Default"]
-            if spec.get("Type", "String").startswith("List<") or spec.get("Type") == "CommaDelimitedList":
+            kind = str(spec.get("Type"))
+            if kind.startswith("List<") or kind == "CommaDelimitedList":
                 value = value if isinstance(value, list) else str(value).split(",")
             self.parameters[key] = value
         self.stack_id = (
