@@ -478,3 +478,26 @@ def test_a_lambda_child_whose_function_is_unknown_has_an_unresolved_arn(kind: st
     stack = deploy({"It": {"Type": kind, "Properties": {"FunctionName": {"Ref": "Nope"}, "Name": "live"}}})
     arn = stack.resources["It"].arn
     assert isinstance(arn, UnresolvedValue) and arn == "<It.Arn>"
+
+
+def test_a_longer_chain_of_arns_settles_too() -> None:
+    # One link more than the three-pass case: passes go on until nothing changes.
+    stack = deploy({
+        "A": {"Type": "AWS::SNS::Topic", "Properties": {"Reads": {"Ref": "B"}}},
+        "B": {"Type": "AWS::SNS::Subscription", "Properties": {"TopicArn": {"Ref": "C"}}},
+        "C": {"Type": "AWS::SNS::Subscription", "Properties": {"TopicArn": {"Ref": "D"}}},
+        "D": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": "d"}},
+    })
+    topic = f"arn:aws:sns:us-east-1:{ACCOUNT}:d"
+    assert [stack.resources[k].arn for k in "BCD"] == [topic] * 3
+    assert stack.resources["A"].properties == {"Reads": topic}
+
+
+def test_a_name_that_never_resolves_is_generated_in_its_types_shape() -> None:
+    stack = DeployedStack("s" * 40, {"Resources": {
+        "Model": {"Type": "AWS::SageMaker::Model", "Properties": {"ModelName": {"Ref": "Nope"}}},
+        "L" * 30: {"Type": "AWS::IAM::Role", "Properties": {"RoleName": {"Ref": "Nope"}}},
+    }})
+    assert stack.resources["Model"].name == "model-" + sha("s" * 40 + "/Model", 12)
+    assert stack.resources["L" * 30].name == "s" * 24 + "-" + "L" * 25 + "-" + sha(
+        "s" * 40 + "/" + "L" * 30, 12).upper()

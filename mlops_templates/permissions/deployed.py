@@ -368,25 +368,29 @@ class DeployedStack:
             for logical, resource in self.template["Resources"].items()
             if self._active(resource)
         }
-        # Names first (a name may refer to another resource's name), then properties.
+        # Names first (a name may refer to another resource's name), pass after pass while
+        # one more can be named; a name that never resolves is generated.
         pending = dict(declared)
-        for _ in range(len(pending) + 1):
-            progress = False
+        while pending:
+            before = len(pending)
             for logical, resource in list(pending.items()):
                 try:
                     self._names[logical] = self._physical_name(logical, resource)
                 except KeyError:
                     continue
                 del pending[logical]
-                progress = True
-            if not pending or not progress:
+            if len(pending) == before:
                 break
         for logical, resource in pending.items():
-            self._names[logical] = generated_name(self.name, logical, TYPES.get(resource["Type"], TypeSpec(None, None, None)))
-        # ARNs need other resources' names; attributes may need ARNs.
-        for _ in range(3):
+            self._names[logical] = self._generated_name(logical, resource["Type"])
+        # Then properties, ARNs and attributes, which may need other resources' ARNs (a
+        # chain of them settles one link per pass): pass after pass until nothing changes.
+        while True:
+            before = dict(self.resources)
             for logical, resource in declared.items():
                 self.resources[logical] = self._deploy(logical, resource)
+            if self.resources == before:
+                break
 
     def _physical_name(self, logical: str, resource: Mapping[str, Any]) -> str:
         kind = resource["Type"]
@@ -395,8 +399,10 @@ class DeployedStack:
         if spec is not None and spec.name and spec.name in props:
             value = self.resolve(props[spec.name])
             return str(value).lower() if spec.lower else str(value)
-        if spec is None:
-            spec = TypeSpec(None, None, None)
+        return self._generated_name(logical, kind)
+
+    def _generated_name(self, logical: str, kind: str) -> str:
+        spec = TYPES.get(kind) or TypeSpec(None, None, None)
         name = generated_name(self.name, logical, spec)
         return name.lower() if spec.lower else name
 
