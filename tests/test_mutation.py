@@ -10,6 +10,10 @@ scripts/mutate.py's own parsing of mutmut's names and diffs is checked here too.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import shutil
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -140,7 +144,6 @@ def test_the_fork_server_preloads_only_libraries_and_starts_no_thread() -> None:
     # among them would run its original code (and fill its caches) before any mutant is
     # active, a thread alive at fork time (a native pool) can hang the child, and a pytest
     # plugin imported early makes pytest warn (an error under the project's settings).
-    import subprocess
 
     probe = (
         "import importlib, os, sys\n"
@@ -160,7 +163,6 @@ def test_the_fork_server_preloads_only_libraries_and_starts_no_thread() -> None:
 def test_a_mutation_session_shortens_the_servers_readiness_wait(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A mutant that breaks the server's start-up must fail its tests in seconds: the
     # lifecycle tests' default wait for /ping is 60 s, the session's is 15 s.
-    import subprocess
 
     from .test_container_lifecycle import local
 
@@ -181,10 +183,6 @@ def test_a_mutation_session_shortens_the_servers_readiness_wait(tmp_path: Path, 
 def _collected(tmp_path: Path, order: str, ids: list[str], stats: dict | None = None) -> list[str]:
     """The node ids a mutant's run would execute, in order: pytest with the session's plugin,
     run where mutmut runs it (the session folder, which holds mutmut-stats.json)."""
-    import json
-    import os
-    import shutil
-    import subprocess
 
     hooks = tmp_path / "hooks"
     hooks.mkdir(parents=True)

@@ -34,12 +34,11 @@ def sha(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def deploy(resources: dict[str, Any] | None = None, **sections: Any) -> DeployedStack:
-    parameters = sections.pop("parameter_values", None)
-    env = sections.pop("env", None)
-    tags = sections.pop("stack_tags", None)
-    template = {"Resources": resources or {}, **sections}
-    return DeployedStack(STACK, template, parameters, env, tags)
+def deploy(resources: dict[str, Any] | None = None, *, parameter_values: dict[str, Any] | None = None,
+           env: Environment | None = None, stack_tags: dict[str, str] | None = None,
+           **sections: Any) -> DeployedStack:
+    """``resources`` and the template's other ``sections`` deployed as STACK."""
+    return DeployedStack(STACK, {"Resources": resources or {}, **sections}, parameter_values, env, stack_tags)
 
 
 def value(node: Any, **sections: Any) -> Any:
@@ -454,7 +453,7 @@ def test_resources_of_a_type_and_outputs() -> None:
     assert stack.output("TopicArn") == f"arn:aws:sns:us-east-1:{ACCOUNT}:one"
 
 
-def test_an_unknown_type_gets_an_id_free_default_spec() -> None:
+def test_a_type_spec_defaults_to_a_generated_stack_style_name_of_up_to_255() -> None:
     assert TypeSpec(None, None, None) == TypeSpec(None, None, None, None, "stack", 255, "name", False, "")
 
 
