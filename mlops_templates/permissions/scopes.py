@@ -149,13 +149,19 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool) ->
     passed = stack_roles + tuple(
         arn("iam", f"role/{base}-{suffix}", region=False) for suffix in ("sagemaker", "states")
     )
+    # API Gateway authorizes a call by its method on the path it requests ("Control access
+    # for managing an API"): a create is a POST on the collection (/restapis), everything
+    # else on an API is under its path, and tagging is a PUT on /tags/<ARN>. The API's
+    # deployments and stages get the API's patterns (one statement, not a subset of it).
+    rest_api = _apigw("/restapis", "/restapis/*", "/tags/*")
+    usage_plan = _apigw("/usageplans", "/usageplans/*", "/tags/*")
     resources: dict[tuple[str, str], tuple[Any, ...]] = {
-        ("apigateway", "RestApi"): _apigw("/restapis", "/restapis/*", "/tags/*"),
-        ("apigateway", "Deployment"): _apigw("/restapis", "/restapis/*"),
-        ("apigateway", "Stage"): _apigw("/restapis", "/restapis/*"),
+        ("apigateway", "RestApi"): rest_api,
+        ("apigateway", "Deployment"): rest_api,
+        ("apigateway", "Stage"): rest_api,
         ("apigateway", "ApiKey"): _apigw("/apikeys", "/apikeys/*", "/tags/*"),
-        ("apigateway", "UsagePlan"): _apigw("/usageplans", "/usageplans/*", "/tags/*"),
-        ("apigateway", "UsagePlanKey"): _apigw("/usageplans", "/usageplans/*"),
+        ("apigateway", "UsagePlan"): usage_plan,
+        ("apigateway", "UsagePlanKey"): usage_plan,
         # Application Auto Scaling generates scalable-target IDs.
         ("application-autoscaling", "ScalableTarget"): (
             arn("application-autoscaling", "scalable-target/*"),
