@@ -116,6 +116,7 @@ COMPONENTS: dict[str, str] = {
     "launch": "iam-role",  # Service Catalog launch role
     "launch-<n>": "iam-policy",  # ...and its managed policies
     "cloudformation-<n>": "iam-policy",  # the CloudFormation role's managed policies
+    "boundary": "iam-policy",  # the permissions boundary of the per-run stacks' roles
     "teardown": "lambda",  # the pipeline's teardown function and its role
     "vpc": "tag",  # the pipeline's VPC, when it creates one
     "private": "tag",

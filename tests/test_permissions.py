@@ -380,7 +380,8 @@ def test_generated_statements_name_no_unknown_scope() -> None:
     the build with a clear message instead of granting "*"."""
     from mlops_templates.permissions import scopes
 
-    scope = scopes.run_scope("mlops-${SageMakerProjectName}", "arn:aws:kms:r:1:key/k", "arn", batch=False)
+    scope = scopes.run_scope("mlops-${SageMakerProjectName}", "arn:aws:kms:r:1:key/k", "arn", batch=False,
+                             boundary_arn="arn:aws:iam::1:policy/b")
     with pytest.raises(KeyError) as info:
         grants.statements({"AWS::ECR::Repository"}, scope)
     assert info.value.args == (("no scope for ecr resource type 'repository': add its ARN patterns "

@@ -67,25 +67,36 @@ def applies(need: dict[str, Any], d: scenario.ProjectDeployment) -> bool:
     )
 
 
-def recorded_checks(d: scenario.ProjectDeployment, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Table role -> the number of calls ``runtime.missing`` evaluated for it."""
+def recorded_checks(d: scenario.ProjectDeployment, monkeypatch: pytest.MonkeyPatch,
+                    bounded: dict[str, int] | None = None) -> dict[str, int]:
+    """Table role -> the number of calls ``runtime.missing`` evaluated for it; ``bounded``
+    gets role -> how many of them were also evaluated on its permissions boundary."""
     roles = {}
     for name, spec in data.runtime().items():
         if present(d, spec.get("stack", "pipeline")):
             roles[(id(d.stack(spec.get("stack", "pipeline"))), spec["role"])] = name
     by_documents: dict[int, str] = {}
+    kept: list[list[dict[str, Any]]] = []
     real_documents, real_decide = coverage.role_documents, runtime.decide
 
     def documents(stack: Any, logical_id: str) -> list[dict[str, Any]]:
         found = real_documents(stack, logical_id)
         by_documents[id(found)] = roles[(id(stack), logical_id)]
+        kept.append(found)  # alive, so that no other list gets its id
         return found
 
     counts: dict[str, int] = {}
+    last: list[str] = []
 
     def decide(docs: list[dict[str, Any]], request: runtime.Request) -> str:
         assert "{" not in request.action + request.resource, request
+        if id(docs) not in by_documents:
+            # The boundary of the role whose policies were just evaluated.
+            if bounded is not None:
+                bounded[last[-1]] = bounded.get(last[-1], 0) + 1
+            return real_decide(docs, request)
         role = by_documents[id(docs)]
+        last.append(role)
         counts[role] = counts.get(role, 0) + 1
         return real_decide(docs, request)
 
@@ -108,7 +119,13 @@ def test_every_role_the_deployment_has_is_checked_with_every_need_that_applies(
         count = sum(len(need["actions"]) for need in spec["needs"] if applies(need, d))
         if count:
             expected[role] = count
-    assert recorded_checks(d, monkeypatch) == expected
+    bounded: dict[str, int] = {}
+    assert recorded_checks(d, monkeypatch, bounded) == expected
+    # The roles the per-run stacks create are checked on their permissions boundary too,
+    # every call; the pipeline stack's roles have none.
+    run_roles = {role: count for role, count in expected.items()
+                 if data.runtime()[role].get("stack", "pipeline") in ("deploy-prd", "batch")}
+    assert bounded == run_roles
 
 
 def test_the_deployments_cover_every_mode_engine_orchestrator_and_condition() -> None:

@@ -147,7 +147,8 @@ def test_the_cloudformation_role_makes_batch_roles_only_where_the_batch_stack_is
     CloudFormation role may not make a ``<project>-batch-*`` role (the batch stack's)."""
     assert example.config.deployment.mode == "realtime"
     documents = example.cloudformation_role_documents()
-    context = {"iam:PassedToService": "states.amazonaws.com"}
+    context = {"iam:PassedToService": "states.amazonaws.com",
+               "iam:PermissionsBoundary": "arn:aws:iam::111122223333:policy/mlops-demo-boundary"}
     prd = "arn:aws:iam::111122223333:role/mlops-demo-prd-api"
     assert allows(documents, Request(action, prd, context))
     assert not allows(documents, Request(action, "arn:aws:iam::111122223333:role/mlops-demo-batch-x",

@@ -572,7 +572,7 @@ def test_states_role_is_scoped_to_project_jobs_and_passes_only_the_sagemaker_rol
 def _cloudformation_statements(tpl: dict[str, Any]) -> list[dict[str, Any]]:
     policies = [
         r["Properties"] for r in of_type(tpl, "AWS::IAM::ManagedPolicy").values()
-        if r["Properties"]["Roles"] == [{"Ref": pipeline.CLOUDFORMATION_ROLE}]
+        if r["Properties"].get("Roles") == [{"Ref": pipeline.CLOUDFORMATION_ROLE}]
     ]
     assert policies, "the CloudFormation role's permissions are managed policies"
     return [s for p in policies for s in p["PolicyDocument"]["Statement"]]

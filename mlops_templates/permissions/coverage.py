@@ -16,7 +16,8 @@ on and with the request context IAM would see:
   before the resource exists or carries its tags, and never for read calls, which
   handlers also make at the end of a create (they return what they read back);
 * ``iam:PassedToService``, ``codestar-connections:PassedToService``,
-  ``iam:AWSServiceName``: the service the resource hands the role or connection to.
+  ``iam:AWSServiceName``: the service the resource hands the role or connection to;
+* ``iam:PermissionsBoundary``: a role's permissions boundary, where the action supports it.
 
 Actions listed in ``withheld_permissions.json`` for the type are skipped: the file says
 why this project never needs them.
@@ -272,6 +273,11 @@ def request_context(
     if info.name.endswith(":PassConnection"):
         prefix = info.name.split(":")[0]
         context[f"{prefix}:PassedToService"] = PASSED_TO.get(resource.kind, "")
+    boundary = resource.properties.get("PermissionsBoundary") if resource.kind == "AWS::IAM::Role" else None
+    if boundary and own and info.supports("iam:PermissionsBoundary", rtype):
+        # The boundary the request sets (CreateRole, PutRolePermissionsBoundary) or the
+        # role has: the same one in a deployed stack.
+        context["iam:PermissionsBoundary"] = boundary
     if info.name == "iam:CreateServiceLinkedRole" and resource.kind in SERVICE_LINKED:
         context["iam:AWSServiceName"] = SERVICE_LINKED[resource.kind]
     return context

@@ -19,7 +19,7 @@ from typing import Any
 
 from mlops_templates.config import Config
 from mlops_templates.permissions import data
-from mlops_templates.permissions.deployed import DeployedStack
+from mlops_templates.permissions.deployed import DeployedResource, DeployedStack
 from mlops_templates.permissions.policy import Request, decide
 from mlops_templates.permissions.scenario import ATTEMPT, RUN_ID, ProjectDeployment
 
@@ -203,6 +203,19 @@ def _on_absent_stack(need: dict[str, Any], values: dict[str, str], deployment: P
     return bool(unknown)
 
 
+def boundary_documents(role: DeployedResource, deployment: ProjectDeployment) -> list[dict[str, Any]] | None:
+    """The policy of ``role``'s permissions boundary (None: it has none). IAM allows a
+    role's request only if its policies and its boundary both allow it."""
+    arn = role.properties.get("PermissionsBoundary")
+    if not arn:
+        return None
+    for stack in (deployment.pipeline, *deployment.runs.values()):
+        for policy in stack.of_type("AWS::IAM::ManagedPolicy").values():
+            if policy.arn == arn:
+                return [policy.properties["PolicyDocument"]]
+    raise KeyError(f"{role.logical_id}: its permissions boundary {arn} is no managed policy of the project's stacks")
+
+
 def missing(deployment: ProjectDeployment) -> list[Missing]:
     """Every documented run-time call a role of ``deployment`` does not allow."""
     values = placeholders(deployment)
@@ -214,6 +227,7 @@ def missing(deployment: ProjectDeployment) -> list[Missing]:
         from mlops_templates.permissions.coverage import role_documents
 
         documents = role_documents(stack, spec["role"])
+        limit = boundary_documents(stack.resources[spec["role"]], deployment)
         for need in spec["needs"]:
             if not _applies(need, deployment) or _on_absent_stack(need, values, deployment):
                 continue
@@ -221,7 +235,10 @@ def missing(deployment: ProjectDeployment) -> list[Missing]:
             context = {k: _fill_value(v, values) for k, v in need.get("context", {}).items()}
             for action in need["actions"]:
                 action = _fill(action, values)
-                decision = decide(documents, Request(action, resource, context))
+                request = Request(action, resource, context)
+                decision = decide(documents, request)
+                if decision == "Allow" and limit is not None and decide(limit, request) != "Allow":
+                    decision = "outside its permissions boundary"
                 if decision != "Allow":
                     found.append(Missing(name, need["why"], action, resource, decision))
     return found

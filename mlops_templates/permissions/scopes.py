@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from awacs.aws import Condition, StringEquals, StringLike
+from troposphere import Join, Sub
 
 from mlops_templates import naming
 from mlops_templates.permissions.grants import Scope
@@ -51,6 +52,15 @@ AUTOSCALING_SLR = (
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"
 )
 
+#: The calls that give a role permissions: the CloudFormation role makes them only on roles
+#: whose permissions boundary is the project's (``iam:PermissionsBoundary``, which each of
+#: them supports: IAM User Guide, "Permissions boundaries for IAM entities"), so a role a
+#: per-run template declares can never hold more than the boundary allows. Removing
+#: permissions (DeleteRolePolicy, DetachRolePolicy) stays unconditioned: a role created
+#: before the boundary must still be cleaned up; DeleteRolePermissionsBoundary is never
+#: granted (withheld_permissions.json).
+BOUNDED = ("iam:AttachRolePolicy", "iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy")
+
 _APIGW = {"region": True, "account": False}
 
 
@@ -79,8 +89,12 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool)
         ("ecr", "repository"): (arn("ecr", f"repository/{named}"),),
         ("events", "rule-on-default-event-bus"): (arn("events", f"rule/{named}"),),
         ("iam", "role"): roles,
-        # The CloudFormation role's managed policies only (never the launch role's own).
-        ("iam", "policy"): (arn("iam", f"policy/{prefix}-*-cloudformation-*", region=False),),
+        # The CloudFormation role's managed policies and the per-run roles' boundary only
+        # (never the launch role's own).
+        ("iam", "policy"): (
+            arn("iam", f"policy/{prefix}-*-cloudformation-*", region=False),
+            arn("iam", f"policy/{prefix}-*-boundary", region=False),
+        ),
         ("kms", "alias"): (arn("kms", f"alias/{named}"),),
         # Key IDs are generated: the tag condition scopes what happens after creation.
         ("kms", "key"): (arn("kms", "key/*"),),
@@ -130,16 +144,15 @@ def launch_scope(prefix: str, connection_arn: str | None, uses_connection: bool)
     )
 
 
-def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool) -> Scope:
+def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool, boundary_arn: Any) -> Scope:
     """One project's per-run stacks (the pipeline's CloudFormation role).
 
     ``base``: ``<prefix>-${SageMakerProjectName}`` (a ``Fn::Sub`` text). Long because it is
     one table: the ARN patterns of every resource type the per-run stacks create. ``batch``:
     the batch stack is deployed too (its roles ``<base>-batch-*``; its upload rule passes its
-    role to EventBridge).
+    role to EventBridge). ``boundary_arn``: the permissions boundary every role it creates
+    must carry (:data:`BOUNDED`).
     """
-    from troposphere import Join, Sub
-
     named = f"{base}-*"
     stack_roles = tuple(
         arn("iam", f"role/{base}-{component}-*", region=False)
@@ -222,5 +235,53 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool) ->
             "iam:CreateServiceLinkedRole": Condition(
                 StringEquals("iam:AWSServiceName", "sagemaker.application-autoscaling.amazonaws.com")
             ),
+            **{action: Condition(StringEquals("iam:PermissionsBoundary", boundary_arn)) for action in BOUNDED},
         },
+    )
+
+
+def boundary_scope(base: str, key_arn: Any, bucket_arns: tuple[Any, ...]) -> Scope:
+    """What the roles of one project's per-run stacks may ever act on (their permissions
+    boundary, :mod:`boundary`): the project's names under ``base`` (a ``Fn::Sub`` text), its
+    key and its buckets (``bucket_arns``). Narrower than :func:`run_scope`: only the resource
+    types those roles' policies name.
+    """
+    named = f"{base}-*"
+    functions = (arn("lambda", f"function:{named}"),)
+    return Scope(
+        resources={
+            ("codedeploy", "deploymentgroup"): (arn("codedeploy", f"deploymentgroup:{named}"),),
+            # Lambda's network interfaces in the project's VPC: EC2 generates their IDs.
+            ("ec2", "network-interface"): _ec2("network-interface"),
+            ("ec2", "subnet"): _ec2("subnet"),
+            ("ec2", "security-group"): _ec2("security-group"),
+            # The rules Step Functions manages for its .sync SageMaker integrations.
+            ("events", "rule-on-default-event-bus"): tuple(
+                arn("events", f"rule/StepFunctionsGetEventsForSageMaker{kind}JobsRule")
+                for kind in ("Processing", "Transform")
+            ),
+            # The only role the per-run roles pass: the project's SageMaker role.
+            ("iam", "role"): (arn("iam", f"role/{base}-sagemaker", region=False),),
+            ("kms", "key"): (key_arn,),
+            ("lambda", "function"): functions,
+            ("lambda", "function alias"): functions,
+            ("lambda", "function version"): functions,
+            # The streams of the per-run stacks' log groups, whose names start with the
+            # stack's (``log-group:<name>:log-stream:<stream>``; the roles name them
+            # ``log-group:<name>:*``).
+            ("logs", "log-stream"): (arn("logs", f"log-group:{named}:*"),),
+            ("s3", "bucket"): bucket_arns,
+            ("s3", "object"): tuple(Join("", [bucket, "/*"]) for bucket in bucket_arns),
+            ("sagemaker", "endpoint"): (arn("sagemaker", f"endpoint/{named}"),),
+            ("sagemaker", "model"): (arn("sagemaker", f"model/{named}"),),
+            ("sagemaker", "model-package"): (arn("sagemaker", f"model-package/{base}-models/*"),),
+            ("sagemaker", "processing-job"): (arn("sagemaker", f"processing-job/{named}"),),
+            ("sagemaker", "transform-job"): (arn("sagemaker", f"transform-job/{named}"),),
+            ("sns", "topic"): (arn("sns", named),),
+            ("states", "statemachine"): (arn("states", f"stateMachine:{named}"),),
+        },
+        # Calls IAM authorizes on "*" (runtime_permissions.json): CodeDeploy reads the
+        # rollback alarms with DescribeAlarms; the batch run finds the newest approved model
+        # with ListModelPackages.
+        overrides={"cloudwatch:DescribeAlarms": ("*",), "sagemaker:ListModelPackages": ("*",)},
     )

@@ -358,3 +358,13 @@ def audited_state_machine(
         TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
         Tags=tags,
     )
+
+
+def bound_roles(template: Template, config: Config) -> None:
+    """Give every IAM role of ``template`` (a per-run stack) the project's permissions
+    boundary, ``<base>-boundary``, which the pipeline stack creates: its CloudFormation role
+    creates roles only with it (``permissions.boundary``)."""
+    name = naming.physical_name(config, "boundary")
+    for resource in template.resources.values():
+        if resource.resource_type == "AWS::IAM::Role":
+            resource.PermissionsBoundary = Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{name}")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from troposphere import Tags, Template
 
+from mlops_templates import contract
 from mlops_templates.config import Config
 from mlops_templates.stacks import common, context
 
@@ -46,7 +47,10 @@ class Stack:
         return common.tags(self.config, component or self.component, self.project)
 
     def describe(self, arch: str, must: list[str] | None = None) -> Template:
-        """Record the one-line architecture note and return the finished template."""
+        """Record the one-line architecture note and return the finished template; in a
+        per-run stack, every role gets the project's permissions boundary."""
+        if self.component in contract.RUN_STACKS:
+            common.bound_roles(self.template, self.config)
         context.describe_template(self.template, arch, must)
         return self.template
 
