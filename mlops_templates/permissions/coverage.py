@@ -273,8 +273,8 @@ def request_context(
     if info.name.endswith(":PassConnection"):
         prefix = info.name.split(":")[0]
         context[f"{prefix}:PassedToService"] = PASSED_TO.get(resource.kind, "")
-    boundary = resource.properties.get("PermissionsBoundary") if resource.kind == "AWS::IAM::Role" else None
-    if boundary and own and info.supports("iam:PermissionsBoundary", rtype):
+    boundary = resource.properties.get("PermissionsBoundary")
+    if boundary and info.supports("iam:PermissionsBoundary", rtype):
         # The boundary the request sets (CreateRole, PutRolePermissionsBoundary) or the
         # role has: the same one in a deployed stack.
         context["iam:PermissionsBoundary"] = boundary
