@@ -5,6 +5,7 @@ of a modelled deployment."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -175,6 +176,33 @@ def test_the_cloudformation_role_creates_and_tags_the_rest_api(
     """The calls deploy-prd's REST API needs from the pipeline's CloudFormation role, on the
     ARNs API Gateway checks, including the collection a create is made on and the tags."""
     assert allows(example.cloudformation_role_documents(), Request(action, resource))
+
+
+@pytest.fixture(scope="module")
+def api_key() -> scenario.ProjectDeployment:
+    return scenario.deploy(config.parse({"api": {"auth": "api_key"}}))
+
+
+APIGW = "arn:aws:apigateway:us-east-1::"
+KEY, PLAN = f"{APIGW}/apikeys/k1a2b3c4d5", f"{APIGW}/usageplans/p1a2b3"
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    # As for the REST API: a create is a POST on the collection, a plan's key a POST on
+    # the plan's keys, tagging a PUT on /tags/<the resource's ARN, URL-encoded>.
+    ("apigateway:POST", f"{APIGW}/apikeys"),
+    ("apigateway:POST", f"{APIGW}/usageplans"),
+    ("apigateway:POST", f"{PLAN}/keys"),
+    ("apigateway:PATCH", PLAN),
+    ("apigateway:DELETE", KEY),
+    ("apigateway:PUT", f"{APIGW}/tags/{quote(KEY, safe='')}"),
+    ("apigateway:PUT", f"{APIGW}/tags/{quote(PLAN, safe='')}"),
+])
+def test_the_cloudformation_role_creates_and_tags_the_api_key_and_its_usage_plan(
+        api_key: scenario.ProjectDeployment, action: str, resource: str) -> None:
+    assert api_key.config.api.auth == "api_key"
+    assert api_key.env.region == "us-east-1"
+    assert allows(api_key.cloudformation_role_documents(), Request(action, resource))
 
 
 # ---------------------------------------------------------------- the IAM evaluator

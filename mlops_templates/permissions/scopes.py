@@ -164,15 +164,17 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool, bo
     )
     # API Gateway authorizes a call by its method on the path it requests ("Control access
     # for managing an API"): a create is a POST on the collection (/restapis), everything
-    # else on an API is under its path, and tagging is a PUT on /tags/<ARN>. The API's
-    # deployments and stages get the API's patterns (one statement, not a subset of it).
+    # else on an API is under its path, and tagging any of its resources is a PUT on
+    # /tags/<ARN>, granted with the API's (an API key or usage plan exists only with the
+    # API). The API's deployments and stages get the API's patterns (one statement, not a
+    # subset of it), a usage plan's keys the plan's.
     rest_api = _apigw("/restapis", "/restapis/*", "/tags/*")
-    usage_plan = _apigw("/usageplans", "/usageplans/*", "/tags/*")
+    usage_plan = _apigw("/usageplans", "/usageplans/*")
     resources: dict[tuple[str, str], tuple[Any, ...]] = {
         ("apigateway", "RestApi"): rest_api,
         ("apigateway", "Deployment"): rest_api,
         ("apigateway", "Stage"): rest_api,
-        ("apigateway", "ApiKey"): _apigw("/apikeys", "/apikeys/*", "/tags/*"),
+        ("apigateway", "ApiKey"): _apigw("/apikeys", "/apikeys/*"),
         ("apigateway", "UsagePlan"): usage_plan,
         ("apigateway", "UsagePlanKey"): usage_plan,
         # Application Auto Scaling generates scalable-target IDs.
