@@ -159,6 +159,7 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool, bo
         for component in RUN_ROLE_COMPONENTS + (("batch",) if batch else ())
     )
     passed_to = RUN_PASSED_TO + (("events.amazonaws.com",) if batch else ())
+    functions = (arn("lambda", f"function:{named}"),)
     passed = stack_roles + tuple(
         arn("iam", f"role/{base}-{suffix}", region=False) for suffix in ("sagemaker", "states")
     )
@@ -196,9 +197,11 @@ def run_scope(base: str, key_arn: Any, artifact_bucket_arn: Any, batch: bool, bo
         ("codedeploy", "deploymentconfig"): (arn("codedeploy", "deploymentconfig:*"),),
         ("iam", "role"): stack_roles,
         ("kms", "key"): (key_arn,),
-        ("lambda", "function"): (arn("lambda", f"function:{named}"),),
-        ("lambda", "function alias"): (arn("lambda", f"function:{named}:*"),),
-        ("lambda", "function version"): (arn("lambda", f"function:{named}:*"),),
+        # ``<base>-*`` also covers a function's aliases and versions
+        # (``function:<name>:<qualifier>``).
+        ("lambda", "function"): functions,
+        ("lambda", "function alias"): functions,
+        ("lambda", "function version"): functions,
         ("logs", "log-group"): (
             arn("logs", f"log-group:{named}"),
             arn("logs", f"log-group:/aws/vendedlogs/states/{named}"),
