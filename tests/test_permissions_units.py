@@ -205,6 +205,29 @@ def test_the_cloudformation_role_creates_and_tags_the_api_key_and_its_usage_plan
     assert allows(api_key.cloudformation_role_documents(), Request(action, resource))
 
 
+@pytest.fixture(scope="module")
+def model_monitor() -> scenario.ProjectDeployment:
+    return scenario.deploy(config.parse({"monitoring": {"engine": "model_monitor"}}))
+
+
+SAGEMAKER = "arn:aws:sagemaker:us-east-1:111122223333"
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    # CloudFormation generates these names, so the role's ARN patterns cannot name the
+    # project: the project's tag does (any model or configuration of the account otherwise).
+    ("sagemaker:DeleteModel", f"{SAGEMAKER}:model/model-0a1b2c3d4e5f"),
+    ("sagemaker:DeleteEndpointConfig", f"{SAGEMAKER}:endpoint-config/endpointconfig-0a1b2c3d4e5f"),
+    ("sagemaker:DeleteDataQualityJobDefinition", f"{SAGEMAKER}:data-quality-job-definition/dq-0a1b2c3d4e5f"),
+])
+def test_the_cloudformation_role_deletes_generated_sagemaker_names_only_under_the_projects_tag(
+        model_monitor: scenario.ProjectDeployment, action: str, resource: str) -> None:
+    documents = model_monitor.cloudformation_role_documents()
+    assert allows(documents, Request(action, resource, {"aws:ResourceTag/mlops:project": "mlops-demo"}))
+    assert not allows(documents, Request(action, resource, {"aws:ResourceTag/mlops:project": "mlops-other"}))
+    assert not allows(documents, Request(action, resource))
+
+
 # ---------------------------------------------------------------- the IAM evaluator
 # Operators as the IAM reference ("IAM JSON policy elements: Condition operators") defines
 # them, each on both sides of its boundary.
