@@ -228,6 +228,24 @@ def test_the_cloudformation_role_deletes_generated_sagemaker_names_only_under_th
     assert not allows(documents, Request(action, resource))
 
 
+SLR_PATH = "role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+AUTOSCALING_SLR = f"arn:aws:iam::111122223333:{SLR_PATH}AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"
+
+
+def test_the_cloudformation_role_creates_only_the_endpoint_autoscaling_service_linked_role(
+        example: scenario.ProjectDeployment) -> None:
+    """Application Auto Scaling's role for SageMaker variants, asked for by that service
+    name (``iam:AWSServiceName``), and no other service's."""
+    documents = example.cloudformation_role_documents()
+    action = "iam:CreateServiceLinkedRole"
+    own = {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+    assert allows(documents, Request(action, AUTOSCALING_SLR, own))
+    assert not allows(documents, Request(action, AUTOSCALING_SLR, {"iam:AWSServiceName": "ecs.amazonaws.com"}))
+    assert not allows(documents, Request(action, AUTOSCALING_SLR))
+    ecs = "arn:aws:iam::111122223333:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS"
+    assert not allows(documents, Request(action, ecs, {"iam:AWSServiceName": "ecs.amazonaws.com"}))
+
+
 # ---------------------------------------------------------------- the IAM evaluator
 # Operators as the IAM reference ("IAM JSON policy elements: Condition operators") defines
 # them, each on both sides of its boundary.
