@@ -269,8 +269,9 @@ def boundary_scope(base: str, key_arn: Any, bucket_arns: tuple[Any, ...]) -> Sco
             ("iam", "role"): (arn("iam", f"role/{base}-sagemaker", region=False),),
             ("kms", "key"): (key_arn,),
             ("lambda", "function"): functions,
+            # The calls that take an alias or a version (CodeDeploy's
+            # GetProvisionedConcurrencyConfig) act within the function's pattern.
             ("lambda", "function alias"): functions,
-            ("lambda", "function version"): functions,
             # The streams of the per-run stacks' log groups, whose names start with the
             # stack's (``log-group:<name>:log-stream:<stream>``; the roles name them
             # ``log-group:<name>:*``).
