@@ -222,3 +222,46 @@ def test_the_projects_teardown_deletes_the_per_run_stacks_before_the_boundary(
     """IAM refuses to delete a policy a role still uses as its boundary."""
     teardown = example.pipeline.resources["RunStacksTeardown"]
     assert "PermissionsBoundary" in teardown.depends_on
+
+
+# ------------------------------------------------------------ the generator's parts
+
+
+def _template(*roles: dict[str, Any]) -> Any:
+    from troposphere import Template, iam
+
+    template = Template()
+    for index, properties in enumerate(roles):
+        template.add_resource(iam.Role(f"Role{index}", AssumeRolePolicyDocument={}, **properties))
+    return template
+
+
+def _policy(*statements: dict[str, Any]) -> Any:
+    from troposphere import iam
+
+    return iam.Policy(PolicyName="p", PolicyDocument={"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def test_role_actions_reads_every_allow_of_every_role_and_no_deny() -> None:
+    from mlops_templates.permissions import boundary as gen
+
+    template = _template(
+        {},  # a role without inline policies
+        {"Policies": [_policy(
+            {"Effect": "Deny", "Action": "iam:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["kms:Decrypt", "sns:Publish"], "Resource": "*"},
+        )]},
+    )
+    assert gen.role_actions([template]) == {"s3:GetObject", "kms:Decrypt", "sns:Publish"}
+
+
+def test_the_boundary_generator_names_what_its_scope_lacks() -> None:
+    from mlops_templates.permissions import boundary as gen
+
+    scope = scopes.boundary_scope("mlops-${SageMakerProjectName}", "arn:aws:kms:r:1:key/k", ("arn:aws:s3:::b",))
+    with pytest.raises(KeyError, match="iam:NoSuchCall is not in the Service Authorization Reference"):
+        gen.patterns("iam:NoSuchCall", scope)
+    with pytest.raises(KeyError, match=r"sagemaker:CreateTrainingJob acts on training-job: add its ARN "
+                                       r"patterns to scopes.boundary_scope"):
+        gen.patterns("sagemaker:CreateTrainingJob", scope)
