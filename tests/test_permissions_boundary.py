@@ -20,6 +20,7 @@ import pytest
 from mlops_templates import config
 from mlops_templates.permissions import coverage, data, runtime, scenario, scopes
 from mlops_templates.permissions.deployed import DeployedStack
+from mlops_templates.permissions.grants import Scope
 from mlops_templates.permissions.policy import Request, allows, decide
 
 from . import variants
@@ -265,3 +266,8 @@ def test_the_boundary_generator_names_what_its_scope_lacks() -> None:
     with pytest.raises(KeyError, match=r"sagemaker:CreateTrainingJob acts on training-job: add its ARN "
                                        r"patterns to scopes.boundary_scope"):
         gen.patterns("sagemaker:CreateTrainingJob", scope)
+    empty = Scope(resources={})
+    with pytest.raises(KeyError, match="ec2:CreateNetworkInterface acts on network-interface, subnet: "):
+        gen.patterns("ec2:CreateNetworkInterface", empty)
+    with pytest.raises(KeyError, match="s3:GetObject acts on accesspointobject, object: "):
+        gen.patterns("s3:GetObject", empty)
