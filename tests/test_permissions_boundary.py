@@ -12,7 +12,6 @@ IAM User Guide, "Permissions boundaries for IAM entities").
 from __future__ import annotations
 
 import dataclasses
-from functools import cache
 from typing import Any
 
 import pytest
@@ -23,18 +22,11 @@ from mlops_templates.permissions.deployed import DeployedStack
 from mlops_templates.permissions.grants import Scope
 from mlops_templates.permissions.policy import Request, allows, decide
 
-from . import variants
+# The run-time check's modelled deployments: every variant and deployment.mode both.
+from .test_permissions_runtime import NAMES, deployment
 
-NAMES = [*variants.names(), "mode-both"]
 ACCOUNT = "arn:aws:iam::111122223333"
 BOUNDARY = f"{ACCOUNT}:policy/mlops-demo-boundary"
-
-
-@cache
-def deployment(name: str) -> scenario.ProjectDeployment:
-    if name == "mode-both":
-        return scenario.deploy(config.parse({"deployment": {"mode": "both"}}))
-    return scenario.deploy(config.load(variants.path(name)))
 
 
 @pytest.fixture(scope="module")

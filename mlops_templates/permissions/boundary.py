@@ -20,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from awacs.aws import Action, Statement
+from awacs.aws import Statement
 from troposphere import Template
 
-from mlops_templates import iam as iamdoc
 from mlops_templates.permissions import data
-from mlops_templates.permissions.grants import Scope, _sid
+from mlops_templates.permissions.grants import Scope, render
 
 ROLE = "AWS::IAM::Role"
 
@@ -73,17 +72,7 @@ def patterns(name: str, scope: Scope) -> tuple[Any, ...]:
 
 def statements(actions: Iterable[str], scope: Scope) -> list[Statement]:
     """One statement per set of ARN patterns, allowing the actions that act on it."""
-    table: dict[tuple[Any, ...], set[str]] = {}
+    table: dict[tuple[tuple[Any, ...], str, str], set[str]] = {}
     for name in sorted(set(actions)):
-        table.setdefault(patterns(name, scope), set()).add(name)
-    out: list[Statement] = []
-    used: dict[str, int] = {}
-    for resources, names in sorted(table.items(), key=lambda item: min(item[1])):
-        sid = _sid(resources, "", names)
-        used[sid] = used.get(sid, 0) + 1
-        out.append(iamdoc.allow(
-            [Action(*a.split(":", 1)) for a in sorted(names)],
-            list(resources),
-            sid=sid if used[sid] == 1 else f"{sid}{used[sid]}",
-        ))
-    return out
+        table.setdefault((patterns(name, scope), "", ""), set()).add(name)
+    return render(table, scope)

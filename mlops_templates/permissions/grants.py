@@ -219,9 +219,14 @@ def _sid(patterns: tuple[Any, ...], mode: str, actions: set[str]) -> str:
 
 def statements(resource_types: Iterable[str], scope: Scope) -> list[Statement]:
     """Policy statements granting every required handler action of ``resource_types``."""
+    return render(grants(resource_types, scope), scope)
+
+
+def render(table: dict[tuple[tuple[Any, ...], str, str], set[str]], scope: Scope) -> list[Statement]:
+    """One statement per ``(ARN patterns, tag condition, extra condition action)`` of
+    ``table`` (as :func:`grants` gives it), allowing its actions, with a unique Sid."""
     out: list[Statement] = []
     used: dict[str, int] = {}
-    table = grants(resource_types, scope)
     for (patterns, mode, conditioned), actions in sorted(
         table.items(), key=lambda item: (min(item[1]), item[0][1], item[0][2])
     ):

@@ -367,4 +367,4 @@ def bound_roles(template: Template, config: Config) -> None:
     name = naming.physical_name(config, "boundary")
     for resource in template.resources.values():
         if resource.resource_type == "AWS::IAM::Role":
-            resource.PermissionsBoundary = Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{name}")
+            resource.PermissionsBoundary = arn("iam", f"policy/{name}", region=False)

@@ -75,7 +75,6 @@ from mlops_templates.stacks.pipeline.deploy_role import (
     CLOUDFORMATION_POLICY,
     CLOUDFORMATION_ROLE,
     SAM_EXPANSION,
-    run_resource_types,
 )
 from mlops_templates.stacks.pipeline.names import (
     BUILD_NAMESPACE,
@@ -320,6 +319,5 @@ __all__ = [
     "TeardownResource",
     "build",
     "buildspec",
-    "run_resource_types",
     "train_output_buildspec",
 ]

@@ -17,6 +17,7 @@ from troposphere import Ref, Sub, Tags, Template, iam
 from mlops_templates import iam as iamdoc
 from mlops_templates.config import Config
 from mlops_templates.permissions import boundary, grants, scopes
+from mlops_templates.stacks import common
 from mlops_templates.stacks.pipeline.names import max_project_name_length
 from mlops_templates.stacks.pipeline.policies import PipelineResources
 from mlops_templates.stacks.pipeline.stack import Stack
@@ -108,14 +109,9 @@ def resource_types(templates: list[Template]) -> set[str]:
     return found
 
 
-def run_resource_types(config: Config) -> set[str]:
-    """Resource types of the per-run stacks as CloudFormation creates them."""
-    return resource_types(run_templates(config))
-
-
 def boundary_arn(res: PipelineResources) -> Sub:
     """The ARN of the per-run roles' permissions boundary (``<base>-boundary``)."""
-    return Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{res.names.text('boundary')}")
+    return common.arn("iam", f"policy/{res.names.text('boundary')}", region=False)
 
 
 def boundary_policy(res: PipelineResources, actions: set[str]) -> iam.ManagedPolicy:
